@@ -1,0 +1,183 @@
+# muserd: one daemon serving many vfio-user PCI devices from dlopen()ed plugins.
+#
+#   make            release build (-O2 -g) into build/
+#   make check      install missing build deps, build, run every test under ASan+UBSan
+#   make run        install missing build deps, build, run muserd with demo devices
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make bench      latency, throughput and scale measurements against a floor
+#   make lint       clang-format --dry-run and cppcheck
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+PLUGINDIR ?= $(LIBDIR)/muserd/plugins
+RUNTIMEDIR ?= /run/muserd
+VERSION := 0.1.0
+
+BUILD ?= build
+CC ?= cc
+CFLAGS ?= -O2 -g
+PKGS := libsystemd json-c libcap-ng
+
+SAN ?=
+ifeq ($(SAN),1)
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+
+WARNFLAGS := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wstrict-prototypes \
+             -Wmissing-prototypes -Wformat=2 -Wvla
+BASEFLAGS := -std=gnu11 -D_GNU_SOURCE -fPIC $(WARNFLAGS) $(SANFLAGS) \
+             -DMUSERD_VERSION=\"$(VERSION)\" -DMUSERD_PLUGINDIR=\"$(PLUGINDIR)\" \
+             -DMUSERD_RUNTIMEDIR=\"$(RUNTIMEDIR)\"
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+ALL_CFLAGS = $(BASEFLAGS) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
+
+# The daemon's core: everything in src/ but main, the client library and muserctl.
+CORE_SRC := $(wildcard src/util/*.c src/vfu/*.c src/pci/*.c src/bus/*.c) \
+            $(filter-out src/muserd.c,$(wildcard src/*.c))
+CLIENT_SRC := $(wildcard src/client/*.c)
+CTL_SRC := $(wildcard src/ctl/*.c)
+PLUGINS := $(notdir $(wildcard plugins/*))
+UNIT_TESTS := $(basename $(notdir $(wildcard tests/unit/test-*.c)))
+INTEGRATION_TESTS := $(basename $(notdir $(wildcard tests/integration/test-*.c)))
+BENCHES := $(basename $(notdir $(wildcard tests/bench/bench-*.c)))
+TEST_HELPERS := $(wildcard tests/integration/helpers/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+CORE_LIB := $(BUILD)/libmuserd-core.a
+CLIENT_LIB := $(BUILD)/libvfu-client.a
+MUSERD := $(BUILD)/muserd
+MUSERCTL := $(BUILD)/muserctl
+PLUGIN_SOS := $(patsubst %,$(BUILD)/plugins/%.so,$(PLUGINS))
+UNIT_BINS := $(patsubst %,$(BUILD)/tests/%,$(UNIT_TESTS))
+INTEGRATION_BINS := $(patsubst %,$(BUILD)/tests/%,$(INTEGRATION_TESTS))
+BENCH_BINS := $(patsubst %,$(BUILD)/tests/%,$(BENCHES))
+
+.SECONDEXPANSION:
+.PHONY: all check run install bench lint clean deps tests unit-check integration-check
+
+all: $(MUSERD) $(MUSERCTL) $(PLUGIN_SOS) $(BUILD)/muserd-plugin.pc
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(CORE_LIB): $(call obj,$(CORE_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(CLIENT_LIB): $(call obj,$(CLIENT_SRC) src/util/log.c)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(MUSERD): $(call obj,src/muserd.c) $(CORE_LIB)
+	$(CC) $^ -o $@ $(LDFLAGS_ALL) $(PKG_LIBS) -ldl
+
+$(MUSERCTL): $(call obj,$(CTL_SRC)) $(CLIENT_LIB)
+	$(CC) $^ -o $@ $(LDFLAGS_ALL) $(PKG_LIBS)
+
+# Plugins see include/ alone: no src/ headers, no libsystemd, no json-c.
+$(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $(wildcard include/muserd/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden $(WARNFLAGS) $(SANFLAGS) \
+	    -Iinclude $(CFLAGS) $(filter %.c,$^) -o $@ $(LDFLAGS_ALL)
+$(BUILD)/tests/test-%: $(call obj,tests/unit/test-%.c) $(CORE_LIB) $(CLIENT_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $^ -o $@ $(LDFLAGS_ALL) $(PKG_LIBS) $(shell pkg-config --libs check 2>/dev/null) -ldl
+
+$(BUILD)/tests/bench-%: $(call obj,tests/bench/bench-%.c $(TEST_HELPERS)) $(CLIENT_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $^ -o $@ $(LDFLAGS_ALL) $(PKG_LIBS) -lm
+
+$(BUILD)/muserd-plugin.pc: Makefile
+	@mkdir -p $(dir $@)
+	printf 'prefix=%s\nincludedir=%s\nplugindir=%s\n\nName: muserd-plugin\nDescription: muserd device plugin ABI\nVersion: %s\nCflags: -I$${includedir}\n' \
+	    '$(PREFIX)' '$(INCLUDEDIR)' '$(PLUGINDIR)' '$(VERSION)' > $@
+
+# Integration tests link the client library and run the real muserd binary.
+define integration_rule
+$(BUILD)/tests/$(1): $(call obj,tests/integration/$(1).c $(TEST_HELPERS)) $(CLIENT_LIB)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$^ -o $$@ $$(LDFLAGS_ALL) $$(PKG_LIBS) $$(shell pkg-config --libs check 2>/dev/null)
+endef
+$(foreach t,$(INTEGRATION_TESTS),$(eval $(call integration_rule,$(t))))
+
+tests: all $(UNIT_BINS) $(INTEGRATION_BINS) $(BENCH_BINS)
+
+# ---- build dependencies -------------------------------------------------------
+# Debian packages the build, the tests and `make run` need. Installed with
+# apt-get when run as root; otherwise we say what to install.
+DEB_PKGS := gcc make pkg-config libsystemd-dev libjson-c-dev libcap-ng-dev check \
+            linux-libc-dev dbus-daemon systemd
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        echo "Installing build dependencies:$$missing"; \
+	        { [ -n "$$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null)" ] || apt-get update -qq; } && \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || \
+	        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; } || exit 1; \
+	    else \
+	        echo "Missing build dependencies:$$missing"; \
+	        echo "Install them with: sudo apt-get install$$missing"; exit 1; \
+	    fi; \
+	fi
+
+# ---- tests ------------------------------------------------------------------------
+check: deps
+	$(MAKE) all
+	$(MAKE) BUILD=build/asan SAN=1 tests
+	$(MAKE) BUILD=build/asan unit-check integration-check
+
+unit-check:
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; CK_FORK=yes $$t; done
+
+integration-check:
+	@set -e; for t in $(INTEGRATION_BINS); do echo "== $$t"; \
+	    MUSERD_BIN=$(MUSERD) MUSERD_PLUGIN_DIR=$(BUILD)/plugins CK_DEFAULT_TIMEOUT=60 $$t; done
+
+# ---- run ----------------------------------------------------------------------------
+RUN_DIR ?= $(CURDIR)/$(BUILD)/run
+run: deps
+	$(MAKE) all
+	@mkdir -p $(RUN_DIR)
+	@echo "Demo devices; connect QEMU (10.1 or later) with:"
+	@echo "  qemu-system-x86_64 ... -device '{\"driver\":\"vfio-user-pci\",\"socket\":{\"type\":\"unix\",\"path\":\"$(RUN_DIR)/timer0.sock\"}}'"
+	@echo "  qemu-system-x86_64 ... -device '{\"driver\":\"vfio-user-pci\",\"socket\":{\"type\":\"unix\",\"path\":\"$(RUN_DIR)/ram0.sock\"}}'"
+	@echo "Inspect a device with: $(MUSERCTL) probe $(RUN_DIR)/timer0.sock"
+	exec $(MUSERD) --plugin-dir $(BUILD)/plugins --runtime-dir $(RUN_DIR) \
+	    --device timer:timer0 --device 'ram:ram0:{"size":1048576}'
+
+bench: deps
+	$(MAKE) all $(BENCH_BINS)
+	@set -e; for b in $(BENCH_BINS); do \
+	    MUSERD_BIN=$(MUSERD) MUSERD_PLUGIN_DIR=$(BUILD)/plugins $$b; done
+
+# ---- install --------------------------------------------------------------------
+install: all
+	install -Dm755 $(MUSERD) $(DESTDIR)$(SBINDIR)/muserd
+	install -Dm755 $(MUSERCTL) $(DESTDIR)$(BINDIR)/muserctl
+	install -d $(DESTDIR)$(PLUGINDIR)
+	install -m755 $(PLUGIN_SOS) $(DESTDIR)$(PLUGINDIR)/
+	install -d $(DESTDIR)$(INCLUDEDIR)/muserd
+	install -m644 include/muserd/*.h $(DESTDIR)$(INCLUDEDIR)/muserd/
+	install -Dm644 $(BUILD)/muserd-plugin.pc $(DESTDIR)$(LIBDIR)/pkgconfig/muserd-plugin.pc
+	for m in man/*.[0-9]; do install -Dm644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/$$(basename $$m); done
+
+lint:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
+	    -Iinclude -Isrc -D__GNUC__ src plugins
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The DMA map table of one client connection: what guest memory the client
+ * shared (DMA_MAP), mmap()ed when it came with an fd, and bounds-checked
+ * translation of guest addresses. Regions never overlap; lookups are a binary
+ * search over a sorted array. Room for dirty-page logging (migration) is kept
+ * per region.
+ *
+ * Threads: ABI 1 calls all of this from the loop thread only. The table is
+ * replaced, never edited in place, so a later I/O-thread design can hand
+ * readers an immutable snapshot (see design.md).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vfu/wire.h"
+
+struct vfu_dma;
+
+struct vfu_dma_region {
+    uint64_t iova;
+    uint64_t size;
+    uint32_t prot;     /* VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE */
+    int fd;            /* -1: no fd, reached with DMA_READ/DMA_WRITE messages */
+    uint64_t offset;   /* file offset of iova in fd */
+    void *vaddr;       /* where iova is mapped in our address space, or NULL */
+    void *mmap_base;   /* what munmap() gets (page-aligned below vaddr) */
+    size_t mmap_len;
+    uint64_t *dirty;   /* dirty-page bitmap while logging (migration), else NULL */
+};
+
+/* Called for each region just before it goes away, so the device can drop
+ * pointers into it (and, later, in-flight DMA can finish). */
+typedef void (*vfu_dma_unmap_fn)(void *opaque, uint64_t iova, uint64_t size);
+
+int vfu_dma_new(uint32_t max_maps, struct vfu_dma **ret);
+void vfu_dma_free(struct vfu_dma *dma); /* unmaps everything, no notification */
+
+/*
+ * Add a mapping. With fd >= 0 it is mmap()ed (MAP_SHARED, protection from
+ * flags); on success the table owns fd. Returns -EEXIST when it overlaps an
+ * existing mapping, -ENOSPC past max_maps, -EINVAL for size 0 or overflowing
+ * ranges, or mmap's error.
+ */
+int vfu_dma_map(struct vfu_dma *dma, const struct vfu_dma_map *req, int fd);
+
+/* Remove the mapping that matches iova and size exactly (-ENOENT otherwise). */
+int vfu_dma_unmap(struct vfu_dma *dma, uint64_t iova, uint64_t size, vfu_dma_unmap_fn notify,
+                  void *opaque);
+/* Remove all mappings (DMA_UNMAP with FLAG_ALL, client disconnect). */
+void vfu_dma_unmap_all(struct vfu_dma *dma, vfu_dma_unmap_fn notify, void *opaque);
+
+/* The region holding all of [iova, iova+len), or NULL (also for len 0 or overflow). */
+const struct vfu_dma_region *vfu_dma_find(const struct vfu_dma *dma, uint64_t iova,
+                                          uint64_t len);
+
+/*
+ * Pointer to [iova, iova+len) in our address space. -ENOENT not mapped (or
+ * not inside one region), -EACCES the region lacks `prot`, -EREMOTE mapped
+ * without an fd.
+ */
+int vfu_dma_translate(const struct vfu_dma *dma, uint64_t iova, uint64_t len, uint32_t prot,
+                      void **ptr);
+
+size_t vfu_dma_count(const struct vfu_dma *dma);
