@@ -19,8 +19,9 @@
  *    message naming the file and both versions.
  *
  * Threads: in ABI 1 every callback runs on the device's event loop thread, and
- * every service is called from it, except irq_raise, which is safe from any
- * thread (it ends in an eventfd write).
+ * every service must be called from it. (A later ABI adds services safe from
+ * a plugin's own I/O threads; they will be new members at the end of
+ * struct muserd_host_services.)
  *
  * See muserd-plugin(7) for a walk-through.
  */
@@ -136,7 +137,7 @@ struct muserd_host_services {
      * device up: MSI-X vector when MSI-X is enabled (held pending while masked),
      * else MSI vector, else INTx (vector ignored) unless the guest disabled
      * INTx in the command register. Returns -EINVAL for a vector the device
-     * does not have. Safe from any thread.
+     * does not have.
      */
     int (*irq_raise)(struct muserd_host *host, uint32_t vector);
     /* Deassert INTx (level-triggered). No-op for MSI/MSI-X. */
@@ -203,7 +204,8 @@ struct muserd_ioeventfd {
 
 #define MUSERD_MAX_IOEVENTFDS 16
 
-/* What the device looks like. create() fills it in; the host zeroes it first. */
+/* What the device looks like. create() fills it in; the host zeroes it first
+ * and sets every fd member to -1. */
 struct muserd_device_desc {
     struct muserd_pci_ids ids;
     struct muserd_pci_caps caps;

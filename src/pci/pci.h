@@ -77,7 +77,9 @@ int pci_raise(struct pci_dev *dev, uint32_t vector);
 /* Clear the INTx status bit (level-triggered INTx deasserted). */
 void pci_lower_intx(struct pci_dev *dev);
 
-/* Is [offset, offset+len) of BAR `bar` inside the MSI-X table or PBA? */
+/* Does [offset, offset+len) of BAR `bar` touch the MSI-X table or PBA? An
+ * access that only partly overlaps them is claimed too, and then refused by
+ * pci_msix_access(), so it never reaches the plugin. */
 bool pci_msix_claims(const struct pci_dev *dev, uint32_t bar, uint64_t offset, uint32_t len);
 /* Guest access to the MSI-X table or PBA (4- or 8-byte, aligned; PBA read-only). */
 int pci_msix_access(struct pci_dev *dev, uint32_t bar, uint64_t offset, void *buf, uint32_t len,

@@ -33,11 +33,13 @@ struct vfu_msg {
  */
 int vfu_check_header(const struct vfu_header *hdr, uint32_t max_size);
 
-/* VERSION: major/minor and the JSON (NULL when absent). json_len excludes the NUL. */
+/* VERSION: major/minor and the JSON (NULL when absent or empty): the bytes
+ * after the version up to the first NUL or the end of the message. A client
+ * may omit the final NUL, so json is not always NUL-terminated: use json_len. */
 struct vfu_version_req {
     uint16_t major;
     uint16_t minor;
-    const char *json; /* points into the message; NUL-terminated when non-NULL */
+    const char *json; /* points into the message; json_len bytes, maybe no NUL */
     size_t json_len;
 };
 int vfu_decode_version(const struct vfu_msg *msg, struct vfu_version_req *out);

@@ -42,6 +42,22 @@ int vfu_irqs_set(struct vfu_irqs *irqs, const struct vfu_irq_set_req *req, struc
  */
 int vfu_irqs_trigger(struct vfu_irqs *irqs, uint32_t index, uint32_t sub);
 
+/*
+ * Unmask index/sub as the client's ACTION_UNMASK would, delivering a pending
+ * interrupt. The loop calls it when the client's DATA_EVENTFD|ACTION_UNMASK
+ * eventfd fires (VFIO's INTx resample: the guest's EOI unmasks INTx).
+ * Returns -EINVAL for an index or sub it does not have.
+ */
+int vfu_irqs_unmask(struct vfu_irqs *irqs, uint32_t index, uint32_t sub);
+
+/*
+ * The eventfd the client gave for index/sub with DATA_EVENTFD and `action`
+ * (VFIO_IRQ_SET_ACTION_MASK, _UNMASK or _TRIGGER), or -1 when none; still
+ * owned by irqs. -EINVAL for an unknown index, sub or action.
+ */
+int vfu_irqs_action_fd(const struct vfu_irqs *irqs, uint32_t index, uint32_t sub,
+                       uint32_t action);
+
 /* Is sub of index wired to an eventfd? */
 bool vfu_irqs_has_eventfd(const struct vfu_irqs *irqs, uint32_t index, uint32_t sub);
 

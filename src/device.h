@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One device instance: a plugin's device, its PCI config space, and the
+ * vfio-user server on its socket. device.c joins them: it turns the plugin's
+ * descriptor into a PCI config space and a vfio-user region layout, routes
+ * region accesses (config space to pci/, the MSI-X table and PBA to pci/,
+ * the rest to the plugin) and interrupts (pci/ decides, vfu/ delivers).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <json-c/json.h>
+#include <systemd/sd-event.h>
+
+#include "host.h"
+#include "plugins.h"
+#include "util/macro.h"
+
+struct device {
+    char *id;
+    char *socket_path; /* unlinked on free when we bound it */
+    bool owns_socket_file;
+    const struct plugin_type *type;
+    struct json_object *config;
+
+    struct muserd_host host;
+    void *plugin_dev;
+    struct muserd_device_desc desc; /* fds here are our dups */
+    struct pci_dev *pci;
+    struct vfu_server *server;
+};
+
+/*
+ * Create a device of `type` with id and config (JSON text, may be NULL),
+ * listening on listen_fd when >= 0 (an inherited socket, taken on success
+ * only), else on a new socket bound at socket_path. On failure return -errno and set *error to a
+ * malloc()ed sentence for the operator (NULL when out of memory).
+ */
+int device_new(sd_event *event, const struct plugin_type *type, const char *id,
+               const char *config_json, const char *socket_path, int listen_fd,
+               struct device **ret, char **error);
+void device_free(struct device *d);
+DEFINE_FREEP(struct device, device_free)
+
+bool device_connected(const struct device *d);
+
+/* Used by host.c to serve the plugin. */
+int device_irq_raise(struct device *d, uint32_t vector);
+int device_irq_lower(struct device *d);
+int device_dma_translate(struct device *d, uint64_t iova, uint64_t len, uint32_t prot,
+                         void **ptr);
+int device_dma_rw(struct device *d, uint64_t iova, void *buf, size_t len, bool is_write,
+                  muserd_dma_done_fn done, void *opaque);

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The host side of the plugin ABI: struct muserd_host (one per device
+ * instance) and the services table handed to plugins. Watches and timers a
+ * plugin forgets to free are freed after its destroy(), with a warning.
+ */
+#pragma once
+
+#include <json-c/json.h>
+#include <muserd/plugin.h>
+#include <systemd/sd-event.h>
+
+struct device;
+
+struct muserd_host {
+    struct device *device;
+    sd_event *event;
+    const char *id;
+    struct json_object *config;
+    char *error; /* set_error() text from create() */
+    struct muserd_watch *watches;
+    struct muserd_timer *timers;
+};
+
+extern const struct muserd_host_services host_services;
+
+void host_init(struct muserd_host *h, struct device *d, sd_event *event, const char *id,
+               struct json_object *config);
+/* Free what the plugin left behind and the error text. */
+void host_done(struct muserd_host *h);

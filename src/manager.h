@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The device registry: create, destroy and look up devices by id. The
+ * command line, D-Bus and socket activation all go through it; it is the
+ * core's single entry point.
+ */
+#pragma once
+
+#include <stddef.h>
+
+#include <systemd/sd-event.h>
+
+#include "device.h"
+#include "plugins.h"
+#include "util/macro.h"
+
+struct manager {
+    sd_event *event;
+    struct plugins *plugins;
+    char *plugin_dir;
+    char *runtime_dir;
+    struct device **devices;
+    size_t nr_devices, cap_devices;
+};
+
+int manager_new(sd_event *event, const char *plugin_dir, const char *runtime_dir,
+                struct manager **ret);
+void manager_free(struct manager *m);
+DEFINE_FREEP(struct manager, manager_free)
+
+/*
+ * Create device `id` of `type` with config JSON (may be NULL), listening on
+ * listen_fd if >= 0 (taken on success only), else on RUNTIME_DIR/ID.sock. Errors, with *error set to
+ * a sentence for the operator: -ENOENT unknown type, -EEXIST id taken,
+ * -EINVAL bad id or config, others from the plugin or the socket.
+ */
+int manager_create_device(struct manager *m, const char *type, const char *id,
+                          const char *config_json, int listen_fd, struct device **ret,
+                          char **error);
+/* -ENOENT when there is no such device. */
+int manager_destroy_device(struct manager *m, const char *id);
+struct device *manager_find_device(const struct manager *m, const char *id);
+
+/* Ids become file names: 1..64 of [A-Za-z0-9_.-], not starting with '.' or '-'. */
+bool device_id_valid(const char *id);

@@ -1,0 +1,233 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * muserd: options, the sd-event loop, signals, watchdog and readiness.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "manager.h"
+#include "util/log.h"
+
+struct device_arg {
+    char *type, *id, *config; /* pointers into one strdup()ed string */
+    char *text;
+};
+
+struct options {
+    const char *plugin_dir;
+    const char *runtime_dir;
+    struct device_arg *devices;
+    size_t nr_devices;
+};
+
+static void options_done(struct options *o)
+{
+    for (size_t i = 0; i < o->nr_devices; i++)
+        free(o->devices[i].text);
+    free(o->devices);
+}
+
+static void help(void)
+{
+    printf("Usage: muserd [OPTIONS]\n"
+           "Serve vfio-user PCI devices from plugins, many devices in one process.\n\n"
+           "  --plugin-dir DIR        load device plugins from DIR (default %s)\n"
+           "  --runtime-dir DIR       put device sockets in DIR (default %s)\n"
+           "  --device TYPE:ID[:JSON] create device ID of TYPE at start, listening on\n"
+           "                          RUNTIME_DIR/ID.sock; repeatable\n"
+           "  --log-level LEVEL       err, warning, info (default) or debug\n"
+           "  -h --help               show this help\n"
+           "  --version               show the version\n\n"
+           "See muserd(8).\n",
+           MUSERD_PLUGINDIR, MUSERD_RUNTIMEDIR);
+}
+
+/* TYPE:ID[:JSON] — the JSON may itself contain ':'. */
+static int parse_device_arg(const char *arg, struct device_arg *out)
+{
+    char *text = strdup(arg);
+    if (!text)
+        return -ENOMEM;
+    char *id = strchr(text, ':');
+    if (!id || id == text || id[1] == 0) {
+        free(text);
+        return -EINVAL;
+    }
+    *id++ = 0;
+    char *config = strchr(id, ':');
+    if (config)
+        *config++ = 0;
+    *out = (struct device_arg){.type = text, .id = id, .config = config, .text = text};
+    return 0;
+}
+
+static int parse_level(const char *s)
+{
+    static const struct {
+        const char *name;
+        int level;
+    } levels[] = {{"err", LOG_ERR}, {"warning", LOG_WARNING}, {"info", LOG_INFO},
+                  {"debug", LOG_DEBUG}};
+    for (size_t i = 0; i < ELEMENTSOF(levels); i++)
+        if (strcmp(s, levels[i].name) == 0)
+            return levels[i].level;
+    return -EINVAL;
+}
+
+/* 0 to run, 1 to exit successfully (help), -EINVAL on bad usage (already reported). */
+static int parse_argv(int argc, char **argv, struct options *o)
+{
+    enum { ARG_PLUGIN_DIR = 0x100, ARG_RUNTIME_DIR, ARG_DEVICE, ARG_LOG_LEVEL, ARG_VERSION };
+    static const struct option longopts[] = {
+        {"plugin-dir", required_argument, NULL, ARG_PLUGIN_DIR},
+        {"runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR},
+        {"device", required_argument, NULL, ARG_DEVICE},
+        {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, ARG_VERSION},
+        {},
+    };
+    int c;
+
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) >= 0) {
+        switch (c) {
+        case ARG_PLUGIN_DIR:
+            o->plugin_dir = optarg;
+            break;
+        case ARG_RUNTIME_DIR:
+            o->runtime_dir = optarg;
+            break;
+        case ARG_DEVICE: {
+            struct device_arg *n =
+                reallocarray(o->devices, o->nr_devices + 1, sizeof(*o->devices));
+            if (!n)
+                return log_oom();
+            o->devices = n;
+            int r = parse_device_arg(optarg, &o->devices[o->nr_devices]);
+            if (r < 0) {
+                log_error("Invalid --device '%s': expected TYPE:ID or TYPE:ID:JSON, "
+                          "e.g. timer:t0 or 'ram:r0:{\"size\":1048576}'.",
+                          optarg);
+                return -EINVAL;
+            }
+            o->nr_devices++;
+            break;
+        }
+        case ARG_LOG_LEVEL: {
+            int level = parse_level(optarg);
+            if (level < 0) {
+                log_error("Invalid --log-level '%s': use err, warning, info or debug.", optarg);
+                return -EINVAL;
+            }
+            log_set_max_level(level);
+            break;
+        }
+        case 'h':
+            help();
+            return 1;
+        case ARG_VERSION:
+            printf("muserd %s (plugin ABI %d)\n", MUSERD_VERSION, MUSERD_PLUGIN_ABI_VERSION);
+            return 1;
+        default:
+            return -EINVAL;
+        }
+    }
+    if (optind < argc) {
+        log_error("Unexpected argument '%s'; see muserd --help.", argv[optind]);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Each device needs a few fds (socket, client, eventfds, DMA maps): take the
+ * hard limit rather than fail at the thousandth device. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        log_warning_errno(-errno, "Could not raise the open file limit: %m");
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+    log_info("Received %s, shutting down.", strsignal((int)si->ssi_signo));
+    (void)sd_notify(false, "STOPPING=1");
+    return sd_event_exit(sd_event_source_get_event(s), 0);
+}
+
+static int run(struct options *o)
+{
+    _cleanup_(manager_freep) struct manager *m = NULL;
+    sd_event *event = NULL;
+    int r;
+
+    r = sd_event_default(&event);
+    if (r < 0)
+        return log_error_errno(r, "Failed to create the event loop: %m");
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    r = sd_event_add_signal(event, NULL, SIGTERM, on_signal, NULL);
+    if (r >= 0)
+        r = sd_event_add_signal(event, NULL, SIGINT, on_signal, NULL);
+    if (r >= 0)
+        r = sd_event_set_watchdog(event, true);
+    if (r < 0) {
+        sd_event_unref(event);
+        return log_error_errno(r, "Failed to set up the event loop: %m");
+    }
+
+    r = manager_new(event, o->plugin_dir, o->runtime_dir, &m);
+    if (r < 0) {
+        sd_event_unref(event);
+        return r;
+    }
+    for (size_t i = 0; i < o->nr_devices; i++) {
+        const struct device_arg *a = &o->devices[i];
+        _cleanup_free_ char *error = NULL;
+        r = manager_create_device(m, a->type, a->id, a->config, -1, NULL, &error);
+        if (r < 0) {
+            log_error_errno(r, "Cannot create device %s: %s", a->id, error ? error : strerror(-r));
+            manager_free(TAKE_PTR(m));
+            sd_event_unref(event);
+            return r;
+        }
+    }
+
+    /* Every socket is listening now: clients can connect. */
+    (void)sd_notifyf(false, "READY=1\nSTATUS=Serving %zu device(s).", m->nr_devices);
+    log_info("muserd %s ready: %zu device(s) in %s.", MUSERD_VERSION, m->nr_devices,
+             o->runtime_dir);
+    r = sd_event_loop(event);
+    manager_free(TAKE_PTR(m));
+    sd_event_unref(event);
+    return r;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o = {.plugin_dir = MUSERD_PLUGINDIR, .runtime_dir = MUSERD_RUNTIMEDIR};
+
+    if (getenv("JOURNAL_STREAM"))
+        log_set_prefix_priority(1);
+    int r = parse_argv(argc, argv, &o);
+    if (r == 0) {
+        raise_fd_limit();
+        r = run(&o);
+    }
+    options_done(&o);
+    return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+#include "util/socket-util.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "util/macro.h"
+
+static int fill_addr(const char *path, struct sockaddr_un *sa)
+{
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof(sa->sun_path))
+        return -ENAMETOOLONG;
+    *sa = (struct sockaddr_un){.sun_family = AF_UNIX};
+    memcpy(sa->sun_path, path, len + 1);
+    return 0;
+}
+
+/* Is somebody accepting on the socket at path? */
+static bool socket_alive(const struct sockaddr_un *sa)
+{
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return false;
+    int r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+    return r == 0 || errno == EAGAIN || errno == EINPROGRESS;
+}
+
+int socket_listen_unix(const char *path, int *ret_fd)
+{
+    struct sockaddr_un sa;
+    struct stat st;
+    int r = fill_addr(path, &sa);
+    if (r < 0)
+        return r;
+
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            return -EEXIST;
+        if (socket_alive(&sa))
+            return -EADDRINUSE;
+        if (unlink(path) < 0 && errno != ENOENT)
+            return -errno;
+    }
+
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    if (bind(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0)
+        return -errno;
+    if (listen(fd, 16) < 0) {
+        r = -errno;
+        unlink(path);
+        return r;
+    }
+    *ret_fd = TAKE_FD(fd);
+    return 0;
+}

@@ -1,0 +1,9 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * Bind and listen on a UNIX stream socket at path. A socket file left behind
+ * by a dead process is replaced; one that a live process answers on is
+ * -EADDRINUSE, and a file that is not a socket is -EEXIST (never removed).
+ */
+int socket_listen_unix(const char *path, int *ret_fd);

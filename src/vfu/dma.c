@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: MIT */
+#include "vfu/dma.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "util/macro.h"
+
+struct vfu_dma {
+    uint32_t max_maps;
+    size_t n;
+    /* Sorted by iova, never overlapping. Each change builds a new array and
+     * swaps it in, so a reader holding the old one keeps a consistent view. */
+    struct vfu_dma_region *regions;
+};
+
+int vfu_dma_new(uint32_t max_maps, struct vfu_dma **ret)
+{
+    struct vfu_dma *dma = calloc(1, sizeof(*dma));
+    if (!dma)
+        return -ENOMEM;
+    dma->max_maps = max_maps;
+    *ret = dma;
+    return 0;
+}
+
+static void region_release(struct vfu_dma_region *r)
+{
+    if (r->mmap_base)
+        munmap(r->mmap_base, r->mmap_len);
+    safe_close(r->fd);
+    free(r->dirty);
+}
+
+void vfu_dma_free(struct vfu_dma *dma)
+{
+    if (!dma)
+        return;
+    for (size_t i = 0; i < dma->n; i++)
+        region_release(&dma->regions[i]);
+    free(dma->regions);
+    free(dma);
+}
+
+/* Index of the first region whose iova is >= iova (dma->n if none). */
+static size_t lower_bound(const struct vfu_dma *dma, uint64_t iova)
+{
+    size_t lo = 0, hi = dma->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (dma->regions[mid].iova < iova)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static int map_fd(struct vfu_dma_region *r, int fd)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    uint64_t delta = r->offset & (uint64_t)(page - 1);
+    uint64_t len, end;
+
+    /* mmap() takes an off_t and a size_t: the whole file range must fit both. */
+    if (__builtin_add_overflow(r->size, delta, &len) || len > SIZE_MAX ||
+        __builtin_add_overflow(r->offset, r->size, &end) || end > (uint64_t)INT64_MAX)
+        return -EINVAL;
+
+    /* A map the client allows neither read nor write of is kept PROT_NONE:
+     * valid for the table, refused by vfu_dma_translate(). */
+    int prot = PROT_NONE;
+    if (r->prot & VFU_DMA_FLAG_READ)
+        prot |= PROT_READ;
+    if (r->prot & VFU_DMA_FLAG_WRITE)
+        prot |= PROT_WRITE;
+
+    void *base = mmap(NULL, (size_t)len, prot, MAP_SHARED, fd, (off_t)(r->offset - delta));
+    if (base == MAP_FAILED)
+        return -errno;
+    r->mmap_base = base;
+    r->mmap_len = (size_t)len;
+    r->vaddr = (uint8_t *)base + delta;
+    return 0;
+}
+
+int vfu_dma_map(struct vfu_dma *dma, const struct vfu_dma_map *req, int fd)
+{
+    uint64_t end;
+    int r;
+
+    if (req->size == 0 || __builtin_add_overflow(req->address, req->size, &end))
+        return -EINVAL;
+    if (req->flags & ~(VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE))
+        return -EINVAL;
+
+    size_t i = lower_bound(dma, req->address);
+    if (i > 0) {
+        const struct vfu_dma_region *prev = &dma->regions[i - 1];
+        if (prev->iova + prev->size > req->address)
+            return -EEXIST;
+    }
+    if (i < dma->n && dma->regions[i].iova < end)
+        return -EEXIST;
+    if (dma->n >= dma->max_maps)
+        return -ENOSPC;
+
+    struct vfu_dma_region region = {
+        .iova = req->address,
+        .size = req->size,
+        .prot = req->flags,
+        .fd = -1,
+    };
+    if (fd >= 0) {
+        region.offset = req->offset;
+        r = map_fd(&region, fd);
+        if (r < 0)
+            return r;
+    }
+
+    struct vfu_dma_region *regions = malloc((dma->n + 1) * sizeof(*regions));
+    if (!regions) {
+        region_release(&region);
+        return -ENOMEM;
+    }
+    if (dma->n > 0) {
+        memcpy(regions, dma->regions, i * sizeof(*regions));
+        memcpy(regions + i + 1, dma->regions + i, (dma->n - i) * sizeof(*regions));
+    }
+    regions[i] = region;
+    regions[i].fd = fd; /* owned from here on, and only on success */
+
+    free(dma->regions);
+    dma->regions = regions;
+    dma->n++;
+    return 0;
+}
+
+int vfu_dma_unmap(struct vfu_dma *dma, uint64_t iova, uint64_t size, vfu_dma_unmap_fn notify,
+                  void *opaque)
+{
+    size_t i = lower_bound(dma, iova);
+    if (i >= dma->n || dma->regions[i].iova != iova || dma->regions[i].size != size)
+        return -ENOENT;
+
+    struct vfu_dma_region *regions = NULL;
+    if (dma->n > 1) {
+        regions = malloc((dma->n - 1) * sizeof(*regions));
+        if (!regions)
+            return -ENOMEM;
+        memcpy(regions, dma->regions, i * sizeof(*regions));
+        memcpy(regions + i, dma->regions + i + 1, (dma->n - i - 1) * sizeof(*regions));
+    }
+
+    struct vfu_dma_region gone = dma->regions[i];
+    free(dma->regions);
+    dma->regions = regions;
+    dma->n--;
+
+    if (notify)
+        notify(opaque, gone.iova, gone.size);
+    region_release(&gone);
+    return 0;
+}
+
+void vfu_dma_unmap_all(struct vfu_dma *dma, vfu_dma_unmap_fn notify, void *opaque)
+{
+    struct vfu_dma_region *regions = TAKE_PTR(dma->regions);
+    size_t n = dma->n;
+
+    dma->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (notify)
+            notify(opaque, regions[i].iova, regions[i].size);
+        region_release(&regions[i]);
+    }
+    free(regions);
+}
+
+const struct vfu_dma_region *vfu_dma_find(const struct vfu_dma *dma, uint64_t iova,
+                                          uint64_t len)
+{
+    uint64_t end;
+    if (len == 0 || __builtin_add_overflow(iova, len, &end))
+        return NULL;
+
+    /* The candidate is the last region starting at or below iova. */
+    size_t i = lower_bound(dma, iova);
+    if (i < dma->n && dma->regions[i].iova == iova)
+        i++;
+    if (i == 0)
+        return NULL;
+    const struct vfu_dma_region *r = &dma->regions[i - 1];
+    return range_within(iova - r->iova, len, r->size) ? r : NULL;
+}
+
+int vfu_dma_translate(const struct vfu_dma *dma, uint64_t iova, uint64_t len, uint32_t prot,
+                      void **ptr)
+{
+    const struct vfu_dma_region *r = vfu_dma_find(dma, iova, len);
+    if (!r)
+        return -ENOENT;
+    if (r->prot == 0 || (prot & ~r->prot) != 0)
+        return -EACCES;
+    if (!r->vaddr)
+        return -EREMOTE;
+    *ptr = (uint8_t *)r->vaddr + (iova - r->iova);
+    return 0;
+}
+
+size_t vfu_dma_count(const struct vfu_dma *dma) { return dma->n; }

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The vfio-user server side of one device: a listening socket, at most one
+ * client connection at a time, and the protocol state of that client
+ * (negotiated caps, DMA map table, IRQ eventfds, server->client requests in
+ * flight). It knows nothing of plugins or D-Bus: the device is reached
+ * through struct vfu_device_ops, which device.c fills.
+ *
+ * On client disconnect all DMA is unmapped, IRQ eventfds are closed, the
+ * device state is kept and the next client is accepted (the spec's rule). A
+ * second client while one is connected is accepted and closed at once.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <systemd/sd-event.h>
+
+#include "util/macro.h"
+#include "vfu/wire.h"
+
+struct vfu_server;
+
+#define VFU_MAX_SPARSE_AREAS 8
+#define VFU_MAX_IO_FDS 16
+
+struct vfu_region_desc {
+    uint64_t size;  /* 0: the device lacks this region */
+    uint32_t flags; /* VFIO_REGION_INFO_FLAG_READ | _WRITE (| _MMAP set by us when fd >= 0) */
+    int fd;         /* mappable backing, or -1 (not owned: the device keeps it open) */
+    uint64_t fd_offset;
+    uint32_t nr_areas; /* sparse mmap areas; 0 with fd >= 0: the whole region */
+    struct vfu_sparse_mmap_area areas[VFU_MAX_SPARSE_AREAS];
+};
+
+struct vfu_io_fd_desc {
+    uint32_t region;
+    uint64_t offset;
+    uint64_t size;
+    int fd; /* not owned */
+    uint32_t flags; /* KVM_IOEVENTFD_FLAG_DATAMATCH when datamatch applies */
+    uint64_t datamatch;
+};
+
+/* What the device looks like on the wire. Fixed for the device's lifetime. */
+struct vfu_device_layout {
+    struct vfu_region_desc regions[VFIO_PCI_NUM_REGIONS];
+    uint32_t irq_counts[VFIO_PCI_NUM_IRQS];
+    uint32_t nr_io_fds;
+    struct vfu_io_fd_desc io_fds[VFU_MAX_IO_FDS];
+};
+
+struct vfu_device_ops {
+    /* A region access inside the region's size (checked here). 0 or -errno. */
+    int (*region_access)(void *opaque, uint32_t index, uint64_t offset, void *buf,
+                         uint32_t count, bool is_write);
+    /* DEVICE_RESET. */
+    int (*reset)(void *opaque);
+    /* [iova, iova+size) is about to be unmapped. */
+    void (*dma_unmap)(void *opaque, uint64_t iova, uint64_t size);
+    /* A client connected (true) or went away (false). */
+    void (*client_changed)(void *opaque, bool connected);
+};
+
+/* Takes listen_fd (a bound, listening UNIX stream socket) on success. */
+int vfu_server_new(sd_event *event, int listen_fd, const struct vfu_device_layout *layout,
+                   const struct vfu_device_ops *ops, void *opaque, struct vfu_server **ret);
+void vfu_server_free(struct vfu_server *server);
+DEFINE_FREEP(struct vfu_server, vfu_server_free)
+
+bool vfu_server_connected(const struct vfu_server *server);
+/* Credentials of the connected client (-ENOTCONN when none). */
+int vfu_server_client(const struct vfu_server *server, pid_t *pid, uid_t *uid);
+/* Drop the client now (device destroyed, operator request). */
+void vfu_server_disconnect(struct vfu_server *server);
+
+/* Deliver an interrupt to the client (see vfu_irqs_trigger). */
+int vfu_server_irq_trigger(struct vfu_server *server, uint32_t index, uint32_t sub);
+
+/* Guest memory access for the device; semantics of muserd_host_services. */
+typedef void (*vfu_dma_done_fn)(void *opaque, int status);
+int vfu_server_dma_translate(struct vfu_server *server, uint64_t iova, uint64_t len,
+                             uint32_t prot, void **ptr);
+int vfu_server_dma_rw(struct vfu_server *server, uint64_t iova, void *buf, size_t len,
+                      bool is_write, vfu_dma_done_fn done, void *opaque);
