@@ -45,6 +45,7 @@ CTL_SRC := $(wildcard src/ctl/*.c)
 PLUGINS := $(notdir $(wildcard plugins/*))
 UNIT_TESTS := $(basename $(notdir $(wildcard tests/unit/test-*.c)))
 INTEGRATION_TESTS := $(basename $(notdir $(wildcard tests/integration/test-*.c)))
+TEST_PLUGINS := $(basename $(notdir $(wildcard tests/plugins/*.c)))
 BENCHES := $(basename $(notdir $(wildcard tests/bench/bench-*.c)))
 TEST_HELPERS := $(wildcard tests/integration/helpers/*.c)
 
@@ -57,6 +58,7 @@ MUSERCTL := $(BUILD)/muserctl
 PLUGIN_SOS := $(patsubst %,$(BUILD)/plugins/%.so,$(PLUGINS))
 UNIT_BINS := $(patsubst %,$(BUILD)/tests/%,$(UNIT_TESTS))
 INTEGRATION_BINS := $(patsubst %,$(BUILD)/tests/%,$(INTEGRATION_TESTS))
+TEST_PLUGIN_SOS := $(patsubst %,$(BUILD)/test-plugins/%.so,$(TEST_PLUGINS))
 BENCH_BINS := $(patsubst %,$(BUILD)/tests/%,$(BENCHES))
 
 .SECONDEXPANSION:
@@ -87,6 +89,12 @@ $(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $(wildcard include/muserd/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden $(WARNFLAGS) $(SANFLAGS) \
 	    -Iinclude $(CFLAGS) $(filter %.c,$^) -o $@ $(LDFLAGS_ALL)
+# Deliberately broken or unusual plugins the integration tests load.
+$(BUILD)/test-plugins/%.so: tests/plugins/%.c $(wildcard include/muserd/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden $(WARNFLAGS) $(SANFLAGS) \
+	    -Iinclude $(CFLAGS) $< -o $@ $(LDFLAGS_ALL)
+
 $(BUILD)/tests/test-%: $(call obj,tests/unit/test-%.c) $(CORE_LIB) $(CLIENT_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $^ -o $@ $(LDFLAGS_ALL) $(PKG_LIBS) $(shell pkg-config --libs check 2>/dev/null) -ldl
@@ -108,7 +116,7 @@ $(BUILD)/tests/$(1): $(call obj,tests/integration/$(1).c $(TEST_HELPERS)) $(CLIE
 endef
 $(foreach t,$(INTEGRATION_TESTS),$(eval $(call integration_rule,$(t))))
 
-tests: all $(UNIT_BINS) $(INTEGRATION_BINS) $(BENCH_BINS)
+tests: all $(UNIT_BINS) $(INTEGRATION_BINS) $(BENCH_BINS) $(TEST_PLUGIN_SOS)
 
 # ---- build dependencies -------------------------------------------------------
 # Debian packages the build, the tests and `make run` need. Installed with
@@ -142,7 +150,8 @@ unit-check:
 
 integration-check:
 	@set -e; for t in $(INTEGRATION_BINS); do echo "== $$t"; \
-	    MUSERD_BIN=$(MUSERD) MUSERD_PLUGIN_DIR=$(BUILD)/plugins CK_DEFAULT_TIMEOUT=60 $$t; done
+	    MUSERD_BIN=$(MUSERD) MUSERD_PLUGIN_DIR=$(BUILD)/plugins \
+	    MUSERD_TEST_PLUGIN_DIR=$(BUILD)/test-plugins CK_DEFAULT_TIMEOUT=60 $$t; done
 
 # ---- run ----------------------------------------------------------------------------
 RUN_DIR ?= $(CURDIR)/$(BUILD)/run

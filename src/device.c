@@ -93,6 +93,8 @@ static void on_client_changed(void *opaque, bool connected)
         log_info("%s: client connected (pid %d, uid %u).", d->id, (int)pid, (unsigned)uid);
     else
         log_info("%s: client %s.", d->id, connected ? "connected" : "disconnected");
+    if (d->changed)
+        d->changed(d->changed_userdata, d);
 }
 
 static const struct vfu_device_ops vfu_ops = {
@@ -135,6 +137,31 @@ int device_dma_rw(struct device *d, uint64_t iova, void *buf, size_t len, bool i
 }
 
 bool device_connected(const struct device *d) { return vfu_server_connected(d->server); }
+
+enum device_state device_get_state(const struct device *d)
+{
+    return device_connected(d) ? DEVICE_CONNECTED : DEVICE_LISTENING;
+}
+
+const char *device_state_to_string(enum device_state state)
+{
+    return state == DEVICE_CONNECTED ? "connected" : "listening";
+}
+
+int device_get_client(const struct device *d, pid_t *pid, uid_t *uid)
+{
+    return vfu_server_client(d->server, pid, uid);
+}
+
+void device_set_change_callback(struct device *d,
+                                void (*changed)(void *userdata, struct device *d),
+                                void *userdata)
+{
+    d->changed = changed;
+    d->changed_userdata = userdata;
+}
+
+int device_reset(struct device *d) { return on_reset(d); }
 
 /* ---- building the device ---------------------------------------------------------- */
 
@@ -300,7 +327,14 @@ int device_new(sd_event *event, const struct plugin_type *type, const char *id,
         return set_error(error, "The %s plugin describes a device muserd cannot emulate: %s",
                          type->type->name, why ? why : strerror(-r));
 
-    if (fd < 0) {
+    if (fd >= 0) {
+        /* An inherited socket: report where it really is. */
+        _cleanup_free_ char *bound = NULL;
+        if (socket_get_path(fd, &bound) >= 0) {
+            free(d->socket_path);
+            d->socket_path = TAKE_PTR(bound);
+        }
+    } else {
         r = socket_listen_unix(socket_path, &own_fd);
         if (r < 0) {
             set_error(error, "Cannot listen on %s: %s.", socket_path, strerror(-r));
@@ -323,7 +357,9 @@ void device_free(struct device *d)
 {
     if (!d)
         return;
-    /* The client goes first: its DMA unmaps reach the plugin while it exists. */
+    /* The client goes first: its DMA unmaps reach the plugin while it exists.
+     * Nobody listens for changes of a device being freed. */
+    d->changed = NULL;
     vfu_server_free(d->server);
     if (d->plugin_dev && d->type->type->ops && d->type->type->ops->destroy)
         d->type->type->ops->destroy(d->plugin_dev);

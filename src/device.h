@@ -30,6 +30,15 @@ struct device {
     struct muserd_device_desc desc; /* fds here are our dups */
     struct pci_dev *pci;
     struct vfu_server *server;
+
+    void (*changed)(void *userdata, struct device *d);
+    void *changed_userdata;
+};
+
+/* What an operator sees. */
+enum device_state {
+    DEVICE_LISTENING, /* waiting for a VMM */
+    DEVICE_CONNECTED, /* a VMM is attached */
 };
 
 /*
@@ -45,6 +54,16 @@ void device_free(struct device *d);
 DEFINE_FREEP(struct device, device_free)
 
 bool device_connected(const struct device *d);
+enum device_state device_get_state(const struct device *d);
+const char *device_state_to_string(enum device_state state);
+/* pid and uid of the connected VMM as the socket tells; -ENOTCONN when none. */
+int device_get_client(const struct device *d, pid_t *pid, uid_t *uid);
+/* Called whenever state or client changes (the manager forwards to D-Bus). */
+void device_set_change_callback(struct device *d,
+                                void (*changed)(void *userdata, struct device *d),
+                                void *userdata);
+/* Reset as if the client had sent DEVICE_RESET (operator request). */
+int device_reset(struct device *d);
 
 /* Used by host.c to serve the plugin. */
 int device_irq_raise(struct device *d, uint32_t vector);

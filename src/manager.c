@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "activation.h"
 #include "util/log.h"
 
 bool device_id_valid(const char *id)
@@ -39,6 +40,19 @@ static char *type_list(const struct manager *m)
         fprintf(f, "%s%s", i ? ", " : "", plugins_get(m->plugins, i)->type->name);
     fclose(f);
     return list;
+}
+
+static void on_device_changed(void *userdata, struct device *d)
+{
+    struct manager *m = userdata;
+    if (m->hooks && m->hooks->device_changed)
+        m->hooks->device_changed(m->hooks_userdata, d);
+}
+
+void manager_set_hooks(struct manager *m, const struct manager_hooks *hooks, void *userdata)
+{
+    m->hooks = hooks;
+    m->hooks_userdata = userdata;
 }
 
 int manager_create_device(struct manager *m, const char *type, const char *id,
@@ -81,11 +95,23 @@ int manager_create_device(struct manager *m, const char *type, const char *id,
         m->devices = n;
         m->cap_devices = cap;
     }
+    /* A socket systemd made for this id wins over binding our own. */
+    _cleanup_close_ int inherited = -1;
+    if (listen_fd < 0) {
+        inherited = activation_get(m->activation, id);
+        if (inherited >= 0)
+            listen_fd = inherited;
+    }
     r = device_new(m->event, t, id, config_json, path, listen_fd, &d, error);
     if (r < 0)
         return r;
+    if (listen_fd == inherited)
+        inherited = -1; /* the device has it now */
+    device_set_change_callback(d, on_device_changed, m);
     m->devices[m->nr_devices++] = d;
     log_info("Created %s device %s on %s.", type, id, path);
+    if (m->hooks && m->hooks->device_added)
+        m->hooks->device_added(m->hooks_userdata, d);
     if (ret)
         *ret = d;
     return 0;
@@ -99,6 +125,8 @@ int manager_destroy_device(struct manager *m, const char *id)
             continue;
         m->devices[i] = m->devices[--m->nr_devices];
         log_info("Destroying device %s.", id);
+        if (m->hooks && m->hooks->device_removed)
+            m->hooks->device_removed(m->hooks_userdata, d);
         device_free(d);
         return 0;
     }
@@ -155,6 +183,7 @@ void manager_free(struct manager *m)
     while (m->nr_devices > 0)
         device_free(m->devices[--m->nr_devices]);
     free(m->devices);
+    activation_free(m->activation);
     plugins_free(m->plugins);
     sd_event_unref(m->event);
     free(m->plugin_dir);

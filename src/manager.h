@@ -14,8 +14,20 @@
 #include "plugins.h"
 #include "util/macro.h"
 
+/* Who wants to hear about devices (the D-Bus face). Any member may be NULL. */
+struct manager_hooks {
+    void (*device_added)(void *userdata, struct device *d);
+    void (*device_removed)(void *userdata, struct device *d); /* before it is freed */
+    void (*device_changed)(void *userdata, struct device *d); /* state or client changed */
+};
+
+struct activation;
+
 struct manager {
     sd_event *event;
+    const struct manager_hooks *hooks;
+    void *hooks_userdata;
+    struct activation *activation; /* sockets systemd passed us, or NULL */
     struct plugins *plugins;
     char *plugin_dir;
     char *runtime_dir;
@@ -37,6 +49,8 @@ DEFINE_FREEP(struct manager, manager_free)
 int manager_create_device(struct manager *m, const char *type, const char *id,
                           const char *config_json, int listen_fd, struct device **ret,
                           char **error);
+void manager_set_hooks(struct manager *m, const struct manager_hooks *hooks, void *userdata);
+
 /* -ENOENT when there is no such device. */
 int manager_destroy_device(struct manager *m, const char *id);
 struct device *manager_find_device(const struct manager *m, const char *id);

@@ -12,6 +12,7 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
+#include "activation.h"
 #include "manager.h"
 #include "util/log.h"
 
@@ -191,7 +192,10 @@ static int run(struct options *o)
     }
 
     r = manager_new(event, o->plugin_dir, o->runtime_dir, &m);
+    if (r >= 0)
+        r = activation_new(&m->activation);
     if (r < 0) {
+        manager_free(TAKE_PTR(m));
         sd_event_unref(event);
         return r;
     }

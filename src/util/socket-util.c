@@ -2,6 +2,8 @@
 #include "util/socket-util.h"
 
 #include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -59,4 +61,18 @@ int socket_listen_unix(const char *path, int *ret_fd)
     }
     *ret_fd = TAKE_FD(fd);
     return 0;
+}
+
+int socket_get_path(int fd, char **ret)
+{
+    struct sockaddr_un sa = {0};
+    socklen_t len = sizeof(sa);
+
+    if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+        return -errno;
+    if (sa.sun_family != AF_UNIX || len <= offsetof(struct sockaddr_un, sun_path) ||
+        sa.sun_path[0] == 0)
+        return -EINVAL;
+    *ret = strndup(sa.sun_path, len - offsetof(struct sockaddr_un, sun_path));
+    return *ret ? 0 : -ENOMEM;
 }

@@ -7,3 +7,7 @@
  * -EADDRINUSE, and a file that is not a socket is -EEXIST (never removed).
  */
 int socket_listen_unix(const char *path, int *ret_fd);
+
+/* The filesystem path a UNIX socket is bound to (malloc()ed); -EINVAL when
+ * it has none (abstract or unbound). */
+int socket_get_path(int fd, char **ret);

@@ -83,8 +83,8 @@ int vfu_decode_dma_map(const struct vfu_msg *msg, struct vfu_dma_map *out)
 
 int vfu_decode_dma_unmap(const struct vfu_msg *msg, struct vfu_dma_unmap *out)
 {
-    const uint32_t known = VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP | VFIO_DMA_UNMAP_FLAG_ALL |
-                           VFIO_DMA_UNMAP_FLAG_VADDR;
+    const uint32_t known =
+        VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP | VFIO_DMA_UNMAP_FLAG_ALL | VFIO_DMA_UNMAP_FLAG_VADDR;
     uint64_t end;
     int r = copy_fixed(msg, out, sizeof(*out));
     if (r < 0)
@@ -137,7 +137,10 @@ int vfu_decode_region_io_fds(const struct vfu_msg *msg, struct vfu_region_io_fds
     return out->flags == 0 ? 0 : -EINVAL;
 }
 
-static bool single_bit(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
+static bool single_bit(uint32_t v)
+{
+    return v != 0 && (v & (v - 1)) == 0;
+}
 
 int vfu_decode_irq_set(const struct vfu_msg *msg, struct vfu_irq_set_req *out)
 {
@@ -163,8 +166,7 @@ int vfu_decode_irq_set(const struct vfu_msg *msg, struct vfu_irq_set_req *out)
         return -EINVAL;
 
     /* VFIO gives count 0 one meaning only: DATA_NONE|TRIGGER disables the index. */
-    if (set->count == 0 &&
-        set->flags != (VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER))
+    if (set->count == 0 && set->flags != (VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER))
         return -EINVAL;
 
     switch (set->flags & data_mask) {

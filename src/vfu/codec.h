@@ -67,8 +67,9 @@ int vfu_decode_region_io_fds(const struct vfu_msg *msg, struct vfu_region_io_fds
  * with DATA_NONE|ACTION_TRIGGER (disable the index) is allowed.
  */
 struct vfu_irq_set_req {
-    struct vfu_irq_set set;
     const uint8_t *bools; /* DATA_BOOL only */
+    /* Last, as it ends in a flexible array (data[] is unused here: see bools). */
+    struct vfu_irq_set set;
 };
 int vfu_decode_irq_set(const struct vfu_msg *msg, struct vfu_irq_set_req *out);
 

@@ -179,8 +179,7 @@ void vfu_dma_unmap_all(struct vfu_dma *dma, vfu_dma_unmap_fn notify, void *opaqu
     free(regions);
 }
 
-const struct vfu_dma_region *vfu_dma_find(const struct vfu_dma *dma, uint64_t iova,
-                                          uint64_t len)
+const struct vfu_dma_region *vfu_dma_find(const struct vfu_dma *dma, uint64_t iova, uint64_t len)
 {
     uint64_t end;
     if (len == 0 || __builtin_add_overflow(iova, len, &end))
@@ -210,4 +209,7 @@ int vfu_dma_translate(const struct vfu_dma *dma, uint64_t iova, uint64_t len, ui
     return 0;
 }
 
-size_t vfu_dma_count(const struct vfu_dma *dma) { return dma->n; }
+size_t vfu_dma_count(const struct vfu_dma *dma)
+{
+    return dma->n;
+}

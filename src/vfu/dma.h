@@ -23,13 +23,13 @@ struct vfu_dma;
 struct vfu_dma_region {
     uint64_t iova;
     uint64_t size;
-    uint32_t prot;     /* VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE */
-    int fd;            /* -1: no fd, reached with DMA_READ/DMA_WRITE messages */
-    uint64_t offset;   /* file offset of iova in fd */
-    void *vaddr;       /* where iova is mapped in our address space, or NULL */
-    void *mmap_base;   /* what munmap() gets (page-aligned below vaddr) */
+    uint32_t prot;   /* VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE */
+    int fd;          /* -1: no fd, reached with DMA_READ/DMA_WRITE messages */
+    uint64_t offset; /* file offset of iova in fd */
+    void *vaddr;     /* where iova is mapped in our address space, or NULL */
+    void *mmap_base; /* what munmap() gets (page-aligned below vaddr) */
     size_t mmap_len;
-    uint64_t *dirty;   /* dirty-page bitmap while logging (migration), else NULL */
+    uint64_t *dirty; /* dirty-page bitmap while logging (migration), else NULL */
 };
 
 /* Called for each region just before it goes away, so the device can drop
@@ -54,8 +54,7 @@ int vfu_dma_unmap(struct vfu_dma *dma, uint64_t iova, uint64_t size, vfu_dma_unm
 void vfu_dma_unmap_all(struct vfu_dma *dma, vfu_dma_unmap_fn notify, void *opaque);
 
 /* The region holding all of [iova, iova+len), or NULL (also for len 0 or overflow). */
-const struct vfu_dma_region *vfu_dma_find(const struct vfu_dma *dma, uint64_t iova,
-                                          uint64_t len);
+const struct vfu_dma_region *vfu_dma_find(const struct vfu_dma *dma, uint64_t iova, uint64_t len);
 
 /*
  * Pointer to [iova, iova+len) in our address space. -ENOENT not mapped (or

@@ -256,8 +256,7 @@ bool vfu_irqs_has_eventfd(const struct vfu_irqs *irqs, uint32_t index, uint32_t 
     return v && v->trigger_fd >= 0;
 }
 
-int vfu_irqs_action_fd(const struct vfu_irqs *irqs, uint32_t index, uint32_t sub,
-                       uint32_t action)
+int vfu_irqs_action_fd(const struct vfu_irqs *irqs, uint32_t index, uint32_t sub, uint32_t action)
 {
     struct irq_vec *v = vec_get(irqs, index, sub);
     if (!v)

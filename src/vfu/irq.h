@@ -55,8 +55,7 @@ int vfu_irqs_unmask(struct vfu_irqs *irqs, uint32_t index, uint32_t sub);
  * (VFIO_IRQ_SET_ACTION_MASK, _UNMASK or _TRIGGER), or -1 when none; still
  * owned by irqs. -EINVAL for an unknown index, sub or action.
  */
-int vfu_irqs_action_fd(const struct vfu_irqs *irqs, uint32_t index, uint32_t sub,
-                       uint32_t action);
+int vfu_irqs_action_fd(const struct vfu_irqs *irqs, uint32_t index, uint32_t sub, uint32_t action);
 
 /* Is sub of index wired to an eventfd? */
 bool vfu_irqs_has_eventfd(const struct vfu_irqs *irqs, uint32_t index, uint32_t sub);

@@ -24,7 +24,10 @@ struct client_caps {
     bool write_multiple;
 };
 
-static uint32_t clamp_u32(uint64_t v) { return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v; }
+static uint32_t clamp_u32(uint64_t v)
+{
+    return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
 
 /* A JSON integer that is not negative. json-c keeps big positive numbers as
  * uint64, so pgsizes masks above 2^63 survive. */
@@ -132,8 +135,8 @@ static int add_member(json_object *obj, const char *key, json_object *val)
 
 /* Only capabilities the client may see: never migration or twin_socket, which
  * muserd does not implement, and write_multiple only when the client offered it. */
-static int build_reply(const struct vfu_server_caps *server,
-                       const struct vfu_session_caps *session, char **ret)
+static int build_reply(const struct vfu_server_caps *server, const struct vfu_session_caps *session,
+                       char **ret)
 {
     _cleanup_(json_object_putp) json_object *root = json_object_new_object();
     json_object *caps = json_object_new_object();
@@ -144,8 +147,8 @@ static int build_reply(const struct vfu_server_caps *server,
     }
     if (add_member(root, "capabilities", caps) < 0 ||
         add_member(caps, "max_msg_fds", json_object_new_int64(server->max_msg_fds)) < 0 ||
-        add_member(caps, "max_data_xfer_size",
-                   json_object_new_int64(server->max_data_xfer_size)) < 0 ||
+        add_member(caps, "max_data_xfer_size", json_object_new_int64(server->max_data_xfer_size)) <
+            0 ||
         add_member(caps, "pgsizes", json_object_new_uint64(server->pgsizes)) < 0 ||
         add_member(caps, "max_dma_maps", json_object_new_int64(session->max_dma_maps)) < 0)
         return -ENOMEM;

@@ -28,6 +28,8 @@ struct vfu_server {
     struct vfu_session_caps caps;
     struct vfu_dma *dma; /* created by VERSION, freed on disconnect */
     struct vfu_irqs *irqs;
+    /* The INTx unmask eventfd (KVM's resample fd): a guest EOI unmasks INTx. */
+    sd_event_source *intx_unmask_source;
     struct remote_req *remote; /* server->client requests awaiting replies */
     uint16_t next_msg_id;
 };

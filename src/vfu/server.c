@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "util/log.h"
 #include "vfu/server-internal.h"
@@ -141,6 +142,30 @@ static int handle_irq_info(struct vfu_server *s, struct vfu_msg *msg)
     return vfu_reply(s, msg, &iov, 1, NULL, 0);
 }
 
+static int on_intx_unmask(sd_event_source *source, int fd, uint32_t revents, void *userdata)
+{
+    struct vfu_server *s = userdata;
+    uint64_t n;
+
+    /* Drain, then unmask: a level still asserted fires again at once. */
+    if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+        log_debug_errno(-errno, "Reading the INTx unmask eventfd failed: %m");
+    (void)vfu_irqs_unmask(s->irqs, VFIO_PCI_INTX_IRQ_INDEX, 0);
+    return 0;
+}
+
+/* Follow the INTx unmask eventfd the client set (or removed). */
+static int watch_intx_unmask(struct vfu_server *s)
+{
+    s->intx_unmask_source = sd_event_source_disable_unref(s->intx_unmask_source);
+    if (vfu_irqs_count(s->irqs, VFIO_PCI_INTX_IRQ_INDEX) == 0)
+        return 0;
+    int fd = vfu_irqs_action_fd(s->irqs, VFIO_PCI_INTX_IRQ_INDEX, 0, VFIO_IRQ_SET_ACTION_UNMASK);
+    if (fd < 0)
+        return 0;
+    return sd_event_add_io(s->event, &s->intx_unmask_source, fd, EPOLLIN, on_intx_unmask, s);
+}
+
 static int handle_set_irqs(struct vfu_server *s, struct vfu_msg *msg)
 {
     struct vfu_irq_set_req req;
@@ -150,6 +175,11 @@ static int handle_set_irqs(struct vfu_server *s, struct vfu_msg *msg)
     r = vfu_irqs_set(s->irqs, &req, msg);
     if (r < 0)
         return r;
+    if (req.set.index == VFIO_PCI_INTX_IRQ_INDEX) {
+        r = watch_intx_unmask(s);
+        if (r < 0)
+            return r;
+    }
     return vfu_reply(s, msg, NULL, 0, NULL, 0);
 }
 
@@ -229,6 +259,7 @@ static void teardown_client(struct vfu_server *s)
     }
     /* After the table is gone, so a callback that retries fails at once. */
     vfu_remote_cancel_all(s);
+    s->intx_unmask_source = sd_event_source_disable_unref(s->intx_unmask_source);
     vfu_irqs_reset(s->irqs);
     vfu_conn_free(s->conn);
     s->conn = NULL;

@@ -7,8 +7,7 @@
 #include "vfu/codec.h"
 
 /* A message over a caller-owned payload buffer, as conn.c would hand it. */
-static struct vfu_msg msg_of(uint16_t cmd, const void *payload, size_t len, int *fds,
-                             size_t nr_fds)
+static struct vfu_msg msg_of(uint16_t cmd, const void *payload, size_t len, int *fds, size_t nr_fds)
 {
     return (struct vfu_msg){
         .hdr = {.command = cmd, .msg_size = (uint32_t)(sizeof(struct vfu_header) + len)},
@@ -304,8 +303,8 @@ START_TEST(test_irq_set)
     }
 
     /* start + count overflows. */
-    len = irq_set_payload(buf, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0,
-                          UINT32_MAX, 2, 0);
+    len = irq_set_payload(buf, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0, UINT32_MAX,
+                          2, 0);
     m = msg_of(VFU_CMD_DEVICE_SET_IRQS, buf, len, NULL, 0);
     ck_assert_int_eq(vfu_decode_irq_set(&m, &req), -EINVAL);
 

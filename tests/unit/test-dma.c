@@ -11,8 +11,7 @@
 
 #define PAGE 4096u
 
-static struct vfu_dma_map map_req(uint64_t address, uint64_t size, uint32_t flags,
-                                  uint64_t offset)
+static struct vfu_dma_map map_req(uint64_t address, uint64_t size, uint32_t flags, uint64_t offset)
 {
     return (struct vfu_dma_map){
         .argsz = sizeof(struct vfu_dma_map),
@@ -31,7 +30,10 @@ static int memfd_of(size_t size)
     return fd;
 }
 
-static bool fd_is_open(int fd) { return fcntl(fd, F_GETFD) >= 0; }
+static bool fd_is_open(int fd)
+{
+    return fcntl(fd, F_GETFD) >= 0;
+}
 
 static const uint32_t RW = VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE;
 
@@ -83,8 +85,7 @@ START_TEST(test_bounds)
     ck_assert_int_eq(vfu_dma_translate(dma, 0x4000 + PAGE - 1, 1, VFU_DMA_FLAG_READ, &p), 0);
     ck_assert_int_eq(vfu_dma_translate(dma, 0x4000, PAGE, VFU_DMA_FLAG_READ, &p), 0);
     ck_assert_int_eq(vfu_dma_translate(dma, 0x4000 + PAGE, 1, VFU_DMA_FLAG_READ, &p), -ENOENT);
-    ck_assert_int_eq(vfu_dma_translate(dma, 0x4000 + PAGE - 1, 2, VFU_DMA_FLAG_READ, &p),
-                     -ENOENT);
+    ck_assert_int_eq(vfu_dma_translate(dma, 0x4000 + PAGE - 1, 2, VFU_DMA_FLAG_READ, &p), -ENOENT);
     ck_assert_int_eq(vfu_dma_translate(dma, 0x3fff, 1, VFU_DMA_FLAG_READ, &p), -ENOENT);
     ck_assert_int_eq(vfu_dma_translate(dma, 0x3fff, 2, VFU_DMA_FLAG_READ, &p), -ENOENT);
     ck_assert_int_eq(vfu_dma_translate(dma, 0x4000, PAGE + 1, VFU_DMA_FLAG_READ, &p), -ENOENT);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,10 @@ struct test_daemon {
     char *base_dir; /* mkdtemp: run/ and muserd.log */
     char *runtime_dir;
     char *log_path;
+    char *notify_path; /* our NOTIFY_SOCKET: the daemon says READY=1 here */
+    int notify_fd;
+    bool got_ready;
+    uint64_t ready_ns; /* when we read READY=1 */
     struct strv args; /* user arguments */
     struct strv ids;  /* devices whose sockets mean "ready" */
     bool log_to_stderr;
@@ -77,6 +82,37 @@ static void strv_done(struct strv *s)
     *s = (struct strv){0};
 }
 
+static int notify_listen(struct test_daemon *d)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+    if (strlen(d->notify_path) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sa.sun_path, d->notify_path);
+    d->notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (d->notify_fd < 0)
+        return -errno;
+    if (bind(d->notify_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Read what the daemon told systemd so far; remembers READY=1. */
+static void notify_drain(struct test_daemon *d)
+{
+    char buf[4096];
+    ssize_t n;
+
+    while ((n = recv(d->notify_fd, buf, sizeof(buf) - 1, 0)) > 0) {
+        buf[n] = 0;
+        for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"))
+            if (strcmp(line, "READY=1") == 0 && !d->got_ready) {
+                d->got_ready = true;
+                d->ready_ns = test_now_ns();
+            }
+    }
+}
+
 int test_daemon_new(struct test_daemon **ret)
 {
     const char *tmp = getenv("TMPDIR");
@@ -93,15 +129,17 @@ int test_daemon_new(struct test_daemon **ret)
         return -ENOMEM;
     }
     d->pid = -1;
+    d->notify_fd = -1;
     d->base_dir = TAKE_PTR(base);
     if (asprintf(&d->runtime_dir, "%s/run", d->base_dir) < 0 ||
-        asprintf(&d->log_path, "%s/muserd.log", d->base_dir) < 0) {
-        d->runtime_dir = d->log_path = NULL;
+        asprintf(&d->log_path, "%s/muserd.log", d->base_dir) < 0 ||
+        asprintf(&d->notify_path, "%s/notify", d->base_dir) < 0) {
+        d->runtime_dir = d->log_path = d->notify_path = NULL;
         test_daemon_free(d);
         return -ENOMEM;
     }
-    if (mkdir(d->runtime_dir, 0700) < 0) {
-        int r = -errno;
+    int r = mkdir(d->runtime_dir, 0700) < 0 ? -errno : notify_listen(d);
+    if (r < 0) {
         test_daemon_free(d);
         return r;
     }
@@ -130,6 +168,8 @@ void test_daemon_free(struct test_daemon *d)
     free(d->base_dir);
     free(d->runtime_dir);
     free(d->log_path);
+    free(d->notify_path);
+    safe_close(d->notify_fd);
     free(d);
 }
 
@@ -185,6 +225,17 @@ int test_daemon_start(struct test_daemon *d)
         if ((r = strv_push(&argv, d->args.v[i])) < 0)
             return r;
 
+    /* Our environment plus NOTIFY_SOCKET, so that READY=1 reaches us. */
+    _cleanup_(strv_done) struct strv envp = {0};
+    _cleanup_free_ char *notify = NULL;
+    if (asprintf(&notify, "NOTIFY_SOCKET=%s", d->notify_path) < 0)
+        return -ENOMEM;
+    if ((r = strv_push(&envp, notify)) < 0)
+        return r;
+    for (char **e = environ; *e; e++)
+        if (strncmp(*e, "NOTIFY_SOCKET=", 14) != 0 && (r = strv_push(&envp, *e)) < 0)
+            return r;
+
     _cleanup_close_ int log_fd = -1;
     if (!d->log_to_stderr) {
         log_fd = open(d->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -204,12 +255,13 @@ int test_daemon_start(struct test_daemon *d)
             _exit(127);
         if (log_fd >= 0 && dup2(log_fd, STDERR_FILENO) < 0)
             _exit(127);
-        execv(bin, argv.v);
+        execve(bin, argv.v, envp.v);
         fprintf(stderr, "exec %s: %m\n", bin);
         _exit(127);
     }
     d->pid = pid;
     d->exited = false;
+    d->got_ready = false;
     return 0;
 }
 
@@ -237,15 +289,31 @@ static bool socket_accepts(const char *path)
     return connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
 }
 
-int test_daemon_wait_ready(struct test_daemon *d, int timeout_ms)
+static bool socket_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/* Wait for READY=1, then until check() holds for every device socket. */
+static int wait_sockets(struct test_daemon *d, int timeout_ms, bool (*check)(const char *))
 {
     uint64_t deadline = test_now_ns() + (uint64_t)timeout_ms * 1000000ull;
     size_t next = 0;
 
     if (d->pid <= 0)
         return -ESRCH;
+    while (!d->got_ready) {
+        struct pollfd pfd = {.fd = d->notify_fd, .events = POLLIN};
+        if (daemon_gone(d))
+            return -ECHILD;
+        if (test_now_ns() > deadline)
+            return -ETIMEDOUT;
+        if (poll(&pfd, 1, 10) > 0)
+            notify_drain(d);
+    }
     while (next < d->ids.n) {
-        if (socket_accepts(test_daemon_socket(d, d->ids.v[next]))) {
+        if (check(test_daemon_socket(d, d->ids.v[next]))) {
             next++;
             continue;
         }
@@ -256,6 +324,16 @@ int test_daemon_wait_ready(struct test_daemon *d, int timeout_ms)
         sleep_ns(100000);
     }
     return daemon_gone(d) ? -ECHILD : 0;
+}
+
+int test_daemon_wait_ready(struct test_daemon *d, int timeout_ms)
+{
+    return wait_sockets(d, timeout_ms, socket_exists);
+}
+
+int test_daemon_wait_accepting(struct test_daemon *d, int timeout_ms)
+{
+    return wait_sockets(d, timeout_ms, socket_accepts);
 }
 
 int test_daemon_stop(struct test_daemon *d, int timeout_ms, int *status)
@@ -287,6 +365,7 @@ pid_t test_daemon_pid(const struct test_daemon *d) { return d->pid; }
 const char *test_daemon_runtime_dir(const struct test_daemon *d) { return d->runtime_dir; }
 const char *test_daemon_log_path(const struct test_daemon *d) { return d->log_path; }
 uint64_t test_daemon_start_time(const struct test_daemon *d) { return d->start_ns; }
+uint64_t test_daemon_ready_time(const struct test_daemon *d) { return d->ready_ns; }
 
 const char *test_daemon_socket(struct test_daemon *d, const char *id)
 {

@@ -3,7 +3,8 @@
  * Run the real muserd for integration tests and benchmarks: a private
  * temporary directory (runtime dir with the device sockets, and the daemon's
  * log), fork/exec with the devices asked for, wait until every socket accepts
- * a connection, stop with SIGTERM and collect the exit status.
+ * a connection, stop with SIGTERM and collect the exit status. The daemon
+ * gets a NOTIFY_SOCKET of ours, so readiness is what systemd would see.
  *
  * The binary and plugin directory come from $MUSERD_BIN and
  * $MUSERD_PLUGIN_DIR (defaults: build/muserd, build/plugins), as `make check`
@@ -43,11 +44,18 @@ void test_daemon_set_log_to_stderr(struct test_daemon *d, bool on);
 /* fork + exec. Records the time of the exec for test_daemon_start_time(). */
 int test_daemon_start(struct test_daemon *d);
 /*
- * Wait until the socket of every added device accepts a connection.
- * -ETIMEDOUT after timeout_ms; -ECHILD when the daemon died meanwhile
- * (its status then is in test_daemon_stop()).
+ * Wait until the daemon says READY=1 (sd_notify, through a NOTIFY_SOCKET of
+ * ours) and the socket file of every added device exists. -ETIMEDOUT after
+ * timeout_ms; -ECHILD when the daemon died meanwhile (its status then is in
+ * test_daemon_stop()).
  */
 int test_daemon_wait_ready(struct test_daemon *d, int timeout_ms);
+/*
+ * The same, but each socket must accept a connection (closed at once). Note
+ * a device serves one client at a time: connecting right after this may be
+ * refused while the daemon has not yet seen the probe hang up.
+ */
+int test_daemon_wait_accepting(struct test_daemon *d, int timeout_ms);
 /*
  * SIGTERM, then wait up to timeout_ms (SIGKILL after that, -ETIMEDOUT).
  * *status gets the waitpid() status. Safe to call on a daemon that exited.
@@ -61,6 +69,8 @@ const char *test_daemon_log_path(const struct test_daemon *d);
 const char *test_daemon_socket(struct test_daemon *d, const char *id);
 /* CLOCK_MONOTONIC nanoseconds just before the exec. */
 uint64_t test_daemon_start_time(const struct test_daemon *d);
+/* CLOCK_MONOTONIC nanoseconds when we received READY=1 (0: not yet). */
+uint64_t test_daemon_ready_time(const struct test_daemon *d);
 /* VmRSS of the running daemon in KiB. */
 int test_daemon_rss_kib(const struct test_daemon *d, uint64_t *ret);
 /* Print the last `bytes` of the daemon's log to stderr (after a failure). */
