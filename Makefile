@@ -85,7 +85,7 @@ $(MUSERCTL): $(call obj,$(CTL_SRC)) $(CLIENT_LIB)
 	$(CC) $^ -o $@ $(LDFLAGS_ALL) $(PKG_LIBS)
 
 # Plugins see include/ alone: no src/ headers, no libsystemd, no json-c.
-$(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $(wildcard include/muserd/*.h)
+$(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/%/*.h) $(wildcard include/muserd/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden $(WARNFLAGS) $(SANFLAGS) \
 	    -Iinclude $(CFLAGS) $(filter %.c,$^) -o $@ $(LDFLAGS_ALL)

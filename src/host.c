@@ -147,7 +147,8 @@ static int host_timer_new(struct muserd_host *h, muserd_timer_fn fn, void *opaqu
     struct muserd_timer *t = calloc(1, sizeof(*t));
     if (!t)
         return -ENOMEM;
-    int r = sd_event_add_time(h->event, &t->source, CLOCK_MONOTONIC, UINT64_MAX, 0, on_timer, t);
+    int r = sd_event_add_time(h->event, &t->source, CLOCK_MONOTONIC, UINT64_MAX,
+                              1 /* us: device timers must not be coalesced */, on_timer, t);
     if (r >= 0)
         r = sd_event_source_set_enabled(t->source, SD_EVENT_OFF);
     if (r < 0) {

@@ -26,8 +26,7 @@ static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
     return a < b + blen && b < a + alen;
 }
 
-int client_map_add(struct vfu_client *c, uint64_t iova, uint64_t size, uint32_t prot,
-                   void *local)
+int client_map_add(struct vfu_client *c, uint64_t iova, uint64_t size, uint32_t prot, void *local)
 {
     uint64_t end;
 

@@ -90,11 +90,10 @@ int client_wait_reply(struct vfu_client *c, int want_id, struct client_msg *repl
  * fds and returns -(its errno); a reply of another type than a reply to us
  * is -EPROTO.
  */
-int client_transact(struct vfu_client *c, uint16_t command, const struct iovec *iov,
-                    size_t iovcnt, const int *fds, size_t nr_fds, struct client_msg *reply);
+int client_transact(struct vfu_client *c, uint16_t command, const struct iovec *iov, size_t iovcnt,
+                    const int *fds, size_t nr_fds, struct client_msg *reply);
 
 /* client-dma.c: answer a DMA_READ/DMA_WRITE from the server. */
 int client_serve_dma(struct vfu_client *c, const struct client_msg *cmd);
-int client_map_add(struct vfu_client *c, uint64_t iova, uint64_t size, uint32_t prot,
-                   void *local);
+int client_map_add(struct vfu_client *c, uint64_t iova, uint64_t size, uint32_t prot, void *local);
 void client_map_remove(struct vfu_client *c, uint64_t iova, uint64_t size, uint32_t flags);

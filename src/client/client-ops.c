@@ -71,8 +71,7 @@ static void find_sparse(const uint8_t *p, size_t len, struct vfu_sparse_mmap_are
             if (n > max_areas)
                 n = max_areas;
             if (areas)
-                memcpy(areas, p + off + sizeof(struct vfu_cap_sparse_mmap),
-                       n * sizeof(*areas));
+                memcpy(areas, p + off + sizeof(struct vfu_cap_sparse_mmap), n * sizeof(*areas));
             *nr_areas = n;
             return;
         }
@@ -108,8 +107,7 @@ int vfu_client_region_info(struct vfu_client *c, uint32_t index, struct vfu_regi
             return -EPROTO;
         }
         const struct vfu_region_info *ri = (const struct vfu_region_info *)m.payload;
-        if (ri->argsz > argsz && m.len < ri->argsz && attempt == 0 &&
-            ri->argsz <= 1024u * 1024u) {
+        if (ri->argsz > argsz && m.len < ri->argsz && attempt == 0 && ri->argsz <= 1024u * 1024u) {
             argsz = ri->argsz;
             client_msg_close_fds(&m);
             continue;
@@ -197,8 +195,7 @@ int vfu_client_set_irqs(struct vfu_client *c, uint32_t index, uint32_t flags, ui
             {.iov_base = (void *)bools, .iov_len = data},
         };
         struct client_msg m;
-        int r = client_transact(c, VFU_CMD_DEVICE_SET_IRQS, iov, data ? 2 : 1, fds + done, n,
-                                &m);
+        int r = client_transact(c, VFU_CMD_DEVICE_SET_IRQS, iov, data ? 2 : 1, fds + done, n, &m);
         if (r < 0)
             return r;
         client_msg_close_fds(&m);
@@ -253,8 +250,8 @@ static int region_write(struct vfu_client *c, uint32_t region, uint64_t offset, 
     return 0;
 }
 
-int vfu_client_region_write(struct vfu_client *c, uint32_t region, uint64_t offset,
-                            const void *buf, uint32_t count)
+int vfu_client_region_write(struct vfu_client *c, uint32_t region, uint64_t offset, const void *buf,
+                            uint32_t count)
 {
     return region_write(c, region, offset, buf, count, false);
 }
@@ -306,8 +303,8 @@ static int dma_map(struct vfu_client *c, uint64_t iova, uint64_t size, uint32_t 
     return 0;
 }
 
-int vfu_client_dma_map(struct vfu_client *c, uint64_t iova, uint64_t size, uint32_t prot,
-                       int fd, uint64_t offset)
+int vfu_client_dma_map(struct vfu_client *c, uint64_t iova, uint64_t size, uint32_t prot, int fd,
+                       uint64_t offset)
 {
     if (!c || fd < 0)
         return -EINVAL;

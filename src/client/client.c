@@ -18,7 +18,7 @@
 #include "util/macro.h"
 
 #define CLIENT_RBUF_INITIAL (64u * 1024u)
-#define CLIENT_MAX_IOV 8
+#define CLIENT_MAX_IOV      8
 
 int vfu_client_new_from_fd(int fd, struct vfu_client **ret)
 {
@@ -81,9 +81,15 @@ void vfu_client_free(struct vfu_client *c)
     free(c);
 }
 
-int vfu_client_fd(const struct vfu_client *c) { return c ? c->fd : -EINVAL; }
+int vfu_client_fd(const struct vfu_client *c)
+{
+    return c ? c->fd : -EINVAL;
+}
 
-uint64_t vfu_client_dma_served(const struct vfu_client *c) { return c ? c->dma_served : 0; }
+uint64_t vfu_client_dma_served(const struct vfu_client *c)
+{
+    return c ? c->dma_served : 0;
+}
 
 void client_msg_close_fds(struct client_msg *m)
 {
@@ -190,8 +196,8 @@ int client_reply(struct vfu_client *c, const struct vfu_header *cmd, uint32_t er
  * for headers and region capabilities. A bigger msg_size is a broken peer. */
 static size_t max_msg_size(const struct vfu_client *c)
 {
-    uint32_t xfer = c->max_data_xfer > c->our_max_data_xfer ? c->max_data_xfer
-                                                             : c->our_max_data_xfer;
+    uint32_t xfer =
+        c->max_data_xfer > c->our_max_data_xfer ? c->max_data_xfer : c->our_max_data_xfer;
     return (size_t)xfer + 1024u * 1024u;
 }
 
@@ -356,8 +362,8 @@ int client_wait_reply(struct vfu_client *c, int want_id, struct client_msg *repl
     }
 }
 
-int client_transact(struct vfu_client *c, uint16_t command, const struct iovec *iov,
-                    size_t iovcnt, const int *fds, size_t nr_fds, struct client_msg *reply)
+int client_transact(struct vfu_client *c, uint16_t command, const struct iovec *iov, size_t iovcnt,
+                    const int *fds, size_t nr_fds, struct client_msg *reply)
 {
     uint16_t id;
     int r = client_send(c, command, 0, iov, iovcnt, fds, nr_fds, &id);
@@ -424,9 +430,8 @@ int vfu_client_recv_reply(struct vfu_client *c, struct vfu_header **reply, int *
     return 0;
 }
 
-int vfu_client_send_cmd(struct vfu_client *c, uint16_t command, uint32_t flags,
-                        const void *payload, size_t len, const int *fds, size_t nr_fds,
-                        uint16_t *msg_id)
+int vfu_client_send_cmd(struct vfu_client *c, uint16_t command, uint32_t flags, const void *payload,
+                        size_t len, const int *fds, size_t nr_fds, uint16_t *msg_id)
 {
     if (!c || (!payload && len))
         return -EINVAL;

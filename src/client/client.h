@@ -60,8 +60,8 @@ int vfu_client_set_irqs(struct vfu_client *c, uint32_t index, uint32_t flags, ui
 
 int vfu_client_region_read(struct vfu_client *c, uint32_t region, uint64_t offset, void *buf,
                            uint32_t count);
-int vfu_client_region_write(struct vfu_client *c, uint32_t region, uint64_t offset,
-                            const void *buf, uint32_t count);
+int vfu_client_region_write(struct vfu_client *c, uint32_t region, uint64_t offset, const void *buf,
+                            uint32_t count);
 /* A posted (No_reply) write: returns once sent. */
 int vfu_client_region_write_posted(struct vfu_client *c, uint32_t region, uint64_t offset,
                                    const void *buf, uint32_t count);
@@ -69,8 +69,8 @@ int vfu_client_region_write_posted(struct vfu_client *c, uint32_t region, uint64
 int vfu_client_write_multi(struct vfu_client *c, const struct vfu_write_one *wrs, uint32_t n);
 
 /* DMA_MAP with an fd the server mmaps (fd stays ours). */
-int vfu_client_dma_map(struct vfu_client *c, uint64_t iova, uint64_t size, uint32_t prot,
-                       int fd, uint64_t offset);
+int vfu_client_dma_map(struct vfu_client *c, uint64_t iova, uint64_t size, uint32_t prot, int fd,
+                       uint64_t offset);
 /* DMA_MAP without an fd: the server reaches [iova, iova+size) through DMA_READ/
  * DMA_WRITE messages, which this client serves from `local` (size bytes). */
 int vfu_client_dma_map_local(struct vfu_client *c, uint64_t iova, uint64_t size, uint32_t prot,
@@ -90,9 +90,8 @@ int vfu_client_send_raw(struct vfu_client *c, const void *buf, size_t len, const
 int vfu_client_recv_reply(struct vfu_client *c, struct vfu_header **reply, int *rfds,
                           size_t max_rfds, size_t *nr_rfds);
 /* Build and send a command: header filled in (msg_id assigned, returned in *msg_id). */
-int vfu_client_send_cmd(struct vfu_client *c, uint16_t command, uint32_t flags,
-                        const void *payload, size_t len, const int *fds, size_t nr_fds,
-                        uint16_t *msg_id);
+int vfu_client_send_cmd(struct vfu_client *c, uint16_t command, uint32_t flags, const void *payload,
+                        size_t len, const int *fds, size_t nr_fds, uint16_t *msg_id);
 /*
  * Send a command and wait for its reply. Returns 0 with the reply payload in
  * *rbuf (malloc()ed, may be NULL when empty) and its length in *rlen, or

@@ -15,7 +15,7 @@
 #include "ctl/probe.h"
 #include "util/macro.h"
 
-#define EXIT_USAGE 2
+#define EXIT_USAGE         2
 #define DEFAULT_TIMEOUT_MS 5000
 
 static void help(void)

@@ -10,14 +10,14 @@
 
 #include "util/macro.h"
 
-#define PCI_STATUS 0x06
+#define PCI_STATUS          0x06
 #define PCI_STATUS_CAP_LIST 0x10
-#define PCI_BAR0 0x10
-#define PCI_CAP_PTR 0x34
-#define PCI_EXT_CAP_START 0x100
+#define PCI_BAR0            0x10
+#define PCI_CAP_PTR         0x34
+#define PCI_EXT_CAP_START   0x100
 
-#define CAP_PM 0x01
-#define CAP_MSI 0x05
+#define CAP_PM   0x01
+#define CAP_MSI  0x05
 #define CAP_PCIE 0x10
 #define CAP_MSIX 0x11
 
@@ -174,11 +174,16 @@ const char *probe_cap_name(uint8_t id)
 const char *probe_ext_cap_name(uint16_t id)
 {
     static const char *const names[] = {
-        [0x01] = "Advanced Error Reporting", [0x02] = "Virtual Channel",
-        [0x03] = "Device Serial Number",     [0x0b] = "Vendor Specific",
-        [0x0d] = "Access Control Services",  [0x0e] = "Alternative Routing-ID",
-        [0x10] = "SR-IOV",                   [0x17] = "TPH Requester",
-        [0x18] = "Latency Tolerance Reporting", [0x1e] = "L1 PM Substates",
+        [0x01] = "Advanced Error Reporting",
+        [0x02] = "Virtual Channel",
+        [0x03] = "Device Serial Number",
+        [0x0b] = "Vendor Specific",
+        [0x0d] = "Access Control Services",
+        [0x0e] = "Alternative Routing-ID",
+        [0x10] = "SR-IOV",
+        [0x17] = "TPH Requester",
+        [0x18] = "Latency Tolerance Reporting",
+        [0x1e] = "L1 PM Substates",
     };
     return id < ELEMENTSOF(names) ? names[id] : NULL;
 }
@@ -215,10 +220,14 @@ const char *probe_class_name(uint8_t base_class)
 const char *probe_pcie_type_name(unsigned type)
 {
     static const char *const names[] = {
-        [0x0] = "Endpoint",           [0x1] = "Legacy Endpoint",
-        [0x4] = "Root Port",          [0x5] = "Upstream Port",
-        [0x6] = "Downstream Port",    [0x7] = "PCI-Express to PCI/PCI-X Bridge",
-        [0x8] = "PCI/PCI-X to PCI-Express Bridge", [0x9] = "Root Complex Integrated Endpoint",
+        [0x0] = "Endpoint",
+        [0x1] = "Legacy Endpoint",
+        [0x4] = "Root Port",
+        [0x5] = "Upstream Port",
+        [0x6] = "Downstream Port",
+        [0x7] = "PCI-Express to PCI/PCI-X Bridge",
+        [0x8] = "PCI/PCI-X to PCI-Express Bridge",
+        [0x9] = "Root Complex Integrated Endpoint",
         [0xa] = "Root Complex Event Collector",
     };
     const char *n = type < ELEMENTSOF(names) ? names[type] : NULL;

@@ -31,7 +31,10 @@ static void add_str(json_object *o, const char *key, const char *v)
 {
     add(o, key, json_object_new_string(v));
 }
-static void add_err(json_object *o, int err) { add_str(o, "error", strerror(-err)); }
+static void add_err(json_object *o, int err)
+{
+    add_str(o, "error", strerror(-err));
+}
 
 static json_object *names(uint32_t flags, const char *const *tab, size_t n)
 {
@@ -57,8 +60,8 @@ static json_object *device_json(const struct probe *p)
 static json_object *cap_json(const struct probe *p, const struct probe_cap *cap)
 {
     json_object *o = json_object_new_object();
-    const char *name = cap->extended ? probe_ext_cap_name(cap->id)
-                                     : probe_cap_name((uint8_t)cap->id);
+    const char *name =
+        cap->extended ? probe_ext_cap_name(cap->id) : probe_cap_name((uint8_t)cap->id);
     add_u64(o, "offset", cap->offset);
     add_u64(o, "id", cap->id);
     if (name)
@@ -228,7 +231,7 @@ int probe_print_json(const struct probe *p)
         json_object_array_add(a, irq_json(p, i));
     add(root, "irqs", a);
 
-    puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
-                                                  JSON_C_TO_STRING_NOSLASHESCAPE));
+    puts(json_object_to_json_string_ext(root,
+                                        JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
     return fflush(stdout) == 0 ? 0 : -EIO;
 }

@@ -12,10 +12,13 @@
 
 #include "util/macro.h"
 
-#define PCI_COMMAND 0x04
+#define PCI_COMMAND       0x04
 #define PCI_INTERRUPT_PIN 0x3d
 
-static const char *plus_minus(bool b) { return b ? "+" : "-"; }
+static const char *plus_minus(bool b)
+{
+    return b ? "+" : "-";
+}
 
 /* 4096 -> "4K", like lspci. */
 static void fmt_size(uint64_t size, char *buf, size_t len)
@@ -52,11 +55,10 @@ static void print_bars(const struct probe *p)
         const struct probe_bar *b = &bars[i];
         fmt_size(b->size, size, sizeof(size));
         if (b->io)
-            printf("\tRegion %u: I/O ports at %04" PRIx64 " [size=%s]", b->index, b->address,
-                   size);
+            printf("\tRegion %u: I/O ports at %04" PRIx64 " [size=%s]", b->index, b->address, size);
         else
-            printf("\tRegion %u: Memory at %0*" PRIx64 " (%s, %sprefetchable) [size=%s]",
-                   b->index, b->is64 ? 16 : 8, b->address, b->is64 ? "64-bit" : "32-bit",
+            printf("\tRegion %u: Memory at %0*" PRIx64 " (%s, %sprefetchable) [size=%s]", b->index,
+                   b->is64 ? 16 : 8, b->address, b->is64 ? "64-bit" : "32-bit",
                    b->prefetchable ? "" : "non-", size);
         if (b->index < p->nr_regions && p->regions[b->index].err >= 0) {
             const struct probe_region *r = &p->regions[b->index];
@@ -132,13 +134,12 @@ static void print_pci(const struct probe *p)
         return;
     }
     uint32_t class = probe_cfg32(p, 0x08) >> 8;
-    printf("PCI: [%04x:%04x] %s [%06x] (rev %02x)\n", probe_cfg16(p, 0x00),
-           probe_cfg16(p, 0x02), probe_class_name((uint8_t)(class >> 16)), class,
-           p->config[0x08]);
+    printf("PCI: [%04x:%04x] %s [%06x] (rev %02x)\n", probe_cfg16(p, 0x00), probe_cfg16(p, 0x02),
+           probe_class_name((uint8_t)(class >> 16)), class, p->config[0x08]);
     printf("\tSubsystem: [%04x:%04x]\n", probe_cfg16(p, 0x2c), probe_cfg16(p, 0x2e));
     uint16_t cmd = probe_cfg16(p, PCI_COMMAND);
-    printf("\tControl: I/O%s Mem%s BusMaster%s DisINTx%s\n", plus_minus(cmd & 1), plus_minus(cmd & 2),
-           plus_minus(cmd & 4), plus_minus(cmd & 0x400));
+    printf("\tControl: I/O%s Mem%s BusMaster%s DisINTx%s\n", plus_minus(cmd & 1),
+           plus_minus(cmd & 2), plus_minus(cmd & 4), plus_minus(cmd & 0x400));
     uint8_t pin = p->config[PCI_INTERRUPT_PIN];
     if (pin >= 1 && pin <= 4)
         printf("\tInterrupt: pin %c\n", 'A' + pin - 1);
@@ -207,9 +208,9 @@ int probe_print_text(const struct probe *p)
     printf("Socket: %s\n", p->socket);
     printf("Server capabilities: %s\n",
            p->server_json && *p->server_json ? p->server_json : "(none)");
-    printf("Device: flags%s%s%s, %u regions, %u IRQ types\n", f & VFIO_DEVICE_FLAGS_PCI ? " PCI" : "",
-           f & VFIO_DEVICE_FLAGS_RESET ? " RESET" : "", f & VFIO_DEVICE_FLAGS_CAPS ? " CAPS" : "",
-           p->dev.num_regions, p->dev.num_irqs);
+    printf("Device: flags%s%s%s, %u regions, %u IRQ types\n",
+           f & VFIO_DEVICE_FLAGS_PCI ? " PCI" : "", f & VFIO_DEVICE_FLAGS_RESET ? " RESET" : "",
+           f & VFIO_DEVICE_FLAGS_CAPS ? " CAPS" : "", p->dev.num_regions, p->dev.num_irqs);
     print_pci(p);
     print_regions(p);
     print_irqs(p);

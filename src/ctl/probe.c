@@ -34,8 +34,7 @@ static int set_timeout(int fd, int timeout_ms)
 static int fail(const struct probe *p, const char *what, int r)
 {
     if (r == -EAGAIN || r == -EWOULDBLOCK) {
-        fprintf(stderr,
-                "muserctl: %s: %s: timed out (is another client, e.g. QEMU, connected?)\n",
+        fprintf(stderr, "muserctl: %s: %s: timed out (is another client, e.g. QEMU, connected?)\n",
                 p->socket, what);
         return -ETIMEDOUT;
     }
@@ -46,8 +45,7 @@ static int fail(const struct probe *p, const char *what, int r)
 /* Errors after which the connection is of no more use: stop asking. */
 static bool connection_lost(int r)
 {
-    return r == -EAGAIN || r == -EWOULDBLOCK || r == -ECONNRESET || r == -EPIPE ||
-           r == -EPROTO;
+    return r == -EAGAIN || r == -EWOULDBLOCK || r == -ECONNRESET || r == -EPIPE || r == -EPROTO;
 }
 
 static void probe_region(struct vfu_client *c, uint32_t index, struct probe_region *reg)
@@ -108,13 +106,13 @@ static void probe_config(struct vfu_client *c, struct probe *p)
         p->config_err = -EBADMSG;
         return;
     }
-    p->config_err = vfu_client_region_read(c, VFIO_PCI_CONFIG_REGION_INDEX, 0, p->config,
-                                           (uint32_t)len);
+    p->config_err =
+        vfu_client_region_read(c, VFIO_PCI_CONFIG_REGION_INDEX, 0, p->config, (uint32_t)len);
     if (p->config_err == -EINVAL && len > 256) {
         /* A server may refuse a large read; the standard header is enough. */
         len = 256;
-        p->config_err = vfu_client_region_read(c, VFIO_PCI_CONFIG_REGION_INDEX, 0, p->config,
-                                               (uint32_t)len);
+        p->config_err =
+            vfu_client_region_read(c, VFIO_PCI_CONFIG_REGION_INDEX, 0, p->config, (uint32_t)len);
     }
     if (p->config_err >= 0)
         p->config_len = (uint32_t)len;
@@ -144,8 +142,7 @@ int probe_run(const char *socket_path, int timeout_ms, struct probe *p)
     if (r < 0)
         return fail(p, "device info failed", r);
 
-    p->nr_regions = p->dev.num_regions < PROBE_MAX_REGIONS ? p->dev.num_regions
-                                                            : PROBE_MAX_REGIONS;
+    p->nr_regions = p->dev.num_regions < PROBE_MAX_REGIONS ? p->dev.num_regions : PROBE_MAX_REGIONS;
     for (uint32_t i = 0; i < p->nr_regions; i++) {
         probe_region(c, i, &p->regions[i]);
         if (connection_lost(p->regions[i].err))

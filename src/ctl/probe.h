@@ -13,9 +13,9 @@
 #include "client/client.h"
 
 #define PROBE_MAX_REGIONS 32
-#define PROBE_MAX_AREAS 16
-#define PROBE_MAX_CAPS 64
-#define PROBE_CONFIG_MAX 4096
+#define PROBE_MAX_AREAS   16
+#define PROBE_MAX_CAPS    64
+#define PROBE_CONFIG_MAX  4096
 
 struct probe_region {
     int err; /* GET_REGION_INFO failed with this (negative) errno */
@@ -63,7 +63,7 @@ struct probe_bar {
 struct probe_cap {
     uint16_t offset;
     uint16_t id;
-    bool extended; /* PCI Express extended capability (offset >= 0x100) */
+    bool extended;   /* PCI Express extended capability (offset >= 0x100) */
     uint8_t version; /* extended only */
 };
 

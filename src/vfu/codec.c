@@ -27,7 +27,9 @@ int vfu_check_header(const struct vfu_header *hdr, uint32_t max_size)
 
     switch (hdr->flags & VFU_FLAG_TYPE_MASK) {
     case VFU_FLAG_TYPE_COMMAND:
-        if ((hdr->flags & ~VFU_FLAG_NO_REPLY) != 0 || hdr->error != 0)
+        /* The error field is reserved in commands: ignored, not enforced, so a
+         * client that leaves garbage there still works. */
+        if ((hdr->flags & ~VFU_FLAG_NO_REPLY) != 0)
             return -EINVAL;
         return 0;
     case VFU_FLAG_TYPE_REPLY:

@@ -27,7 +27,8 @@ struct vfu_msg {
 /*
  * Check a header as it arrives, before the body is read: msg_size within
  * [16, max_size], a known message type. A command with any bit other than
- * NO_REPLY set in flags, or a nonzero error field in a command, is malformed.
+ * NO_REPLY set in flags is malformed; the (reserved) error field of a command
+ * is ignored.
  * Returns 0, or -EINVAL / -EMSGSIZE (the connection is then dropped, since
  * message framing can no longer be trusted).
  */

@@ -28,8 +28,8 @@
 #include "util/macro.h"
 
 #define GOAL_RATIO 1.15
-#define DMA_SIZE (2u * 1024u * 1024u)
-#define DMA_IOVA 0x100000000ull
+#define DMA_SIZE   (2u * 1024u * 1024u)
+#define DMA_IOVA   0x100000000ull
 
 DEFINE_FREEP(struct vfu_client, vfu_client_free)
 DEFINE_FREEP(struct test_daemon, test_daemon_free)
@@ -148,8 +148,8 @@ static int measure_raw(size_t req, size_t rep, uint64_t *t, struct stats *ret)
 static void report(const char *what, const struct stats *m, const struct stats *raw)
 {
     double ratio = (double)m->median / (double)raw->median;
-    printf("  %-16s muserd %6" PRIu64 " ns (p99 %6" PRIu64 ")   raw %6" PRIu64
-           " ns (p99 %6" PRIu64 ")   ratio %.3f (goal <= %.2f: %s)\n",
+    printf("  %-16s muserd %6" PRIu64 " ns (p99 %6" PRIu64 ")   raw %6" PRIu64 " ns (p99 %6" PRIu64
+           ")   ratio %.3f (goal <= %.2f: %s)\n",
            what, m->median, m->p99, raw->median, raw->p99, ratio, GOAL_RATIO,
            ratio <= GOAL_RATIO ? "met" : "MISSED");
 }

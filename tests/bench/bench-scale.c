@@ -24,9 +24,9 @@
 #include "../integration/helpers/daemon.h"
 #include "util/macro.h"
 
-#define RUNS 3
+#define RUNS    3
 #define REF_KIB 19.5
-#define REF_US 30.0
+#define REF_US  30.0
 
 DEFINE_FREEP(struct test_daemon, test_daemon_free)
 

@@ -33,8 +33,8 @@ struct test_daemon {
     int notify_fd;
     bool got_ready;
     uint64_t ready_ns; /* when we read READY=1 */
-    struct strv args; /* user arguments */
-    struct strv ids;  /* devices whose sockets mean "ready" */
+    struct strv args;  /* user arguments */
+    struct strv ids;   /* devices whose sockets mean "ready" */
     bool log_to_stderr;
     pid_t pid;
     bool exited;
@@ -196,7 +196,10 @@ int test_daemon_add_device(struct test_daemon *d, const char *type, const char *
     return strv_push(&d->ids, id);
 }
 
-void test_daemon_set_log_to_stderr(struct test_daemon *d, bool on) { d->log_to_stderr = on; }
+void test_daemon_set_log_to_stderr(struct test_daemon *d, bool on)
+{
+    d->log_to_stderr = on;
+}
 
 static const char *env_or(const char *name, const char *def)
 {
@@ -361,11 +364,26 @@ int test_daemon_stop(struct test_daemon *d, int timeout_ms, int *status)
     return r;
 }
 
-pid_t test_daemon_pid(const struct test_daemon *d) { return d->pid; }
-const char *test_daemon_runtime_dir(const struct test_daemon *d) { return d->runtime_dir; }
-const char *test_daemon_log_path(const struct test_daemon *d) { return d->log_path; }
-uint64_t test_daemon_start_time(const struct test_daemon *d) { return d->start_ns; }
-uint64_t test_daemon_ready_time(const struct test_daemon *d) { return d->ready_ns; }
+pid_t test_daemon_pid(const struct test_daemon *d)
+{
+    return d->pid;
+}
+const char *test_daemon_runtime_dir(const struct test_daemon *d)
+{
+    return d->runtime_dir;
+}
+const char *test_daemon_log_path(const struct test_daemon *d)
+{
+    return d->log_path;
+}
+uint64_t test_daemon_start_time(const struct test_daemon *d)
+{
+    return d->start_ns;
+}
+uint64_t test_daemon_ready_time(const struct test_daemon *d)
+{
+    return d->ready_ns;
+}
 
 const char *test_daemon_socket(struct test_daemon *d, const char *id)
 {
