@@ -14,6 +14,10 @@ LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 MANDIR ?= $(PREFIX)/share/man
 PLUGINDIR ?= $(LIBDIR)/muserd/plugins
+SYSTEMDUNITDIR ?= $(LIBDIR)/systemd/system
+SYSUSERSDIR ?= $(LIBDIR)/sysusers.d
+TMPFILESDIR ?= $(LIBDIR)/tmpfiles.d
+DATADIR ?= $(PREFIX)/share
 RUNTIMEDIR ?= /run/muserd
 VERSION := 0.1.0
 
@@ -56,15 +60,19 @@ CLIENT_LIB := $(BUILD)/libvfu-client.a
 MUSERD := $(BUILD)/muserd
 MUSERCTL := $(BUILD)/muserctl
 PLUGIN_SOS := $(patsubst %,$(BUILD)/plugins/%.so,$(PLUGINS))
-UNIT_BINS := $(patsubst %,$(BUILD)/tests/%,$(UNIT_TESTS))
-INTEGRATION_BINS := $(patsubst %,$(BUILD)/tests/%,$(INTEGRATION_TESTS))
+UNIT_BINS := $(patsubst %,$(BUILD)/tests/unit/%,$(UNIT_TESTS))
+INTEGRATION_BINS := $(patsubst %,$(BUILD)/tests/integration/%,$(INTEGRATION_TESTS))
 TEST_PLUGIN_SOS := $(patsubst %,$(BUILD)/test-plugins/%.so,$(TEST_PLUGINS))
 BENCH_BINS := $(patsubst %,$(BUILD)/tests/%,$(BENCHES))
 
 .SECONDEXPANSION:
 .PHONY: all check run install bench lint clean deps tests unit-check integration-check
 
-all: $(MUSERD) $(MUSERCTL) $(PLUGIN_SOS) $(BUILD)/muserd-plugin.pc
+all: $(MUSERD) $(MUSERCTL) $(PLUGIN_SOS) $(BUILD)/muserd-plugin.pc $(BUILD)/systemd/muserd.service
+
+$(BUILD)/systemd/muserd.service: systemd/muserd.service.in Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' $< > $@
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -95,7 +103,7 @@ $(BUILD)/test-plugins/%.so: tests/plugins/%.c $(wildcard include/muserd/*.h)
 	$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden $(WARNFLAGS) $(SANFLAGS) \
 	    -Iinclude $(CFLAGS) $< -o $@ $(LDFLAGS_ALL)
 
-$(BUILD)/tests/test-%: $(call obj,tests/unit/test-%.c) $(CORE_LIB) $(CLIENT_LIB)
+$(BUILD)/tests/unit/test-%: $(call obj,tests/unit/test-%.c) $(CORE_LIB) $(CLIENT_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $^ -o $@ $(LDFLAGS_ALL) $(PKG_LIBS) $(shell pkg-config --libs check 2>/dev/null) -ldl
 
@@ -110,7 +118,7 @@ $(BUILD)/muserd-plugin.pc: Makefile
 
 # Integration tests link the client library and run the real muserd binary.
 define integration_rule
-$(BUILD)/tests/$(1): $(call obj,tests/integration/$(1).c $(TEST_HELPERS)) $(CLIENT_LIB)
+$(BUILD)/tests/integration/$(1): $(call obj,tests/integration/$(1).c $(TEST_HELPERS)) $(CLIENT_LIB)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$^ -o $$@ $$(LDFLAGS_ALL) $$(PKG_LIBS) $$(shell pkg-config --libs check 2>/dev/null)
 endef
@@ -145,13 +153,18 @@ check: deps
 	$(MAKE) BUILD=build/asan SAN=1 tests
 	$(MAKE) BUILD=build/asan unit-check integration-check
 
+# Every suite runs even when one fails; the target fails if any did.
 unit-check:
-	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; CK_FORK=yes $$t; done
+	@failed=""; for t in $(UNIT_BINS); do echo "== $$t"; \
+	    CK_FORK=yes $$t || failed="$$failed $$(basename $$t)"; done; \
+	if [ -n "$$failed" ]; then echo "FAILED unit suites:$$failed"; exit 1; fi
 
 integration-check:
-	@set -e; for t in $(INTEGRATION_BINS); do echo "== $$t"; \
+	@failed=""; for t in $(INTEGRATION_BINS); do echo "== $$t"; \
 	    MUSERD_BIN=$(MUSERD) MUSERD_PLUGIN_DIR=$(BUILD)/plugins \
-	    MUSERD_TEST_PLUGIN_DIR=$(BUILD)/test-plugins CK_DEFAULT_TIMEOUT=60 $$t; done
+	    MUSERD_TEST_PLUGIN_DIR=$(BUILD)/test-plugins CK_DEFAULT_TIMEOUT=60 $$t \
+	    || failed="$$failed $$(basename $$t)"; done; \
+	if [ -n "$$failed" ]; then echo "FAILED integration suites:$$failed"; exit 1; fi
 
 # ---- run ----------------------------------------------------------------------------
 RUN_DIR ?= $(CURDIR)/$(BUILD)/run
@@ -179,6 +192,11 @@ install: all
 	install -d $(DESTDIR)$(INCLUDEDIR)/muserd
 	install -m644 include/muserd/*.h $(DESTDIR)$(INCLUDEDIR)/muserd/
 	install -Dm644 $(BUILD)/muserd-plugin.pc $(DESTDIR)$(LIBDIR)/pkgconfig/muserd-plugin.pc
+	install -Dm644 $(BUILD)/systemd/muserd.service $(DESTDIR)$(SYSTEMDUNITDIR)/muserd.service
+	install -Dm644 systemd/muserd-device@.socket $(DESTDIR)$(SYSTEMDUNITDIR)/muserd-device@.socket
+	install -Dm644 systemd/sysusers.d/muserd.conf $(DESTDIR)$(SYSUSERSDIR)/muserd.conf
+	install -Dm644 systemd/tmpfiles.d/muserd.conf $(DESTDIR)$(TMPFILESDIR)/muserd.conf
+	install -Dm755 systemd/libvirt-qemu-hook $(DESTDIR)$(DATADIR)/muserd/libvirt-qemu-hook
 	for m in man/*.[0-9]; do install -Dm644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/$$(basename $$m); done
 
 lint:

@@ -9,6 +9,7 @@
 
 #include "device-config.h"
 #include "pci/pci.h"
+#include "socket-access.h"
 #include "util/log.h"
 #include "util/socket-util.h"
 #include "vfu/server.h"
@@ -56,7 +57,7 @@ static int on_region_access(void *opaque, uint32_t index, uint64_t offset, void 
         return -EINVAL;
     if (pci_msix_claims(d->pci, index, offset, count))
         return pci_msix_access(d->pci, index, offset, buf, count, is_write);
-    if (ops && ops->bar_access)
+    if (PLUGIN_OP(ops, bar_access))
         return ops->bar_access(d->plugin_dev, index, offset, buf, count, is_write);
     if (!is_write)
         memset(buf, 0, count);
@@ -69,7 +70,7 @@ static int on_reset(void *opaque)
     const struct muserd_device_ops *ops = d->type->type->ops;
 
     pci_dev_reset(d->pci);
-    if (ops && ops->reset)
+    if (PLUGIN_OP(ops, reset))
         return ops->reset(d->plugin_dev);
     return 0;
 }
@@ -79,7 +80,7 @@ static void on_dma_unmap(void *opaque, uint64_t iova, uint64_t size)
     struct device *d = opaque;
     const struct muserd_device_ops *ops = d->type->type->ops;
 
-    if (ops && ops->dma_unmap)
+    if (PLUGIN_OP(ops, dma_unmap))
         ops->dma_unmap(d->plugin_dev, iova, size);
 }
 
@@ -334,6 +335,10 @@ int device_new(sd_event *event, const struct plugin_type *type, const char *id,
             free(d->socket_path);
             d->socket_path = TAKE_PTR(bound);
         }
+        if (socket_access_requested(d->config))
+            log_warning("%s: ignoring socket_owner/socket_group/socket_mode: the socket "
+                        "comes from systemd, set SocketUser=/SocketGroup=/SocketMode= there.",
+                        id);
     } else {
         r = socket_listen_unix(socket_path, &own_fd);
         if (r < 0) {
@@ -342,6 +347,9 @@ int device_new(sd_event *event, const struct plugin_type *type, const char *id,
         }
         d->owns_socket_file = true;
         fd = own_fd;
+        r = socket_access_apply(socket_path, d->config, error);
+        if (r < 0)
+            return r;
     }
     struct vfu_device_layout layout;
     build_layout(d, &layout);
@@ -361,7 +369,7 @@ void device_free(struct device *d)
      * Nobody listens for changes of a device being freed. */
     d->changed = NULL;
     vfu_server_free(d->server);
-    if (d->plugin_dev && d->type->type->ops && d->type->type->ops->destroy)
+    if (d->plugin_dev && PLUGIN_OP(d->type->type->ops, destroy))
         d->type->type->ops->destroy(d->plugin_dev);
     host_done(&d->host);
     pci_dev_free(d->pci);

@@ -2,6 +2,8 @@
 #include "manager.h"
 
 #include <errno.h>
+#include <malloc.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -21,12 +23,74 @@ bool device_id_valid(const char *id)
     return true;
 }
 
+/*
+ * The id index: open addressing with linear probing over m->devices. A slot
+ * holds a position in the array plus one; 0 is empty, SLOT_DELETED a removed
+ * entry that probes walk past. D-Bus looks a device up on every property
+ * read and signal, so a linear scan showed up as a quarter of muserd's time
+ * when creating 10,000 devices.
+ */
+#define SLOT_EMPTY   0
+#define SLOT_DELETED SIZE_MAX
+
+static size_t id_hash(const char *id)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (const unsigned char *c = (const unsigned char *)id; *c; c++)
+        h = (h ^ *c) * 0x100000001b3ull;
+    return (size_t)h;
+}
+
+static size_t *index_find(const struct manager *m, const char *id)
+{
+    if (m->index_cap == 0)
+        return NULL;
+    for (size_t i = id_hash(id) & (m->index_cap - 1);; i = (i + 1) & (m->index_cap - 1)) {
+        size_t *slot = &m->index[i];
+        if (*slot == SLOT_EMPTY)
+            return NULL;
+        if (*slot != SLOT_DELETED && strcmp(m->devices[*slot - 1]->id, id) == 0)
+            return slot;
+    }
+}
+
+static void index_insert(struct manager *m, size_t pos)
+{
+    for (size_t i = id_hash(m->devices[pos]->id) & (m->index_cap - 1);;
+         i = (i + 1) & (m->index_cap - 1)) {
+        if (m->index[i] == SLOT_EMPTY || m->index[i] == SLOT_DELETED) {
+            m->index_used += m->index[i] == SLOT_EMPTY;
+            m->index[i] = pos + 1;
+            return;
+        }
+    }
+}
+
+/* Make room for one more device: at most 3/4 of the slots used (deleted
+ * ones count: they lengthen probes), else rebuild without them. */
+static int index_reserve(struct manager *m)
+{
+    if ((m->index_used + 1) * 4 <= m->index_cap * 3)
+        return 0;
+    size_t cap = 64;
+    while (cap < (m->nr_devices + 1) * 2)
+        cap *= 2;
+    size_t *n = calloc(cap, sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    free(m->index);
+    m->index = n;
+    m->index_cap = cap;
+    m->index_used = 0;
+    for (size_t pos = 0; pos < m->nr_devices; pos++)
+        index_insert(m, pos);
+    return 0;
+}
+
 struct device *manager_find_device(const struct manager *m, const char *id)
 {
-    for (size_t i = 0; i < m->nr_devices; i++)
-        if (strcmp(m->devices[i]->id, id) == 0)
-            return m->devices[i];
-    return NULL;
+    const size_t *slot = index_find(m, id);
+    return slot ? m->devices[*slot - 1] : NULL;
 }
 
 static char *type_list(const struct manager *m)
@@ -56,8 +120,7 @@ void manager_set_hooks(struct manager *m, const struct manager_hooks *hooks, voi
 }
 
 int manager_create_device(struct manager *m, const char *type, const char *id,
-                          const char *config_json, int listen_fd, struct device **ret,
-                          char **error)
+                          const char *config_json, int listen_fd, struct device **ret, char **error)
 {
     _cleanup_free_ char *path = NULL;
     struct device *d;
@@ -87,6 +150,9 @@ int manager_create_device(struct manager *m, const char *type, const char *id,
     }
     if (asprintf(&path, "%s/%s.sock", m->runtime_dir, id) < 0)
         return -ENOMEM;
+    r = index_reserve(m);
+    if (r < 0)
+        return r;
     if (m->nr_devices == m->cap_devices) {
         size_t cap = m->cap_devices ? m->cap_devices * 2 : 16;
         struct device **n = reallocarray(m->devices, cap, sizeof(*n));
@@ -108,7 +174,8 @@ int manager_create_device(struct manager *m, const char *type, const char *id,
     if (listen_fd == inherited)
         inherited = -1; /* the device has it now */
     device_set_change_callback(d, on_device_changed, m);
-    m->devices[m->nr_devices++] = d;
+    m->devices[m->nr_devices] = d;
+    index_insert(m, m->nr_devices++);
     log_info("Created %s device %s on %s.", type, id, path);
     if (m->hooks && m->hooks->device_added)
         m->hooks->device_added(m->hooks_userdata, d);
@@ -117,20 +184,53 @@ int manager_create_device(struct manager *m, const char *type, const char *id,
     return 0;
 }
 
+/* glibc hands freed memory back to the kernel only from the top of the heap,
+ * and a destroyed device's memory mostly sits below live allocations: without
+ * a trim, RSS stays at its high-water mark after devices go. malloc_trim()
+ * walks the whole heap, so run it once destroys have settled, not per device. */
+static int on_trim(sd_event_source *s, uint64_t usec, void *userdata)
+{
+    malloc_trim(0);
+    return 0;
+}
+
+static void schedule_trim(struct manager *m)
+{
+    const uint64_t delay_usec = 1000000;
+    uint64_t now;
+
+    if (sd_event_now(m->event, CLOCK_MONOTONIC, &now) < 0)
+        return;
+    if (m->trim_event) {
+        (void)sd_event_source_set_time(m->trim_event, now + delay_usec);
+        (void)sd_event_source_set_enabled(m->trim_event, SD_EVENT_ONESHOT);
+        return;
+    }
+    if (sd_event_add_time(m->event, &m->trim_event, CLOCK_MONOTONIC, now + delay_usec,
+                          delay_usec / 10, on_trim, m) < 0)
+        m->trim_event = NULL; /* only memory stays high; nothing to report */
+}
+
 int manager_destroy_device(struct manager *m, const char *id)
 {
-    for (size_t i = 0; i < m->nr_devices; i++) {
-        struct device *d = m->devices[i];
-        if (strcmp(d->id, id) != 0)
-            continue;
-        m->devices[i] = m->devices[--m->nr_devices];
-        log_info("Destroying device %s.", id);
-        if (m->hooks && m->hooks->device_removed)
-            m->hooks->device_removed(m->hooks_userdata, d);
-        device_free(d);
-        return 0;
+    size_t *slot = index_find(m, id);
+    if (!slot)
+        return -ENOENT;
+    size_t pos = *slot - 1, last = m->nr_devices - 1;
+    struct device *d = m->devices[pos];
+    *slot = SLOT_DELETED;
+    if (pos != last) {
+        /* The last device moves into the hole; its index entry follows. */
+        m->devices[pos] = m->devices[last];
+        *index_find(m, m->devices[pos]->id) = pos + 1;
     }
-    return -ENOENT;
+    m->nr_devices--;
+    log_info("Destroying device %s.", id);
+    if (m->hooks && m->hooks->device_removed)
+        m->hooks->device_removed(m->hooks_userdata, d);
+    device_free(d);
+    schedule_trim(m);
+    return 0;
 }
 
 static int mkdir_p(const char *path, mode_t mode)
@@ -183,6 +283,8 @@ void manager_free(struct manager *m)
     while (m->nr_devices > 0)
         device_free(m->devices[--m->nr_devices]);
     free(m->devices);
+    free(m->index);
+    sd_event_source_disable_unref(m->trim_event);
     activation_free(m->activation);
     plugins_free(m->plugins);
     sd_event_unref(m->event);

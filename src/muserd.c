@@ -13,7 +13,9 @@
 #include <systemd/sd-event.h>
 
 #include "activation.h"
+#include "bus/bus.h"
 #include "manager.h"
+#include "privileges.h"
 #include "util/log.h"
 
 struct device_arg {
@@ -24,6 +26,9 @@ struct device_arg {
 struct options {
     const char *plugin_dir;
     const char *runtime_dir;
+    const char *user_name; /* NULL: privileges.h decides */
+    enum bus_mode bus_mode;
+    const char *bus_address; /* BUS_MODE_ADDRESS */
     struct device_arg *devices;
     size_t nr_devices;
 };
@@ -43,6 +48,11 @@ static void help(void)
            "  --runtime-dir DIR       put device sockets in DIR (default %s)\n"
            "  --device TYPE:ID[:JSON] create device ID of TYPE at start, listening on\n"
            "                          RUNTIME_DIR/ID.sock; repeatable\n"
+           "  --user                  serve org.muserd1 on the user bus, not the system bus\n"
+           "  --bus-address ADDRESS   serve org.muserd1 on the bus at ADDRESS\n"
+           "  --no-bus                no D-Bus: only the --device devices\n"
+           "  --user-name NAME        started as root, run as NAME (default muserd)\n"
+           "                          keeping only CAP_CHOWN; root keeps uid 0\n"
            "  --log-level LEVEL       err, warning, info (default) or debug\n"
            "  -h --help               show this help\n"
            "  --version               show the version\n\n"
@@ -85,7 +95,17 @@ static int parse_level(const char *s)
 /* 0 to run, 1 to exit successfully (help), -EINVAL on bad usage (already reported). */
 static int parse_argv(int argc, char **argv, struct options *o)
 {
-    enum { ARG_PLUGIN_DIR = 0x100, ARG_RUNTIME_DIR, ARG_DEVICE, ARG_LOG_LEVEL, ARG_VERSION };
+    enum {
+        ARG_PLUGIN_DIR = 0x100,
+        ARG_RUNTIME_DIR,
+        ARG_DEVICE,
+        ARG_LOG_LEVEL,
+        ARG_VERSION,
+        ARG_USER,
+        ARG_BUS_ADDRESS,
+        ARG_NO_BUS,
+        ARG_USER_NAME,
+    };
     static const struct option longopts[] = {
         {"plugin-dir", required_argument, NULL, ARG_PLUGIN_DIR},
         {"runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR},
@@ -93,6 +113,10 @@ static int parse_argv(int argc, char **argv, struct options *o)
         {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, ARG_VERSION},
+        {"user", no_argument, NULL, ARG_USER},
+        {"bus-address", required_argument, NULL, ARG_BUS_ADDRESS},
+        {"no-bus", no_argument, NULL, ARG_NO_BUS},
+        {"user-name", required_argument, NULL, ARG_USER_NAME},
         {},
     };
     int c;
@@ -133,6 +157,19 @@ static int parse_argv(int argc, char **argv, struct options *o)
         case 'h':
             help();
             return 1;
+        case ARG_USER:
+            o->bus_mode = BUS_MODE_USER;
+            break;
+        case ARG_BUS_ADDRESS:
+            o->bus_mode = BUS_MODE_ADDRESS;
+            o->bus_address = optarg;
+            break;
+        case ARG_NO_BUS:
+            o->bus_mode = BUS_MODE_NONE;
+            break;
+        case ARG_USER_NAME:
+            o->user_name = optarg;
+            break;
         case ARG_VERSION:
             printf("muserd %s (plugin ABI %d)\n", MUSERD_VERSION, MUSERD_PLUGIN_ABI_VERSION);
             return 1;
@@ -169,6 +206,7 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
 static int run(struct options *o)
 {
     _cleanup_(manager_freep) struct manager *m = NULL;
+    struct bus *bus = NULL;
     sd_event *event = NULL;
     int r;
 
@@ -211,11 +249,20 @@ static int run(struct options *o)
         }
     }
 
+    /* The name is requested synchronously: READY=1 below means it is ours. */
+    r = bus_new(m, o->bus_mode, o->bus_address, &bus);
+    if (r < 0) {
+        manager_free(TAKE_PTR(m));
+        sd_event_unref(event);
+        return r;
+    }
+
     /* Every socket is listening now: clients can connect. */
     (void)sd_notifyf(false, "READY=1\nSTATUS=Serving %zu device(s).", m->nr_devices);
     log_info("muserd %s ready: %zu device(s) in %s.", MUSERD_VERSION, m->nr_devices,
              o->runtime_dir);
     r = sd_event_loop(event);
+    bus_free(bus); /* before the manager: it holds the manager's hooks */
     manager_free(TAKE_PTR(m));
     sd_event_unref(event);
     return r;
@@ -230,8 +277,12 @@ int main(int argc, char **argv)
     int r = parse_argv(argc, argv, &o);
     if (r == 0) {
         raise_fd_limit();
-        r = run(&o);
+        /* Before run(): no plugin code (their constructors run at dlopen)
+         * and no bus connection ever runs as root. */
+        r = privileges_drop(o.user_name, o.runtime_dir);
     }
+    if (r == 0)
+        r = run(&o);
     options_done(&o);
     return r < 0 ? 1 : 0;
 }

@@ -14,6 +14,18 @@
 
 #include "util/macro.h"
 
+/*
+ * The op `member` of a plugin's ops table, if the plugin was built with a
+ * table large enough to have it and set it; NULL otherwise. Every call into a
+ * plugin's ops goes through this, so a plugin built for an older, shorter
+ * table is never read past its end.
+ */
+#define PLUGIN_OP(ops, member)                                                           \
+    ((ops) && (ops)->size >= offsetof(struct muserd_device_ops, member) +                \
+                                 sizeof((ops)->member)                                   \
+         ? (ops)->member                                                                 \
+         : NULL)
+
 struct plugin_type {
     const struct muserd_device_type *type;
     const struct muserd_plugin *plugin;

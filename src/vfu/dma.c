@@ -5,8 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "util/macro.h"
+#include "vfu/dma-guard.h"
 
 struct vfu_dma {
     uint32_t max_maps;
@@ -14,6 +16,8 @@ struct vfu_dma {
     /* Sorted by iova, never overlapping. Each change builds a new array and
      * swaps it in, so a reader holding the old one keeps a consistent view. */
     struct vfu_dma_region *regions;
+    /* Set by the SIGBUS guard when the client shrank a mapped file. */
+    volatile sig_atomic_t faulted;
 };
 
 int vfu_dma_new(uint32_t max_maps, struct vfu_dma **ret)
@@ -28,8 +32,10 @@ int vfu_dma_new(uint32_t max_maps, struct vfu_dma **ret)
 
 static void region_release(struct vfu_dma_region *r)
 {
-    if (r->mmap_base)
+    if (r->mmap_base) {
+        dma_guard_remove(r->mmap_base);
         munmap(r->mmap_base, r->mmap_len);
+    }
     safe_close(r->fd);
     free(r->dirty);
 }
@@ -58,7 +64,7 @@ static size_t lower_bound(const struct vfu_dma *dma, uint64_t iova)
     return lo;
 }
 
-static int map_fd(struct vfu_dma_region *r, int fd)
+static int map_fd(struct vfu_dma *dma, struct vfu_dma_region *r, int fd)
 {
     long page = sysconf(_SC_PAGESIZE);
     uint64_t delta = r->offset & (uint64_t)(page - 1);
@@ -67,6 +73,15 @@ static int map_fd(struct vfu_dma_region *r, int fd)
     /* mmap() takes an off_t and a size_t: the whole file range must fit both. */
     if (__builtin_add_overflow(r->size, delta, &len) || len > SIZE_MAX ||
         __builtin_add_overflow(r->offset, r->size, &end) || end > (uint64_t)INT64_MAX)
+        return -EINVAL;
+
+    /* Touching a mapping past the end of its file raises SIGBUS and would
+     * kill the daemon: refuse a range the file does not cover. (A client that
+     * shrinks the file later can still do that; QEMU seals its memfds.) */
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (S_ISREG(st.st_mode) && end > (uint64_t)st.st_size)
         return -EINVAL;
 
     /* A map the client allows neither read nor write of is kept PROT_NONE:
@@ -80,6 +95,11 @@ static int map_fd(struct vfu_dma_region *r, int fd)
     void *base = mmap(NULL, (size_t)len, prot, MAP_SHARED, fd, (off_t)(r->offset - delta));
     if (base == MAP_FAILED)
         return -errno;
+    int g = dma_guard_add(base, (size_t)len, &dma->faulted);
+    if (g < 0) {
+        munmap(base, (size_t)len);
+        return g;
+    }
     r->mmap_base = base;
     r->mmap_len = (size_t)len;
     r->vaddr = (uint8_t *)base + delta;
@@ -115,7 +135,7 @@ int vfu_dma_map(struct vfu_dma *dma, const struct vfu_dma_map *req, int fd)
     };
     if (fd >= 0) {
         region.offset = req->offset;
-        r = map_fd(&region, fd);
+        r = map_fd(dma, &region, fd);
         if (r < 0)
             return r;
     }
@@ -212,4 +232,12 @@ int vfu_dma_translate(const struct vfu_dma *dma, uint64_t iova, uint64_t len, ui
 size_t vfu_dma_count(const struct vfu_dma *dma)
 {
     return dma->n;
+}
+
+bool vfu_dma_take_fault(struct vfu_dma *dma)
+{
+    if (!dma || !dma->faulted)
+        return false;
+    dma->faulted = 0;
+    return true;
 }

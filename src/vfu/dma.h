@@ -65,3 +65,7 @@ int vfu_dma_translate(const struct vfu_dma *dma, uint64_t iova, uint64_t len, ui
                       void **ptr);
 
 size_t vfu_dma_count(const struct vfu_dma *dma);
+
+/* Did guest memory of this table vanish under us since the last call (the
+ * client shrank a mapped file; see dma-guard.h)? Clears the flag. */
+bool vfu_dma_take_fault(struct vfu_dma *dma);

@@ -248,6 +248,12 @@ static void on_message(void *opaque, struct vfu_msg *msg)
     int r = dispatch_command(s, msg);
     if (r < 0)
         (void)vfu_reply_error(s, msg, r);
+    /* Checked per message: a fault from a timer callback is noticed here too. */
+    if (vfu_dma_take_fault(s->dma)) {
+        log_warning("Client shrank a file it shared for DMA; the device read zeros. "
+                    "Dropping the client.");
+        vfu_conn_close(s->conn, -EFAULT);
+    }
 }
 
 static void teardown_client(struct vfu_server *s)

@@ -6,6 +6,8 @@
  * the floor: a UNIX socketpair ping-pong of the same message sizes against
  * an echo process that does one read and one write per message. The ratio
  * of the medians is what muserd costs over the bare socket (goal <= 1.15).
+ * The two alternate in blocks and run pinned to the same CPUs, so that the
+ * ratio compares like with like.
  * Also: DMA_MAP + DMA_UNMAP pairs per second with a 2 MiB memfd, the cost a
  * VMM pays at memory hotplug and at each vIOMMU map.
  *
@@ -14,6 +16,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +40,10 @@ DEFINE_FREEP(struct test_daemon, test_daemon_free)
 static size_t iterations = 200000;
 static size_t warmup = 20000;
 
+/* Blocks of muserd and raw round trips alternate, so that both see the same
+ * machine: a noisy neighbour or a frequency change hits both alike. */
+#define ROUNDS 20
+
 struct stats {
     uint64_t median, p99;
 };
@@ -53,24 +60,19 @@ static struct stats summarize(uint64_t *t, size_t n)
     return (struct stats){.median = t[n / 2], .p99 = t[n * 99 / 100]};
 }
 
-/* One round trip of the client, timed per iteration; returns -errno on error. */
+/* One round trip of the client; returns -errno on error. */
 typedef int (*op_fn)(void *ctx);
 
-static int measure(op_fn op, void *ctx, uint64_t *t, struct stats *ret)
+static int run_block(op_fn op, void *ctx, uint64_t *t, size_t n)
 {
-    for (size_t i = 0; i < warmup; i++) {
-        int r = op(ctx);
-        if (r < 0)
-            return r;
-    }
-    for (size_t i = 0; i < iterations; i++) {
+    for (size_t i = 0; i < n; i++) {
         uint64_t t0 = test_now_ns();
         int r = op(ctx);
-        t[i] = test_now_ns() - t0;
+        if (t)
+            t[i] = test_now_ns() - t0;
         if (r < 0)
             return r;
     }
-    *ret = summarize(t, iterations);
     return 0;
 }
 
@@ -92,6 +94,7 @@ static int op_write(void *ctx)
 
 struct raw {
     int fd;
+    pid_t pid;
     size_t req, rep;
     uint8_t buf[256];
 };
@@ -124,7 +127,7 @@ static int op_raw(void *ctx)
     return 0;
 }
 
-static int measure_raw(size_t req, size_t rep, uint64_t *t, struct stats *ret)
+static int raw_start(struct raw *raw, size_t req, size_t rep)
 {
     int sv[2];
 
@@ -138,11 +141,84 @@ static int measure_raw(size_t req, size_t rep, uint64_t *t, struct stats *ret)
         echo_loop(sv[1], req, rep);
     }
     close(sv[1]);
-    struct raw raw = {.fd = sv[0], .req = req, .rep = rep};
-    int r = measure(op_raw, &raw, t, ret);
-    close(sv[0]);
-    waitpid(pid, NULL, 0);
-    return r;
+    *raw = (struct raw){.fd = sv[0], .pid = pid, .req = req, .rep = rep};
+    return 0;
+}
+
+static void raw_stop(struct raw *raw)
+{
+    if (raw->pid <= 0)
+        return;
+    close(raw->fd);
+    waitpid(raw->pid, NULL, 0);
+    raw->pid = 0;
+}
+
+/*
+ * Where the processes run decides the numbers more than anything: a round
+ * trip between two CPUs costs a wakeup IPI, one on a single CPU a context
+ * switch. Pin the client to one CPU and both servers (muserd, echo) to
+ * another, so both sides of the comparison pay the same.
+ */
+static const char *pin(pid_t daemon, pid_t echo1, pid_t echo2)
+{
+    cpu_set_t set;
+
+    if (sched_getaffinity(0, sizeof(set), &set) < 0 || CPU_COUNT(&set) < 2)
+        return "not pinned (one CPU)";
+    int first = -1, second = -1;
+    for (int i = 0; i < CPU_SETSIZE && second < 0; i++)
+        if (CPU_ISSET(i, &set)) {
+            if (first < 0)
+                first = i;
+            else
+                second = i;
+        }
+    CPU_ZERO(&set);
+    CPU_SET(first, &set);
+    if (sched_setaffinity(0, sizeof(set), &set) < 0)
+        return "not pinned";
+    CPU_ZERO(&set);
+    CPU_SET(second, &set);
+    if (sched_setaffinity(daemon, sizeof(set), &set) < 0 ||
+        sched_setaffinity(echo1, sizeof(set), &set) < 0 ||
+        sched_setaffinity(echo2, sizeof(set), &set) < 0)
+        return "not pinned";
+    return "client on one CPU, muserd and echo on another";
+}
+
+struct results {
+    struct stats m_read, m_write, raw_read, raw_write;
+};
+
+static int measure_all(struct vfu_client *c, struct raw *rread, struct raw *rwrite,
+                       struct results *res)
+{
+    size_t block = iterations / ROUNDS ? iterations / ROUNDS : 1;
+    size_t n = block * ROUNDS;
+    _cleanup_free_ uint64_t *t = calloc(4 * n, sizeof(uint64_t));
+    int r;
+
+    if (!t)
+        return -ENOMEM;
+    if ((r = run_block(op_read, c, NULL, warmup)) < 0 ||
+        (r = run_block(op_raw, rread, NULL, warmup)) < 0 ||
+        (r = run_block(op_write, c, NULL, warmup)) < 0 ||
+        (r = run_block(op_raw, rwrite, NULL, warmup)) < 0)
+        return r;
+    for (size_t i = 0; i < ROUNDS; i++) {
+        size_t o = i * block;
+        if ((r = run_block(op_read, c, t + o, block)) < 0 ||
+            (r = run_block(op_raw, rread, t + n + o, block)) < 0 ||
+            (r = run_block(op_write, c, t + 2 * n + o, block)) < 0 ||
+            (r = run_block(op_raw, rwrite, t + 3 * n + o, block)) < 0)
+            return r;
+    }
+    res->m_read = summarize(t, n);
+    res->raw_read = summarize(t + n, n);
+    res->m_write = summarize(t + 2 * n, n);
+    res->raw_write = summarize(t + 3 * n, n);
+    return 0;
 }
 
 static void report(const char *what, const struct stats *m, const struct stats *raw)
@@ -183,12 +259,10 @@ static int run(void)
 {
     _cleanup_(test_daemon_freep) struct test_daemon *d = NULL;
     _cleanup_(vfu_client_freep) struct vfu_client *c = NULL;
-    _cleanup_free_ uint64_t *t = calloc(iterations, sizeof(uint64_t));
-    struct stats m_read, m_write, raw_read, raw_write;
+    struct raw rread = {0}, rwrite = {0};
+    struct results res;
     int r;
 
-    if (!t)
-        return -ENOMEM;
     if ((r = test_daemon_new(&d)) < 0 || (r = test_daemon_add_device(d, "timer", "t0", NULL)) < 0)
         return r;
     if ((r = test_daemon_start(d)) < 0) {
@@ -207,21 +281,27 @@ static int run(void)
         return r;
     }
 
-    printf("bench-latency: 4-byte BAR0 accesses to a timer device, median of %zu round trips "
-           "after %zu warm-up\n",
-           iterations, warmup);
     /* Request and reply sizes: header + struct vfu_region_access (+ data). */
     size_t hdr = sizeof(struct vfu_header) + sizeof(struct vfu_region_access);
-    if ((r = measure(op_read, c, t, &m_read)) < 0 ||
-        (r = measure_raw(hdr, hdr + 4, t, &raw_read)) < 0 ||
-        (r = measure(op_write, c, t, &m_write)) < 0 ||
-        (r = measure_raw(hdr + 4, hdr, t, &raw_write)) < 0) {
+    if ((r = raw_start(&rread, hdr, hdr + 4)) < 0 || (r = raw_start(&rwrite, hdr + 4, hdr)) < 0) {
+        raw_stop(&rread);
+        fprintf(stderr, "bench-latency: cannot start the echo process: %s\n", strerror(-r));
+        return r;
+    }
+    const char *placement = pin(test_daemon_pid(d), rread.pid, rwrite.pid);
+    printf("bench-latency: 4-byte BAR0 accesses to a timer device, %zu round trips each after "
+           "%zu warm-up, %s\n",
+           iterations, warmup, placement);
+    r = measure_all(c, &rread, &rwrite, &res);
+    raw_stop(&rread);
+    raw_stop(&rwrite);
+    if (r < 0) {
         fprintf(stderr, "bench-latency: round trip failed: %s\n", strerror(-r));
         test_daemon_dump_log(d, 4096);
         return r;
     }
-    report("REGION_READ 4B", &m_read, &raw_read);
-    report("REGION_WRITE 4B", &m_write, &raw_write);
+    report("REGION_READ 4B", &res.m_read, &res.raw_read);
+    report("REGION_WRITE 4B", &res.m_write, &res.raw_write);
 
     if ((r = bench_dma(c)) < 0) {
         fprintf(stderr, "bench-latency: DMA map/unmap failed: %s\n", strerror(-r));

@@ -35,6 +35,8 @@ struct test_daemon {
     uint64_t ready_ns; /* when we read READY=1 */
     struct strv args;  /* user arguments */
     struct strv ids;   /* devices whose sockets mean "ready" */
+    /* A command muserd runs under (argv[0] from PATH), or none. */
+    struct strv wrapper;
     bool log_to_stderr;
     pid_t pid;
     bool exited;
@@ -165,6 +167,7 @@ void test_daemon_free(struct test_daemon *d)
         nftw(d->base_dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
     strv_done(&d->args);
     strv_done(&d->ids);
+    strv_done(&d->wrapper);
     free(d->base_dir);
     free(d->runtime_dir);
     free(d->log_path);
@@ -201,6 +204,25 @@ void test_daemon_set_log_to_stderr(struct test_daemon *d, bool on)
     d->log_to_stderr = on;
 }
 
+int test_daemon_set_wrapper(struct test_daemon *d, const char *const *argv)
+{
+    strv_done(&d->wrapper);
+    for (size_t i = 0; argv && argv[i]; i++) {
+        int r = strv_push(&d->wrapper, argv[i]);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+int test_daemon_share(struct test_daemon *d)
+{
+    /* Traverse only: the base directory's names stay private. */
+    if (chmod(d->base_dir, 0711) < 0 || chmod(d->notify_path, 0666) < 0)
+        return -errno;
+    return 0;
+}
+
 static const char *env_or(const char *name, const char *def)
 {
     const char *v = getenv(name);
@@ -220,10 +242,19 @@ int test_daemon_start(struct test_daemon *d)
         return -errno;
 
     /* Everything the child needs is built before fork(). */
+    for (size_t i = 0; i < d->wrapper.n; i++)
+        if ((r = strv_push(&argv, d->wrapper.v[i])) < 0)
+            return r;
     const char *fixed[] = {bin, "--plugin-dir", plugins, "--runtime-dir", d->runtime_dir};
     for (size_t i = 0; i < ELEMENTSOF(fixed); i++)
         if ((r = strv_push(&argv, fixed[i])) < 0)
             return r;
+    /* As root, muserd would become user "muserd" where one exists (an
+     * installed host), which cannot enter our private directory. A test
+     * that wants another user says --user-name itself (the last one wins). */
+    if (geteuid() == 0 &&
+        ((r = strv_push(&argv, "--user-name")) < 0 || (r = strv_push(&argv, "root")) < 0))
+        return r;
     for (size_t i = 0; i < d->args.n; i++)
         if ((r = strv_push(&argv, d->args.v[i])) < 0)
             return r;
@@ -258,8 +289,11 @@ int test_daemon_start(struct test_daemon *d)
             _exit(127);
         if (log_fd >= 0 && dup2(log_fd, STDERR_FILENO) < 0)
             _exit(127);
-        execve(bin, argv.v, envp.v);
-        fprintf(stderr, "exec %s: %m\n", bin);
+        if (d->wrapper.n > 0)
+            execvpe(argv.v[0], argv.v, envp.v);
+        else
+            execve(bin, argv.v, envp.v);
+        fprintf(stderr, "exec %s: %m\n", argv.v[0]);
         _exit(127);
     }
     d->pid = pid;

@@ -40,6 +40,17 @@ int test_daemon_add_device(struct test_daemon *d, const char *type, const char *
 int test_daemon_add_arg(struct test_daemon *d, const char *arg);
 /* Log to our own stderr instead of the log file (for debugging a test). */
 void test_daemon_set_log_to_stderr(struct test_daemon *d, bool on);
+/*
+ * Run muserd under a wrapper command: argv (NULL-terminated; argv[0] is
+ * looked up in PATH) goes before muserd's own command line, as with
+ * `systemd-socket-activate -l PATH --fdname=ID`. The wrapper must exec
+ * muserd in place, so that test_daemon_pid() is muserd's pid. NULL: none.
+ */
+int test_daemon_set_wrapper(struct test_daemon *d, const char *const *argv);
+/* Let other users reach the daemon's temporary directory (search only) and
+ * its readiness socket: for a daemon that drops to another user
+ * (--user-name). The runtime directory is muserd's to hand over. */
+int test_daemon_share(struct test_daemon *d);
 
 /* fork + exec. Records the time of the exec for test_daemon_start_time(). */
 int test_daemon_start(struct test_daemon *d);

@@ -27,8 +27,7 @@ int tu_set_socket_timeout(int fd, int timeout_ms)
     return 0;
 }
 
-int tu_connect(const char *socket_path, const char *json, int timeout_ms,
-               struct vfu_client **ret)
+int tu_connect(const char *socket_path, const char *json, int timeout_ms, struct vfu_client **ret)
 {
     uint64_t deadline = test_now_ns() + (uint64_t)timeout_ms * 1000000ull;
     int r;
@@ -165,6 +164,24 @@ bool tu_file_contains(const char *path, const char *needle)
     fclose(f);
     bool found = n > 0 && strstr(text, needle);
     free(text);
+    return found;
+}
+
+bool tu_file_has_line(const char *path, const char *const *needles)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    char *line = NULL;
+    size_t cap = 0;
+    bool found = false;
+    while (!found && getline(&line, &cap, f) > 0) {
+        found = true;
+        for (size_t i = 0; needles[i] && found; i++)
+            found = strstr(line, needles[i]) != NULL;
+    }
+    free(line);
+    fclose(f);
     return found;
 }
 

@@ -30,8 +30,7 @@
  * A device serves one client at a time and may not have seen the previous
  * client hang up yet, so a refused connection is retried until timeout_ms.
  */
-int tu_connect(const char *socket_path, const char *json, int timeout_ms,
-               struct vfu_client **ret);
+int tu_connect(const char *socket_path, const char *json, int timeout_ms, struct vfu_client **ret);
 /* SO_RCVTIMEO/SO_SNDTIMEO on a client socket: a stalled daemon fails a test
  * with -EAGAIN instead of hanging it. */
 int tu_set_socket_timeout(int fd, int timeout_ms);
@@ -58,6 +57,8 @@ int tu_memfd(size_t size, void **map);
 
 /* Does the file contain needle? */
 bool tu_file_contains(const char *path, const char *needle);
+/* Does one line of the file contain every string of needles (NULL-terminated)? */
+bool tu_file_has_line(const char *path, const char *const *needles);
 /* Number of open fds of process pid, or -errno. */
 int tu_count_fds(pid_t pid);
 /* The path of a test plugin: $MUSERD_TEST_PLUGIN_DIR/NAME.so (default
@@ -82,14 +83,24 @@ static inline void tu_start(struct test_daemon *d)
     ck_assert_msg(r == 0, "muserd did not get ready: %s", strerror(-r));
 }
 
+/* The daemon's log has a line mentioning every one of the strings. */
+static inline void tu_assert_log_line_v(const struct test_daemon *d, const char *const *needles)
+{
+    bool found = tu_file_has_line(test_daemon_log_path(d), needles);
+    if (!found)
+        test_daemon_dump_log(d, 8192);
+    ck_assert_msg(found, "no line of muserd's log mentions all of \"%s\", \"%s\"...", needles[0],
+                  needles[1] ? needles[1] : "");
+}
+#define tu_assert_log_line(d, ...) tu_assert_log_line_v(d, (const char *const[]){__VA_ARGS__, NULL})
+
 /* A daemon with the given devices ("type", "id", "json or NULL", ... NULL), started. */
 static inline struct test_daemon *tu_daemon_v(const char *const *devices)
 {
     struct test_daemon *d;
     ck_assert_int_eq(test_daemon_new(&d), 0);
     for (size_t i = 0; devices[i]; i += 3)
-        ck_assert_int_eq(test_daemon_add_device(d, devices[i], devices[i + 1], devices[i + 2]),
-                         0);
+        ck_assert_int_eq(test_daemon_add_device(d, devices[i], devices[i + 1], devices[i + 2]), 0);
     tu_start(d);
     return d;
 }
