@@ -18,6 +18,7 @@ SYSTEMDUNITDIR ?= $(LIBDIR)/systemd/system
 SYSUSERSDIR ?= $(LIBDIR)/sysusers.d
 TMPFILESDIR ?= $(LIBDIR)/tmpfiles.d
 DATADIR ?= $(PREFIX)/share
+DBUSDIR ?= /usr/share/dbus-1
 RUNTIMEDIR ?= /run/muserd
 VERSION := 0.1.0
 
@@ -197,6 +198,12 @@ install: all
 	install -Dm644 systemd/sysusers.d/muserd.conf $(DESTDIR)$(SYSUSERSDIR)/muserd.conf
 	install -Dm644 systemd/tmpfiles.d/muserd.conf $(DESTDIR)$(TMPFILESDIR)/muserd.conf
 	install -Dm755 systemd/libvirt-qemu-hook $(DESTDIR)$(DATADIR)/muserd/libvirt-qemu-hook
+	# The system bus reads policy and activation files from /usr/share/dbus-1
+	# (and /etc/dbus-1) only, whatever PREFIX is.
+	install -Dm644 dbus/org.muserd1.conf $(DESTDIR)$(DBUSDIR)/system.d/org.muserd1.conf
+	install -Dm644 dbus/org.muserd1.service $(DESTDIR)$(DBUSDIR)/system-services/org.muserd1.service
+	install -Dm644 dbus/org.muserd1.Manager.xml $(DESTDIR)$(DBUSDIR)/interfaces/org.muserd1.Manager.xml
+	install -Dm644 dbus/org.muserd1.Device.xml $(DESTDIR)$(DBUSDIR)/interfaces/org.muserd1.Device.xml
 	for m in man/*.[0-9]; do install -Dm644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/$$(basename $$m); done
 
 lint:

@@ -252,12 +252,20 @@ int pci_config_access(struct pci_dev *dev, uint64_t offset, void *buf, uint32_t 
 {
     if (len == 0 || !range_within(offset, len, dev->size))
         return -EINVAL;
+    /* The stored part, then zeros for the extended space beyond it. */
+    uint32_t stored = offset < sizeof(dev->cfg) ? (uint32_t)(sizeof(dev->cfg) - offset) : 0;
+    if (stored > len)
+        stored = len;
     if (!is_write) {
-        memcpy(buf, dev->cfg + offset, len);
+        memcpy(buf, dev->cfg + offset, stored);
+        memset((uint8_t *)buf + stored, 0, len - stored);
         return 0;
     }
     if (len != 1 && len != 2 && len != 4)
         return -EINVAL;
+    if (stored == 0)
+        return 0; /* extended config space: nothing writable */
+    len = stored;
 
     uint16_t old_cmd = cfg_get16(dev, PCI_COMMAND);
     uint16_t old_pmcsr = dev->pm_off ? cfg_get16(dev, dev->pm_off + PCI_PM_CTRL) : 0;

@@ -33,12 +33,15 @@ struct pci_dev {
     /* Capability offsets in config space; 0 when absent. */
     uint8_t pm_off, msi_off, msix_off, pcie_off;
 
-    uint8_t cfg[PCI_CFG_SPACE_EXP_SIZE];
+    /* Only the first 256 bytes are stored: muserd puts no extended
+     * capabilities at 0x100, so the rest of a PCIe device's 4 KiB reads as
+     * zero and ignores writes. Storing it would cost 12 KiB per device. */
+    uint8_t cfg[PCI_CFG_SPACE_SIZE];
     /* Guest-writable bits and write-1-to-clear bits; the rest is read-only. */
-    uint8_t wmask[PCI_CFG_SPACE_EXP_SIZE];
-    uint8_t w1cmask[PCI_CFG_SPACE_EXP_SIZE];
+    uint8_t wmask[PCI_CFG_SPACE_SIZE];
+    uint8_t w1cmask[PCI_CFG_SPACE_SIZE];
     /* cfg as it is at power-on, for pci_dev_reset(). */
-    uint8_t reset_cfg[PCI_CFG_SPACE_EXP_SIZE];
+    uint8_t reset_cfg[PCI_CFG_SPACE_SIZE];
 
     /* MSI-X table, 4 dwords per vector in host byte order, and the PBA. */
     uint32_t *msix_table;
