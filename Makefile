@@ -169,14 +169,31 @@ integration-check:
 
 # ---- run ----------------------------------------------------------------------------
 RUN_DIR ?= $(CURDIR)/$(BUILD)/run
+# Uses the system bus when one runs and muserd's bus policy is installed there;
+# otherwise a private dbus-daemon in $(RUN_DIR)/bus that ends with muserd.
 run: deps
 	$(MAKE) all
 	@mkdir -p $(RUN_DIR)
-	@echo "Demo devices; connect QEMU (10.1 or later) with:"
-	@echo "  qemu-system-x86_64 ... -device '{\"driver\":\"vfio-user-pci\",\"socket\":{\"type\":\"unix\",\"path\":\"$(RUN_DIR)/timer0.sock\"}}'"
-	@echo "  qemu-system-x86_64 ... -device '{\"driver\":\"vfio-user-pci\",\"socket\":{\"type\":\"unix\",\"path\":\"$(RUN_DIR)/ram0.sock\"}}'"
-	@echo "Inspect a device with: $(MUSERCTL) probe $(RUN_DIR)/timer0.sock"
-	exec $(MUSERD) --plugin-dir $(BUILD)/plugins --runtime-dir $(RUN_DIR) \
+	@set -e; \
+	if [ -S /run/dbus/system_bus_socket ] && \
+	   { [ -e /usr/share/dbus-1/system.d/org.muserd1.conf ] || [ -e /etc/dbus-1/system.d/org.muserd1.conf ]; }; then \
+	    bus_arg=""; busctl_arg="--system"; \
+	else \
+	    rm -f $(RUN_DIR)/bus; \
+	    dbus-daemon --config-file=dbus/private-bus.conf --address=unix:path=$(RUN_DIR)/bus --nofork & \
+	    bus_pid=$$!; trap 'kill $$bus_pid 2>/dev/null' EXIT INT TERM; \
+	    for i in $$(seq 50); do [ -S $(RUN_DIR)/bus ] && break; sleep 0.1; done; \
+	    [ -S $(RUN_DIR)/bus ] || { echo "Could not start a private dbus-daemon."; exit 1; }; \
+	    bus_arg="--bus-address=unix:path=$(RUN_DIR)/bus"; busctl_arg="--address=unix:path=$(RUN_DIR)/bus"; \
+	fi; \
+	echo "Demo devices timer0 and ram0. Connect QEMU (10.1 or later) with:"; \
+	echo "  qemu-system-x86_64 ... -device '{\"driver\":\"vfio-user-pci\",\"socket\":{\"type\":\"unix\",\"path\":\"$(RUN_DIR)/timer0.sock\"}}'"; \
+	echo "  qemu-system-x86_64 ... -device '{\"driver\":\"vfio-user-pci\",\"socket\":{\"type\":\"unix\",\"path\":\"$(RUN_DIR)/ram0.sock\"}}'"; \
+	echo "Inspect a device:  $(MUSERCTL) probe $(RUN_DIR)/timer0.sock"; \
+	echo "Manage devices:    busctl $$busctl_arg call org.muserd1 /org/muserd1 org.muserd1.Manager ListDevices"; \
+	echo "                   $(MUSERCTL) $$busctl_arg list"; \
+	echo "Stop with Ctrl-C."; \
+	$(MUSERD) --plugin-dir $(BUILD)/plugins --runtime-dir $(RUN_DIR) $$bus_arg \
 	    --device timer:timer0 --device 'ram:ram0:{"size":1048576}'
 
 bench: deps
