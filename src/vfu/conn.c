@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -416,6 +417,17 @@ int vfu_conn_sendv(struct vfu_conn *conn, const struct iovec *iov, size_t n, con
     conn->out_tail = c;
     conn->out_bytes += c->len;
     return update_events(conn);
+}
+
+bool vfu_conn_peer_gone(const struct vfu_conn *conn)
+{
+    struct pollfd p = {.fd = conn->fd, .events = POLLIN | POLLRDHUP};
+
+    if (conn->closing)
+        return true;
+    if (poll(&p, 1, 0) <= 0)
+        return false;
+    return p.revents & (POLLRDHUP | POLLHUP | POLLERR);
 }
 
 int vfu_conn_peer(const struct vfu_conn *conn, pid_t *pid, uid_t *uid)

@@ -14,6 +14,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -54,6 +55,10 @@ int vfu_conn_sendv(struct vfu_conn *conn, const struct iovec *iov, size_t n, con
 
 /* Stop: the closed callback runs from the loop soon after. */
 void vfu_conn_close(struct vfu_conn *conn, int error);
+
+/* Has the peer closed its end (or the socket failed)? Checked without waiting,
+ * before the loop may have seen the hang-up. */
+bool vfu_conn_peer_gone(const struct vfu_conn *conn);
 
 /* The peer's credentials as the socket tells (SO_PEERCRED); pid 0 if unknown. */
 int vfu_conn_peer(const struct vfu_conn *conn, pid_t *pid, uid_t *uid);

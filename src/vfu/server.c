@@ -298,6 +298,11 @@ static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *us
             log_warning_errno(-errno, "Failed to accept a vfio-user client: %m");
         return 0;
     }
+    if (s->conn && vfu_conn_peer_gone(s->conn)) {
+        /* A VMM that reconnects at once must not find its own old
+         * connection in the way because the loop has not seen it end yet. */
+        teardown_client(s);
+    }
     if (s->conn) {
         /* The protocol has one client per device socket. */
         log_info("Refusing a second vfio-user client while one is connected.");

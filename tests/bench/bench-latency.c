@@ -137,8 +137,11 @@ static int raw_start(struct raw *raw, size_t req, size_t rep)
     if (pid < 0)
         return -errno;
     if (pid == 0) {
-        close(sv[0]);
-        echo_loop(sv[1], req, rep);
+        /* Keep only our end: an inherited end of another echo's socketpair
+         * (or the muserd connection) would keep that peer from seeing EOF. */
+        if (dup2(sv[1], 3) < 0 || close_range(4, ~0u, 0) < 0)
+            _exit(1);
+        echo_loop(3, req, rep);
     }
     close(sv[1]);
     *raw = (struct raw){.fd = sv[0], .pid = pid, .req = req, .rep = rep};

@@ -217,6 +217,32 @@ START_TEST(test_reconnect_many)
 }
 END_TEST
 
+/* A VMM that reconnects the moment it hung up (no retry, no pause) is served:
+ * its own old connection must not count as "another client", even when the
+ * daemon accepts the new connection before it has noticed the old one end. */
+START_TEST(test_reconnect_at_once)
+{
+    struct test_daemon *d = tu_daemon("timer", "t0", NULL);
+    for (int i = 0; i < 20; i++) {
+        /* Probes that connect and hang up at once pile up in the backlog. */
+        for (int k = 0; k < 3; k++) {
+            int fd = tu_raw_connect(test_daemon_socket(d, "t0"), false);
+            ck_assert_int_ge(fd, 0);
+            close(fd);
+        }
+        struct vfu_client *c;
+        ck_assert_int_eq(vfu_client_connect(test_daemon_socket(d, "t0"), &c), 0);
+        ck_assert_int_eq(tu_set_socket_timeout(vfu_client_fd(c), TU_RECV_TIMEOUT_MS), 0);
+        int r = vfu_client_negotiate(c, vfu_client_qemu_caps_json, NULL);
+        ck_assert_msg(r == 0, "round %d: a client right after hung-up ones was refused: %s", i,
+                      strerror(-r));
+        ck_assert_uint_eq(tu_rd32(c, TIMER_REGS_BAR, TIMER_REG_ID), TIMER_ID_MAGIC);
+        vfu_client_free(c);
+    }
+    tu_stop(d);
+}
+END_TEST
+
 /* A daemon with these arguments must refuse to start and say `needle`. */
 static void expect_refusal(const char *const *args, const char *needle)
 {
@@ -286,6 +312,7 @@ static Suite *lifecycle_suite(void)
     tcase_add_test(tc, test_no_devices);
     tcase_add_test(tc, test_reconnect_keeps_device_state);
     tcase_add_test(tc, test_reconnect_many);
+    tcase_add_test(tc, test_reconnect_at_once);
     tcase_add_test(tc, test_bad_device_argument);
     tcase_add_test(tc, test_bad_device_config);
     tcase_add_test(tc, test_bad_device_among_good);
