@@ -162,7 +162,7 @@ unit-check:
 
 integration-check:
 	@failed=""; for t in $(INTEGRATION_BINS); do echo "== $$t"; \
-	    MUSERD_BIN=$(MUSERD) MUSERD_PLUGIN_DIR=$(BUILD)/plugins \
+	    MUSERD_BIN=$(MUSERD) MUSERCTL_BIN=$(MUSERCTL) MUSERD_PLUGIN_DIR=$(BUILD)/plugins \
 	    MUSERD_TEST_PLUGIN_DIR=$(BUILD)/test-plugins CK_DEFAULT_TIMEOUT=60 $$t \
 	    || failed="$$failed $$(basename $$t)"; done; \
 	if [ -n "$$failed" ]; then echo "FAILED integration suites:$$failed"; exit 1; fi
