@@ -41,8 +41,8 @@ int activation_new(struct activation **ret)
         int fd = SD_LISTEN_FDS_START + i;
         char *name = names ? names[i] : NULL;
         if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
-            log_warning("Ignoring fd %d (%s) from systemd: not a listening UNIX stream socket.",
-                        fd, name ? name : "unnamed");
+            log_warning("Ignoring fd %d (%s) from systemd: not a listening UNIX stream socket.", fd,
+                        name ? name : "unnamed");
             safe_close(fd);
             free(name);
             continue;
@@ -84,4 +84,7 @@ int activation_get(const struct activation *a, const char *name)
     return -ENOENT;
 }
 
-size_t activation_count(const struct activation *a) { return a ? a->n : 0; }
+size_t activation_count(const struct activation *a)
+{
+    return a ? a->n : 0;
+}

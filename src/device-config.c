@@ -89,8 +89,7 @@ int device_config_parse(const char *json, const struct muserd_config_key *keys,
     if (!obj || jerr != json_tokener_success || consumed != strlen(json)) {
         json_object_put(obj);
         if (asprintf(error, "The device config is not valid JSON (%s at offset %zu).",
-                     jerr == json_tokener_success ? "trailing text"
-                                                  : json_tokener_error_desc(jerr),
+                     jerr == json_tokener_success ? "trailing text" : json_tokener_error_desc(jerr),
                      consumed) < 0)
             *error = NULL;
         return -EINVAL;
@@ -115,8 +114,7 @@ int device_config_parse(const char *json, const struct muserd_config_key *keys,
             return -EINVAL;
         }
         if (!value_has_type(value, k->type)) {
-            if (asprintf(error, "Config key '%s' must be %s, not %s.", name,
-                         type_phrase(k->type),
+            if (asprintf(error, "Config key '%s' must be %s, not %s.", name, type_phrase(k->type),
                          json_type_to_name(json_object_get_type(value))) < 0)
                 *error = NULL;
             json_object_put(obj);
@@ -148,8 +146,7 @@ int device_config_uint(struct json_object *config, const char *key, uint64_t *va
 int device_config_bool(struct json_object *config, const char *key, bool *value)
 {
     struct json_object *v;
-    if (!json_object_object_get_ex(config, key, &v) ||
-        !json_object_is_type(v, json_type_boolean))
+    if (!json_object_object_get_ex(config, key, &v) || !json_object_is_type(v, json_type_boolean))
         return -ENOENT;
     *value = json_object_get_boolean(v);
     return 0;

@@ -117,7 +117,10 @@ static void on_pci_fire(void *opaque, uint32_t index, uint32_t vector)
 
 /* ---- services for host.c ----------------------------------------------------------- */
 
-int device_irq_raise(struct device *d, uint32_t vector) { return pci_raise(d->pci, vector); }
+int device_irq_raise(struct device *d, uint32_t vector)
+{
+    return pci_raise(d->pci, vector);
+}
 
 int device_irq_lower(struct device *d)
 {
@@ -125,8 +128,7 @@ int device_irq_lower(struct device *d)
     return 0;
 }
 
-int device_dma_translate(struct device *d, uint64_t iova, uint64_t len, uint32_t prot,
-                         void **ptr)
+int device_dma_translate(struct device *d, uint64_t iova, uint64_t len, uint32_t prot, void **ptr)
 {
     return vfu_server_dma_translate(d->server, iova, len, prot, ptr);
 }
@@ -137,7 +139,10 @@ int device_dma_rw(struct device *d, uint64_t iova, void *buf, size_t len, bool i
     return vfu_server_dma_rw(d->server, iova, buf, len, is_write, done, opaque);
 }
 
-bool device_connected(const struct device *d) { return vfu_server_connected(d->server); }
+bool device_connected(const struct device *d)
+{
+    return vfu_server_connected(d->server);
+}
 
 enum device_state device_get_state(const struct device *d)
 {
@@ -154,15 +159,17 @@ int device_get_client(const struct device *d, pid_t *pid, uid_t *uid)
     return vfu_server_client(d->server, pid, uid);
 }
 
-void device_set_change_callback(struct device *d,
-                                void (*changed)(void *userdata, struct device *d),
+void device_set_change_callback(struct device *d, void (*changed)(void *userdata, struct device *d),
                                 void *userdata)
 {
     d->changed = changed;
     d->changed_userdata = userdata;
 }
 
-int device_reset(struct device *d) { return on_reset(d); }
+int device_reset(struct device *d)
+{
+    return on_reset(d);
+}
 
 /* ---- building the device ---------------------------------------------------------- */
 
@@ -296,8 +303,8 @@ static int create_plugin_device(struct device *d, char **error)
 }
 
 int device_new(sd_event *event, const struct plugin_type *type, const char *id,
-               const char *config_json, const char *socket_path, int listen_fd,
-               struct device **ret, char **error)
+               const char *config_json, const char *socket_path, int listen_fd, struct device **ret,
+               char **error)
 {
     _cleanup_(device_freep) struct device *d = NULL;
     _cleanup_close_ int own_fd = -1; /* a socket we bind here */

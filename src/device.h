@@ -48,8 +48,8 @@ enum device_state {
  * malloc()ed sentence for the operator (NULL when out of memory).
  */
 int device_new(sd_event *event, const struct plugin_type *type, const char *id,
-               const char *config_json, const char *socket_path, int listen_fd,
-               struct device **ret, char **error);
+               const char *config_json, const char *socket_path, int listen_fd, struct device **ret,
+               char **error);
 void device_free(struct device *d);
 DEFINE_FREEP(struct device, device_free)
 
@@ -59,8 +59,7 @@ const char *device_state_to_string(enum device_state state);
 /* pid and uid of the connected VMM as the socket tells; -ENOTCONN when none. */
 int device_get_client(const struct device *d, pid_t *pid, uid_t *uid);
 /* Called whenever state or client changes (the manager forwards to D-Bus). */
-void device_set_change_callback(struct device *d,
-                                void (*changed)(void *userdata, struct device *d),
+void device_set_change_callback(struct device *d, void (*changed)(void *userdata, struct device *d),
                                 void *userdata);
 /* Reset as if the client had sent DEVICE_RESET (operator request). */
 int device_reset(struct device *d);
@@ -68,7 +67,6 @@ int device_reset(struct device *d);
 /* Used by host.c to serve the plugin. */
 int device_irq_raise(struct device *d, uint32_t vector);
 int device_irq_lower(struct device *d);
-int device_dma_translate(struct device *d, uint64_t iova, uint64_t len, uint32_t prot,
-                         void **ptr);
+int device_dma_translate(struct device *d, uint64_t iova, uint64_t len, uint32_t prot, void **ptr);
 int device_dma_rw(struct device *d, uint64_t iova, void *buf, size_t len, bool is_write,
                   muserd_dma_done_fn done, void *opaque);

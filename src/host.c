@@ -88,7 +88,10 @@ static int host_irq_raise(struct muserd_host *h, uint32_t vector)
     return device_irq_raise(h->device, vector);
 }
 
-static int host_irq_lower(struct muserd_host *h) { return device_irq_lower(h->device); }
+static int host_irq_lower(struct muserd_host *h)
+{
+    return device_irq_lower(h->device);
+}
 
 static int on_watch(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {

@@ -46,9 +46,9 @@ DEFINE_FREEP(struct manager, manager_free)
 
 /*
  * Create device `id` of `type` with config JSON (may be NULL), listening on
- * listen_fd if >= 0 (taken on success only), else on RUNTIME_DIR/ID.sock. Errors, with *error set to
- * a sentence for the operator: -ENOENT unknown type, -EEXIST id taken,
- * -EINVAL bad id or config, others from the plugin or the socket.
+ * listen_fd if >= 0 (taken on success only), else on RUNTIME_DIR/ID.sock. Errors, with *error set
+ * to a sentence for the operator: -ENOENT unknown type, -EEXIST id taken, -EINVAL bad id or config,
+ * others from the plugin or the socket.
  */
 int manager_create_device(struct manager *m, const char *type, const char *id,
                           const char *config_json, int listen_fd, struct device **ret,

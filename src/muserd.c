@@ -84,8 +84,8 @@ static int parse_level(const char *s)
     static const struct {
         const char *name;
         int level;
-    } levels[] = {{"err", LOG_ERR}, {"warning", LOG_WARNING}, {"info", LOG_INFO},
-                  {"debug", LOG_DEBUG}};
+    } levels[] = {
+        {"err", LOG_ERR}, {"warning", LOG_WARNING}, {"info", LOG_INFO}, {"debug", LOG_DEBUG}};
     for (size_t i = 0; i < ELEMENTSOF(levels); i++)
         if (strcmp(s, levels[i].name) == 0)
             return levels[i].level;
@@ -130,8 +130,7 @@ static int parse_argv(int argc, char **argv, struct options *o)
             o->runtime_dir = optarg;
             break;
         case ARG_DEVICE: {
-            struct device_arg *n =
-                reallocarray(o->devices, o->nr_devices + 1, sizeof(*o->devices));
+            struct device_arg *n = reallocarray(o->devices, o->nr_devices + 1, sizeof(*o->devices));
             if (!n)
                 return log_oom();
             o->devices = n;

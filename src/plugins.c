@@ -20,7 +20,7 @@ struct plugins {
 /* The smallest struct sizes ABI 1 has ever had: a plugin may be newer (larger),
  * never smaller. */
 #define MIN_PLUGIN_SIZE (offsetof(struct muserd_plugin, types) + sizeof(void *))
-#define MIN_TYPE_SIZE (offsetof(struct muserd_device_type, create) + sizeof(void *))
+#define MIN_TYPE_SIZE   (offsetof(struct muserd_device_type, create) + sizeof(void *))
 
 static bool type_name_valid(const char *name)
 {
@@ -82,8 +82,7 @@ int plugins_load_file(struct plugins *p, const char *path)
     muserd_plugin_entry_fn entry;
     *(void **)&entry = dlsym(handle, MUSERD_PLUGIN_ENTRY_SYMBOL);
     if (!entry) {
-        log_error("Refusing plugin %s: it does not export %s().", path,
-                  MUSERD_PLUGIN_ENTRY_SYMBOL);
+        log_error("Refusing plugin %s: it does not export %s().", path, MUSERD_PLUGIN_ENTRY_SYMBOL);
         dlclose(handle);
         return -ENOENT;
     }
@@ -183,7 +182,10 @@ const struct plugin_type *plugins_find(const struct plugins *p, const char *name
     return NULL;
 }
 
-size_t plugins_count(const struct plugins *p) { return p->nr_types; }
+size_t plugins_count(const struct plugins *p)
+{
+    return p->nr_types;
+}
 
 const struct plugin_type *plugins_get(const struct plugins *p, size_t i)
 {

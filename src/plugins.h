@@ -20,10 +20,9 @@
  * plugin's ops goes through this, so a plugin built for an older, shorter
  * table is never read past its end.
  */
-#define PLUGIN_OP(ops, member)                                                           \
-    ((ops) && (ops)->size >= offsetof(struct muserd_device_ops, member) +                \
-                                 sizeof((ops)->member)                                   \
-         ? (ops)->member                                                                 \
+#define PLUGIN_OP(ops, member)                                                                     \
+    ((ops) && (ops)->size >= offsetof(struct muserd_device_ops, member) + sizeof((ops)->member)    \
+         ? (ops)->member                                                                           \
          : NULL)
 
 struct plugin_type {

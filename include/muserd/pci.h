@@ -26,14 +26,14 @@ struct muserd_pci_ids {
  * (PM, MSI, MSI-X, PCI Express, in that order) and emulates them.
  */
 struct muserd_pci_caps {
-    bool intx;             /* interrupt pin INTA# */
-    bool pm;               /* power management (D0/D3hot) */
-    uint16_t msi_vectors;  /* 0: no MSI; else 1, 2, 4, 8, 16 or 32 */
-    uint16_t msix_vectors; /* 0: no MSI-X; else 1..2048 */
-    uint8_t msix_bar;      /* BAR holding the MSI-X table and PBA */
+    bool intx;                  /* interrupt pin INTA# */
+    bool pm;                    /* power management (D0/D3hot) */
+    uint16_t msi_vectors;       /* 0: no MSI; else 1, 2, 4, 8, 16 or 32 */
+    uint16_t msix_vectors;      /* 0: no MSI-X; else 1..2048 */
+    uint8_t msix_bar;           /* BAR holding the MSI-X table and PBA */
     uint32_t msix_table_offset; /* 8-byte aligned, inside msix_bar */
     uint32_t msix_pba_offset;   /* 8-byte aligned, inside msix_bar */
-    bool pcie;             /* PCI Express endpoint capability, 4 KiB config space */
+    bool pcie;                  /* PCI Express endpoint capability, 4 KiB config space */
 };
 
 #ifdef __cplusplus

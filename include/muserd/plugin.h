@@ -38,11 +38,11 @@
 extern "C" {
 #endif
 
-#define MUSERD_PLUGIN_ABI_VERSION 1
+#define MUSERD_PLUGIN_ABI_VERSION  1
 #define MUSERD_PLUGIN_ENTRY_SYMBOL "muserd_plugin_entry"
 
 #if defined(__GNUC__)
-#define MUSERD_EXPORT __attribute__((visibility("default")))
+#define MUSERD_EXPORT       __attribute__((visibility("default")))
 #define MUSERD_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #define MUSERD_EXPORT
@@ -63,7 +63,7 @@ enum muserd_log_level {
 };
 
 /* Access rights for dma_translate(). */
-#define MUSERD_DMA_READ 0x1u
+#define MUSERD_DMA_READ  0x1u
 #define MUSERD_DMA_WRITE 0x2u
 
 /* Events for watch_fd(): the same bits as poll(2)/epoll(7) (EPOLLIN, EPOLLOUT). */
@@ -164,9 +164,9 @@ struct muserd_mmap_area {
     uint64_t size;
 };
 
-#define MUSERD_BAR_MEM64 0x1u    /* 64-bit memory BAR (takes this slot and the next) */
+#define MUSERD_BAR_MEM64    0x1u /* 64-bit memory BAR (takes this slot and the next) */
 #define MUSERD_BAR_PREFETCH 0x2u /* prefetchable memory */
-#define MUSERD_BAR_IO 0x4u       /* I/O space instead of memory */
+#define MUSERD_BAR_IO       0x4u /* I/O space instead of memory */
 
 #define MUSERD_MAX_MMAP_AREAS 8
 
@@ -259,7 +259,7 @@ struct muserd_config_key {
 };
 
 struct muserd_device_type {
-    uint32_t size; /* sizeof(struct muserd_device_type) of the plugin */
+    uint32_t size;           /* sizeof(struct muserd_device_type) of the plugin */
     const char *name;        /* "timer": what operators type; [a-z0-9_-]+ */
     const char *description; /* one line */
     const struct muserd_config_key *config_keys; /* ends with a { NULL } entry */

@@ -51,15 +51,14 @@ uint32_t pci_config_size(const struct pci_dev *dev);
  * at offset, inside pci_config_size(). Writes honour the masks; writes to
  * MSI/MSI-X control may fire pending vectors. -EINVAL when out of range.
  */
-int pci_config_access(struct pci_dev *dev, uint64_t offset, void *buf, uint32_t len,
-                      bool is_write);
+int pci_config_access(struct pci_dev *dev, uint64_t offset, void *buf, uint32_t len, bool is_write);
 
 /* Back to power-on state (device reset / FLR). */
 void pci_dev_reset(struct pci_dev *dev);
 
 /* Which interrupt mechanism the guest enabled. */
 enum pci_irq_mode {
-    PCI_IRQ_NONE,  /* INTx disabled by the command register and nothing else on */
+    PCI_IRQ_NONE, /* INTx disabled by the command register and nothing else on */
     PCI_IRQ_INTX,
     PCI_IRQ_MSI,
     PCI_IRQ_MSIX,

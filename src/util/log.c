@@ -8,9 +8,18 @@
 static int max_level = LOG_INFO;
 static int prefix_priority;
 
-void log_set_max_level(int level) { max_level = level; }
-int log_get_max_level(void) { return max_level; }
-void log_set_prefix_priority(int on) { prefix_priority = on; }
+void log_set_max_level(int level)
+{
+    max_level = level;
+}
+int log_get_max_level(void)
+{
+    return max_level;
+}
+void log_set_prefix_priority(int on)
+{
+    prefix_priority = on;
+}
 
 int log_internalv(int level, int error, const char *fmt, va_list ap)
 {

@@ -11,28 +11,31 @@
 
 #define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
 
-#define _unused_ __attribute__((unused))
+#define _unused_       __attribute__((unused))
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
-#define _likely_(x) __builtin_expect(!!(x), 1)
-#define _unlikely_(x) __builtin_expect(!!(x), 0)
+#define _likely_(x)    __builtin_expect(!!(x), 1)
+#define _unlikely_(x)  __builtin_expect(!!(x), 0)
 
 /* Hand ownership on: returns the value and leaves the variable empty, so the
  * cleanup attribute of the old owner does nothing. */
-#define TAKE_PTR(p)                                                                      \
-    ({                                                                                   \
-        __typeof__(p) _taken = (p);                                                      \
-        (p) = NULL;                                                                      \
-        _taken;                                                                          \
+#define TAKE_PTR(p)                                                                                \
+    ({                                                                                             \
+        __typeof__(p) _taken = (p);                                                                \
+        (p) = NULL;                                                                                \
+        _taken;                                                                                    \
     })
-#define TAKE_FD(fd)                                                                      \
-    ({                                                                                   \
-        int _taken_fd = (fd);                                                            \
-        (fd) = -1;                                                                       \
-        _taken_fd;                                                                       \
+#define TAKE_FD(fd)                                                                                \
+    ({                                                                                             \
+        int _taken_fd = (fd);                                                                      \
+        (fd) = -1;                                                                                 \
+        _taken_fd;                                                                                 \
     })
 
-static inline void freep(void *p) { free(*(void **)p); }
-#define _cleanup_(f) __attribute__((cleanup(f)))
+static inline void freep(void *p)
+{
+    free(*(void **)p);
+}
+#define _cleanup_(f)   __attribute__((cleanup(f)))
 #define _cleanup_free_ _cleanup_(freep)
 
 static inline int safe_close(int fd)
@@ -44,15 +47,18 @@ static inline int safe_close(int fd)
     }
     return -1;
 }
-static inline void closep(int *fd) { safe_close(*fd); }
+static inline void closep(int *fd)
+{
+    safe_close(*fd);
+}
 #define _cleanup_close_ _cleanup_(closep)
 
 /* Defines name##p(type **) calling func on a non-NULL pointer. */
-#define DEFINE_FREEP(type, func)                                                         \
-    static inline void func##p(type **p)                                                 \
-    {                                                                                    \
-        if (*p)                                                                          \
-            func(*p);                                                                    \
+#define DEFINE_FREEP(type, func)                                                                   \
+    static inline void func##p(type **p)                                                           \
+    {                                                                                              \
+        if (*p)                                                                                    \
+            func(*p);                                                                              \
     }
 
 /* Overflow-checked range test: true when [off, off+len) lies inside [0, size). */

@@ -165,7 +165,9 @@ static int read_some(struct vfu_conn *conn)
     }
 
     struct iovec iov = {conn->buf + conn->end, conn->cap - conn->end};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = &control,
                         .msg_controllen = sizeof(control)};
     ssize_t n;
     do

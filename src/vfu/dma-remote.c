@@ -115,8 +115,8 @@ void vfu_remote_on_reply(struct vfu_server *s, const struct vfu_msg *msg)
     int status = 0;
 
     if (!req) {
-        log_debug("Ignoring a reply to %s #%u we did not send.",
-                  vfu_command_name(msg->hdr.command), msg->hdr.msg_id);
+        log_debug("Ignoring a reply to %s #%u we did not send.", vfu_command_name(msg->hdr.command),
+                  msg->hdr.msg_id);
         return;
     }
     if (msg->hdr.flags & VFU_FLAG_ERROR)

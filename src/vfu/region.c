@@ -112,8 +112,8 @@ int vfu_handle_region_io_fds(struct vfu_server *s, struct vfu_msg *msg)
 }
 
 /* Region index in range, the access inside the region, and allowed. */
-static int check_access(const struct vfu_server *s, uint32_t index, uint64_t offset,
-                        uint32_t count, bool is_write)
+static int check_access(const struct vfu_server *s, uint32_t index, uint64_t offset, uint32_t count,
+                        bool is_write)
 {
     if (index >= VFIO_PCI_NUM_REGIONS)
         return -EINVAL;
@@ -148,8 +148,8 @@ int vfu_handle_region_read(struct vfu_server *s, struct vfu_msg *msg)
     r = s->ops->region_access(s->opaque, req.region, req.offset, data, req.count, false);
     if (r < 0)
         return r;
-    struct vfu_region_access head = {.offset = req.offset, .region = req.region,
-                                     .count = req.count};
+    struct vfu_region_access head = {
+        .offset = req.offset, .region = req.region, .count = req.count};
     struct iovec iov[2] = {{&head, sizeof(head)}, {data, req.count}};
     return vfu_reply(s, msg, iov, 2, NULL, 0);
 }
@@ -175,8 +175,8 @@ int vfu_handle_region_write(struct vfu_server *s, struct vfu_msg *msg)
     r = s->ops->region_access(s->opaque, req.region, req.offset, data, req.count, true);
     if (r < 0)
         return r;
-    struct vfu_region_access head = {.offset = req.offset, .region = req.region,
-                                     .count = req.count};
+    struct vfu_region_access head = {
+        .offset = req.offset, .region = req.region, .count = req.count};
     struct iovec iov = {&head, sizeof(head)};
     return vfu_reply(s, msg, &iov, 1, NULL, 0);
 }

@@ -36,8 +36,8 @@ struct vfu_server {
 
 /* Reply to msg with payload (iov, may be empty) and fds. Nothing is sent for
  * a command that asked for no reply. */
-int vfu_reply(struct vfu_server *s, const struct vfu_msg *msg, const struct iovec *iov,
-              size_t n, const int *fds, size_t nr_fds);
+int vfu_reply(struct vfu_server *s, const struct vfu_msg *msg, const struct iovec *iov, size_t n,
+              const int *fds, size_t nr_fds);
 int vfu_reply_error(struct vfu_server *s, const struct vfu_msg *msg, int error);
 
 /* Command handlers: 0 after replying, or -errno for the dispatcher to reply with. */

@@ -20,8 +20,8 @@ static const struct vfu_server_caps server_caps = {
     .pgsizes = VFU_DEFAULT_PGSIZES,
 };
 
-int vfu_reply(struct vfu_server *s, const struct vfu_msg *msg, const struct iovec *iov,
-              size_t n, const int *fds, size_t nr_fds)
+int vfu_reply(struct vfu_server *s, const struct vfu_msg *msg, const struct iovec *iov, size_t n,
+              const int *fds, size_t nr_fds)
 {
     struct iovec v[8];
     size_t len = sizeof(struct vfu_header);
@@ -200,8 +200,7 @@ static int dispatch_command(struct vfu_server *s, struct vfu_msg *msg)
     uint16_t cmd = msg->hdr.command;
 
     if (!s->negotiated && cmd != VFU_CMD_VERSION)
-        return log_debug_errno(-EINVAL, "Client sent %s before VERSION.",
-                               vfu_command_name(cmd));
+        return log_debug_errno(-EINVAL, "Client sent %s before VERSION.", vfu_command_name(cmd));
     switch (cmd) {
     case VFU_CMD_VERSION:
         return handle_version(s, msg);
@@ -320,7 +319,10 @@ static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *us
     return 0;
 }
 
-bool vfu_server_connected(const struct vfu_server *s) { return s->conn != NULL; }
+bool vfu_server_connected(const struct vfu_server *s)
+{
+    return s->conn != NULL;
+}
 
 int vfu_server_client(const struct vfu_server *s, pid_t *pid, uid_t *uid)
 {

@@ -24,7 +24,7 @@
 struct vfu_server;
 
 #define VFU_MAX_SPARSE_AREAS 8
-#define VFU_MAX_IO_FDS 16
+#define VFU_MAX_IO_FDS       16
 
 struct vfu_region_desc {
     uint64_t size;  /* 0: the device lacks this region */
@@ -39,7 +39,7 @@ struct vfu_io_fd_desc {
     uint32_t region;
     uint64_t offset;
     uint64_t size;
-    int fd; /* not owned */
+    int fd;         /* not owned */
     uint32_t flags; /* KVM_IOEVENTFD_FLAG_DATAMATCH when datamatch applies */
     uint64_t datamatch;
 };
@@ -54,8 +54,8 @@ struct vfu_device_layout {
 
 struct vfu_device_ops {
     /* A region access inside the region's size (checked here). 0 or -errno. */
-    int (*region_access)(void *opaque, uint32_t index, uint64_t offset, void *buf,
-                         uint32_t count, bool is_write);
+    int (*region_access)(void *opaque, uint32_t index, uint64_t offset, void *buf, uint32_t count,
+                         bool is_write);
     /* DEVICE_RESET. */
     int (*reset)(void *opaque);
     /* [iova, iova+size) is about to be unmapped. */
@@ -81,7 +81,7 @@ int vfu_server_irq_trigger(struct vfu_server *server, uint32_t index, uint32_t s
 
 /* Guest memory access for the device; semantics of muserd_host_services. */
 typedef void (*vfu_dma_done_fn)(void *opaque, int status);
-int vfu_server_dma_translate(struct vfu_server *server, uint64_t iova, uint64_t len,
-                             uint32_t prot, void **ptr);
+int vfu_server_dma_translate(struct vfu_server *server, uint64_t iova, uint64_t len, uint32_t prot,
+                             void **ptr);
 int vfu_server_dma_rw(struct vfu_server *server, uint64_t iova, void *buf, size_t len,
                       bool is_write, vfu_dma_done_fn done, void *opaque);

@@ -36,11 +36,11 @@ enum vfu_command {
 };
 
 /* Header flags. */
-#define VFU_FLAG_TYPE_MASK 0xfu
+#define VFU_FLAG_TYPE_MASK    0xfu
 #define VFU_FLAG_TYPE_COMMAND 0x0u
-#define VFU_FLAG_TYPE_REPLY 0x1u
-#define VFU_FLAG_NO_REPLY 0x10u
-#define VFU_FLAG_ERROR 0x20u
+#define VFU_FLAG_TYPE_REPLY   0x1u
+#define VFU_FLAG_NO_REPLY     0x10u
+#define VFU_FLAG_ERROR        0x20u
 
 struct vfu_header {
     uint16_t msg_id;
@@ -64,13 +64,13 @@ struct vfu_version {
 static_assert(sizeof(struct vfu_version) == 4, "version is 4 bytes + JSON");
 
 /* Capability defaults the spec fixes for a peer that does not state them. */
-#define VFU_DEFAULT_MAX_MSG_FDS 1
+#define VFU_DEFAULT_MAX_MSG_FDS   1
 #define VFU_DEFAULT_MAX_DATA_XFER 1048576u
-#define VFU_DEFAULT_MAX_DMA_MAPS 65535u
-#define VFU_DEFAULT_PGSIZES 4096u
+#define VFU_DEFAULT_MAX_DMA_MAPS  65535u
+#define VFU_DEFAULT_PGSIZES       4096u
 
 /* DMA_MAP */
-#define VFU_DMA_FLAG_READ (1u << 0)
+#define VFU_DMA_FLAG_READ  (1u << 0)
 #define VFU_DMA_FLAG_WRITE (1u << 1)
 struct vfu_dma_map {
     uint32_t argsz;
@@ -133,7 +133,7 @@ struct vfu_cap_sparse_mmap {
 static_assert(sizeof(struct vfu_cap_sparse_mmap) == 16, "sparse mmap cap is 16 bytes");
 
 /* DEVICE_GET_REGION_IO_FDS */
-#define VFU_IO_FD_TYPE_IOEVENTFD 0
+#define VFU_IO_FD_TYPE_IOEVENTFD  0
 #define VFU_IO_FD_TYPE_IOREGIONFD 1
 struct vfu_region_io_fds_request {
     uint32_t argsz;
@@ -184,7 +184,7 @@ static_assert(sizeof(struct vfu_region_access) == 16, "region access is 16 bytes
 
 /* REGION_WRITE_MULTI */
 #define VFU_WRITE_MULTI_DATA 8
-#define VFU_WRITE_MULTI_MAX 200 /* what QEMU coalesces at most; we accept up to this */
+#define VFU_WRITE_MULTI_MAX  200 /* what QEMU coalesces at most; we accept up to this */
 struct vfu_write_one {
     uint64_t offset;
     uint32_t region;
@@ -238,7 +238,7 @@ static_assert(sizeof(struct vfu_device_feature) == 8, "device feature is 8 bytes
 /* The largest message muserd accepts from a client: a REGION_WRITE of the
  * largest max_data_xfer_size we offer, plus headers. Bigger ones drop the client. */
 #define VFU_SERVER_MAX_DATA_XFER (1024u * 1024u)
-#define VFU_MAX_MSG_SIZE (VFU_SERVER_MAX_DATA_XFER + 4096u)
+#define VFU_MAX_MSG_SIZE         (VFU_SERVER_MAX_DATA_XFER + 4096u)
 /* File descriptors accepted in one message: SET_IRQS for a full MSI-X table
  * sends one per vector in batches of max_msg_fds. */
 #define VFU_SERVER_MAX_MSG_FDS 64
