@@ -31,10 +31,18 @@ int log_internalv(int level, int error, const char *fmt, va_list ap)
     /* %m in fmt prints strerror(errno): point it at the error we were given. */
     int saved = errno;
     errno = e;
-    if (prefix_priority)
-        fprintf(stderr, "<%d>", level);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    /* One write per line: stderr is unbuffered, and journald (or a pipe
+     * shared with other writers) should never see half a line. */
+    char line[2048];
+    int n = prefix_priority ? snprintf(line, sizeof(line), "<%d>", level) : 0;
+    int k = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    if (k < 0)
+        k = 0;
+    size_t len = (size_t)n + ((size_t)k < sizeof(line) - (size_t)n - 1
+                                  ? (size_t)k
+                                  : sizeof(line) - (size_t)n - 2);
+    line[len++] = '\n';
+    fwrite(line, 1, len, stderr);
     errno = saved;
     return -e;
 }
