@@ -6,6 +6,7 @@
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make bench      latency, throughput and scale measurements against a floor
 #   make lint       clang-format --dry-run and cppcheck
+#   make fuzz       libFuzzer on the message decoders (FUZZ_SECONDS=60)
 
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
@@ -67,7 +68,7 @@ TEST_PLUGIN_SOS := $(patsubst %,$(BUILD)/test-plugins/%.so,$(TEST_PLUGINS))
 BENCH_BINS := $(patsubst %,$(BUILD)/tests/%,$(BENCHES))
 
 .SECONDEXPANSION:
-.PHONY: all check run install bench lint clean deps tests unit-check integration-check
+.PHONY: all check run install bench lint clean deps tests unit-check integration-check fuzz
 
 all: $(MUSERD) $(MUSERCTL) $(PLUGIN_SOS) $(BUILD)/muserd-plugin.pc $(BUILD)/systemd/muserd.service
 
@@ -200,6 +201,15 @@ bench: deps
 	$(MAKE) all $(BENCH_BINS)
 	@set -e; for b in $(BENCH_BINS); do \
 	    MUSERD_BIN=$(MUSERD) MUSERD_PLUGIN_DIR=$(BUILD)/plugins $$b; done
+
+# ---- fuzzing ----------------------------------------------------------------------
+FUZZ_SECONDS ?= 60
+fuzz:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="clang libclang-rt-14-dev"
+	@mkdir -p build/fuzz/corpus
+	clang -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
+	    tests/fuzz/fuzz-codec.c src/vfu/codec.c -o build/fuzz/fuzz-codec
+	build/fuzz/fuzz-codec -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus
 
 # ---- install --------------------------------------------------------------------
 install: all
