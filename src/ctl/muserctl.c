@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * muserctl: the command-line face of muserd. Today it probes a device
- * socket directly over vfio-user; the D-Bus commands (list, create, destroy,
- * migrate) come with the daemon's bus interface.
+ * muserctl: the command-line face of muserd. Most commands talk to muserd
+ * over D-Bus (org.muserd1, see org.muserd1(5)); probe talks vfio-user to a
+ * device socket directly, as a VMM would.
  *
  * Exit status: 0 success, 1 the operation failed, 2 usage error.
  */
@@ -12,47 +12,58 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctl/ctl.h"
 #include "ctl/probe.h"
-#include "util/macro.h"
 
-#define EXIT_USAGE         2
 #define DEFAULT_TIMEOUT_MS 5000
 
 static void help(void)
 {
-    printf("Usage: muserctl [OPTIONS] COMMAND ...\n"
+    printf("Usage: muserctl [--system | --user | --address ADDRESS] [--json] COMMAND ...\n"
            "\n"
-           "Inspect and manage muserd vfio-user devices.\n"
+           "Manage the vfio-user devices of muserd.\n"
            "\n"
            "Commands:\n"
-           "  probe SOCKET     Connect to a device socket as a VMM would and show what\n"
-           "                   a guest sees: PCI IDs, BARs, capabilities, regions, IRQs\n"
+           "  list                          List the devices: id, type, state, socket, client\n"
+           "  types                         List the device types the plugins provide\n"
+           "  create TYPE ID [KEY=VALUE...] Create a device and print its socket path;\n"
+           "  create TYPE ID --json JSON    KEY=VALUE: digits make a number, true/false a\n"
+           "                                boolean, anything else a string\n"
+           "  destroy ID...                 Destroy devices (a connected VMM is cut off)\n"
+           "  show [ID]                     Show every property of a device (or of muserd)\n"
+           "  reset ID                      Reset a device to its power-on state\n"
+           "  monitor                       Print device events as they happen, until Ctrl-C\n"
+           "  probe SOCKET                  Connect to a device socket as a VMM would and\n"
+           "                                show what a guest sees: PCI IDs, BARs, capabilities\n"
            "\n"
            "Options:\n"
-           "  -h --help        Show this help\n"
-           "     --version     Show the version\n"
-           "     --json        Print JSON instead of text\n"
-           "     --timeout=SEC Give up waiting for the device after SEC seconds (default %d)\n",
+           "  -h --help             Show this help\n"
+           "     --version          Show the version\n"
+           "     --system           Talk to muserd on the system bus (the default)\n"
+           "     --user             Talk to muserd on the user's session bus\n"
+           "     --address=ADDRESS  Talk to muserd on the bus at ADDRESS (unix:path=...)\n"
+           "     --json             Print JSON instead of text\n"
+           "     --timeout=SEC      probe: give up after SEC seconds (default %d)\n"
+           "\n"
+           "See muserctl(1) for more.\n",
            DEFAULT_TIMEOUT_MS / 1000);
 }
 
-struct options {
-    bool json;
-    int timeout_ms;
-};
+enum { ARG_VERSION = 0x100, ARG_JSON, ARG_TIMEOUT, ARG_SYSTEM, ARG_USER, ARG_ADDRESS };
 
-enum { ARG_VERSION = 0x100, ARG_JSON, ARG_TIMEOUT };
-
-/* Options may come before or after the command: `muserctl --json probe S`
- * and `muserctl probe S --json` both work. Returns 0, 1 (done: help or
- * version printed) or -EINVAL. */
-static int parse_argv(int argc, char **argv, struct options *o)
+/* Options may come before or after the command: `muserctl --json list` and
+ * `muserctl list --json` both work. Returns 0, 1 (done: help or version
+ * printed) or -EINVAL. */
+static int parse_argv(int argc, char **argv, struct ctl_options *o)
 {
     static const struct option opts[] = {
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, ARG_VERSION},
         {"json", no_argument, NULL, ARG_JSON},
         {"timeout", required_argument, NULL, ARG_TIMEOUT},
+        {"system", no_argument, NULL, ARG_SYSTEM},
+        {"user", no_argument, NULL, ARG_USER},
+        {"address", required_argument, NULL, ARG_ADDRESS},
         {},
     };
     int c;
@@ -66,7 +77,17 @@ static int parse_argv(int argc, char **argv, struct options *o)
             printf("muserctl %s\n", MUSERD_VERSION);
             return 1;
         case ARG_JSON:
-            o->json = true;
+            /* `create TYPE ID --json '{...}'`: an object right after --json
+             * is the device's config, taken here so getopt does not see it. */
+            if (optind < argc && argv[optind][0] == '{') {
+                if (o->config) {
+                    fprintf(stderr, "muserctl: more than one --json config given\n");
+                    return -EINVAL;
+                }
+                o->config = argv[optind++];
+            } else {
+                o->json = true;
+            }
             break;
         case ARG_TIMEOUT: {
             char *end;
@@ -78,6 +99,20 @@ static int parse_argv(int argc, char **argv, struct options *o)
             o->timeout_ms = (int)(sec * 1000);
             break;
         }
+        case ARG_SYSTEM:
+            o->bus_kind = CTL_BUS_SYSTEM;
+            break;
+        case ARG_USER:
+            o->bus_kind = CTL_BUS_USER;
+            break;
+        case ARG_ADDRESS:
+            if (!*optarg) {
+                fprintf(stderr, "muserctl: --address needs a D-Bus address\n");
+                return -EINVAL;
+            }
+            o->bus_kind = CTL_BUS_ADDRESS;
+            o->address = optarg;
+            break;
         default:
             return -EINVAL;
         }
@@ -85,7 +120,7 @@ static int parse_argv(int argc, char **argv, struct options *o)
     return 0;
 }
 
-static int cmd_probe(int argc, char **argv, const struct options *o)
+static int cmd_probe(int argc, char **argv, const struct ctl_options *o)
 {
     struct probe p;
 
@@ -100,9 +135,17 @@ static int cmd_probe(int argc, char **argv, const struct options *o)
     return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv, const struct ctl_options *o);
+} commands[] = {
+    {"list", ctl_list}, {"types", ctl_types}, {"create", ctl_create},   {"destroy", ctl_destroy},
+    {"show", ctl_show}, {"reset", ctl_reset}, {"monitor", ctl_monitor}, {"probe", cmd_probe},
+};
+
 int main(int argc, char **argv)
 {
-    struct options o = {.timeout_ms = DEFAULT_TIMEOUT_MS};
+    struct ctl_options o = {.bus_kind = CTL_BUS_SYSTEM, .timeout_ms = DEFAULT_TIMEOUT_MS};
 
     int r = parse_argv(argc, argv, &o);
     if (r != 0)
@@ -113,9 +156,14 @@ int main(int argc, char **argv)
     }
 
     const char *cmd = argv[optind];
-    if (strcmp(cmd, "probe") == 0)
-        return cmd_probe(argc - optind, argv + optind, &o);
+    if (o.config && strcmp(cmd, "create") != 0) {
+        fprintf(stderr, "muserctl: a JSON config after --json is for create only\n");
+        return EXIT_USAGE;
+    }
+    for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+        if (strcmp(cmd, commands[i].name) == 0)
+            return commands[i].run(argc - optind, argv + optind, &o);
 
-    fprintf(stderr, "muserctl: unknown command '%s'\n", cmd);
+    fprintf(stderr, "muserctl: unknown command '%s' (see muserctl --help)\n", cmd);
     return EXIT_USAGE;
 }

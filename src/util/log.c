@@ -38,9 +38,9 @@ int log_internalv(int level, int error, const char *fmt, va_list ap)
     int k = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
     if (k < 0)
         k = 0;
-    size_t len = (size_t)n + ((size_t)k < sizeof(line) - (size_t)n - 1
-                                  ? (size_t)k
-                                  : sizeof(line) - (size_t)n - 2);
+    size_t len =
+        (size_t)n +
+        ((size_t)k < sizeof(line) - (size_t)n - 1 ? (size_t)k : sizeof(line) - (size_t)n - 2);
     line[len++] = '\n';
     fwrite(line, 1, len, stderr);
     errno = saved;
