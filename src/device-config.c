@@ -2,6 +2,8 @@
 #include "device-config.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -9,8 +11,8 @@
 
 /* Keys muserd reads for every device, whatever its type. */
 static const struct muserd_config_key host_keys[] = {
-    {"socket_owner", MUSERD_CONFIG_STRING, "user that owns the device socket"},
-    {"socket_group", MUSERD_CONFIG_STRING, "group that owns the device socket"},
+    {"socket_owner", MUSERD_CONFIG_STRING, "user (name or uid) that owns the device socket"},
+    {"socket_group", MUSERD_CONFIG_STRING, "group (name or gid) that owns the device socket"},
     {"socket_mode", MUSERD_CONFIG_STRING, "octal mode of the device socket, e.g. \"0660\""},
     {NULL, 0, NULL},
 };
@@ -71,6 +73,36 @@ static char *key_list(const struct muserd_config_key *keys)
     return list;
 }
 
+/* socket_owner and socket_group name a user and a group; a JSON number is a
+ * numeric id, stored as its digits so that one string form reaches the
+ * socket code. This is what `muserctl create ... socket_owner=107` sends.
+ * Numbers beyond an id ((uid_t)-1 means "unchanged" to chown) are left for
+ * the type check to refuse. */
+static int ids_as_strings(struct json_object *obj)
+{
+    static const char *const id_keys[] = {"socket_owner", "socket_group"};
+
+    for (size_t i = 0; i < ELEMENTSOF(id_keys); i++) {
+        struct json_object *v;
+        if (!json_object_object_get_ex(obj, id_keys[i], &v) ||
+            !json_object_is_type(v, json_type_int))
+            continue;
+        int64_t id = json_object_get_int64(v);
+        if (id < 0 || id >= UINT32_MAX)
+            continue;
+        char digits[16];
+        snprintf(digits, sizeof(digits), "%" PRId64, id);
+        struct json_object *s = json_object_new_string(digits);
+        if (!s)
+            return -ENOMEM;
+        if (json_object_object_add(obj, id_keys[i], s) < 0) {
+            json_object_put(s);
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
 int device_config_parse(const char *json, const struct muserd_config_key *keys,
                         struct json_object **ret, char **error)
 {
@@ -99,6 +131,10 @@ int device_config_parse(const char *json, const struct muserd_config_key *keys,
         *error = strdup("The device config must be a JSON object, like {\"size\": 1048576}.");
         return -EINVAL;
     }
+    if (ids_as_strings(obj) < 0) {
+        json_object_put(obj);
+        return -ENOMEM;
+    }
 
     json_object_object_foreach(obj, name, value)
     {
@@ -114,7 +150,9 @@ int device_config_parse(const char *json, const struct muserd_config_key *keys,
             return -EINVAL;
         }
         if (!value_has_type(value, k->type)) {
-            if (asprintf(error, "Config key '%s' must be %s, not %s.", name, type_phrase(k->type),
+            bool id_key = k == &host_keys[0] || k == &host_keys[1];
+            if (asprintf(error, "Config key '%s' must be %s, not %s.", name,
+                         id_key ? "a name or a numeric id below 4294967295" : type_phrase(k->type),
                          json_type_to_name(json_object_get_type(value))) < 0)
                 *error = NULL;
             json_object_put(obj);

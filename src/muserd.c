@@ -183,16 +183,30 @@ static int parse_argv(int argc, char **argv, struct options *o)
     return 0;
 }
 
+/* Below this many fds, say at start that the limit caps the device count:
+ * an idle device holds one fd, a device with a VMM attached a dozen or more
+ * (connection, interrupt eventfds, DMA maps). */
+#define FD_LIMIT_COMFORTABLE 16384
+
 /* Each device needs a few fds (socket, client, eventfds, DMA maps): take the
  * hard limit rather than fail at the thousandth device. */
 static void raise_fd_limit(void)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
         return;
-    rl.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-        log_warning_errno(-errno, "Could not raise the open file limit: %m");
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+            log_warning_errno(-errno, "Could not raise the open file limit: %m");
+            (void)getrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
+    if (rl.rlim_cur < FD_LIMIT_COMFORTABLE)
+        log_warning("The open file limit is %llu: that caps muserd at fewer than %llu idle "
+                    "devices, and far fewer with VMs attached. Raise LimitNOFILE= in "
+                    "muserd.service (or the hard limit, ulimit -Hn).",
+                    (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_cur);
 }
 
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)

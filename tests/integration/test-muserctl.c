@@ -329,11 +329,11 @@ START_TEST(test_create_list_show)
     run_free(&r);
 
     /* A leading zero keeps a value a string, as socket_mode needs; "..."
-     * forces a string. */
+     * forces a string; a number is a gid to socket_group. */
     char gid[32], gid_arg[64];
     snprintf(gid, sizeof(gid), "%u", (unsigned)getgid());
-    snprintf(gid_arg, sizeof(gid_arg), "socket_group=\"%s\"", gid);
-    r = run("--json", "create", "ram", "m0", "socket_mode=0660", gid_arg);
+    snprintf(gid_arg, sizeof(gid_arg), "socket_group=%s", gid);
+    r = run("--json", "create", "ram", "m0", "socket_mode=0660", gid_arg, "socket_owner=\"0\"");
     expect_ok(&r);
     json_object *created = parse_json(r.out);
     ck_assert_str_eq(jstr(created, "Id"), "m0");
@@ -361,6 +361,7 @@ START_TEST(test_create_list_show)
     ck_assert_str_eq(jstr(dev, "Id"), "m0");
     ck_assert_str_eq(jstr(jget(dev, "Config"), "socket_mode"), "0660");
     ck_assert_str_eq(jstr(jget(dev, "Config"), "socket_group"), gid);
+    ck_assert_str_eq(jstr(jget(dev, "Config"), "socket_owner"), "0");
     dev = json_object_array_get_idx(list, 2);
     ck_assert_str_eq(jstr(dev, "Id"), "r0");
     ck_assert_str_eq(jstr(dev, "Type"), "ram");

@@ -178,6 +178,9 @@ START_TEST(test_runs_as_user_with_chown_only)
                      0);
     ck_assert_int_eq(test_daemon_add_device(d, "timer", "t1", "{\"socket_owner\":\"4242\"}"), 0);
     ck_assert_int_eq(test_daemon_add_device(d, "timer", "t2", "{\"socket_mode\":\"606\"}"), 0);
+    /* JSON numbers are ids too (what `muserctl create ... socket_owner=4545` sends). */
+    ck_assert_int_eq(
+        test_daemon_add_device(d, "timer", "t3", "{\"socket_owner\":4545,\"socket_group\":0}"), 0);
     tu_start(d);
     pid_t pid = test_daemon_pid(d);
 
@@ -199,6 +202,9 @@ START_TEST(test_runs_as_user_with_chown_only)
     ck_assert_uint_eq(st.st_uid, 4242);
     ck_assert_uint_eq(st.st_gid, nobody.pw_gid);
     assert_socket(d, "t2", nobody.pw_uid, nobody.pw_gid, 0606);
+    ck_assert_int_eq(stat(test_daemon_socket(d, "t3"), &st), 0);
+    ck_assert_uint_eq(st.st_uid, 4545);
+    ck_assert_uint_eq(st.st_gid, 0);
     tu_assert_log(d, "Running as user nobody");
 
     /* Plugins loaded after the drop still serve (we connect as root). */
@@ -236,6 +242,10 @@ START_TEST(test_bad_socket_config_is_refused)
          "Unknown user 'no-such-user-muserd' in socket_owner"},
         {"{\"socket_group\":\"no-such-group-muserd\"}",
          "Unknown group 'no-such-group-muserd' in socket_group"},
+        {"{\"socket_owner\":-1}",
+         "Config key 'socket_owner' must be a name or a numeric id below 4294967295"},
+        {"{\"socket_group\":4294967295}",
+         "Config key 'socket_group' must be a name or a numeric id below 4294967295"},
         {"{\"socket_mode\":\"0x1ff\"}", "socket_mode must be an octal string"},
         {"{\"socket_mode\":\"4755\"}", "socket_mode must be an octal string"},
     };
