@@ -555,7 +555,8 @@ START_TEST(test_busctl)
 END_TEST
 
 /* Bus policy: with dbus/org.muserd1.conf in force, a user outside group
- * muserd may read properties and introspect, but not create devices. */
+ * muserd may read properties, introspect and list, but not create, reset or
+ * destroy devices. */
 static int as_nobody(const char *address)
 {
     sd_bus *b = NULL;
@@ -573,6 +574,16 @@ static int as_nobody(const char *address)
     if (sd_bus_call_method(b, NAME, MANAGER_PATH, "org.freedesktop.DBus.Introspectable",
                            "Introspect", &error, NULL, "") < 0)
         return 13;
+    /* The read-only Manager methods are for everyone, as `muserctl list` is. */
+    sd_bus_message *reply = NULL;
+    if (sd_bus_call_method(b, NAME, MANAGER_PATH, MANAGER, "ListDevices", &error, &reply, "") < 0 ||
+        sd_bus_message_enter_container(reply, 'a', "(ssso)") <= 0 ||
+        sd_bus_message_skip(reply, "(ssso)") < 0 || sd_bus_message_at_end(reply, false) <= 0)
+        return 16;
+    reply = sd_bus_message_unref(reply);
+    if (sd_bus_call_method(b, NAME, MANAGER_PATH, MANAGER, "GetDevice", &error, NULL, "s", "p0") <
+        0)
+        return 17;
     int r = sd_bus_call_method(b, NAME, MANAGER_PATH, MANAGER, "CreateDevice", &error, NULL, "sss",
                                "timer", "evil", "");
     if (r >= 0 || !sd_bus_error_has_name(&error, SD_BUS_ERROR_ACCESS_DENIED))
