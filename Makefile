@@ -130,9 +130,10 @@ tests: all $(UNIT_BINS) $(INTEGRATION_BINS) $(BENCH_BINS) $(TEST_PLUGIN_SOS)
 
 # ---- build dependencies -------------------------------------------------------
 # Debian packages the build, the tests and `make run` need. Installed with
-# apt-get when run as root; otherwise we say what to install.
+# apt-get when run as root; otherwise we say what to install. libxml2-utils
+# brings xmllint, which the libvirt hook (and so its test) reads domains with.
 DEB_PKGS := gcc make pkg-config libsystemd-dev libjson-c-dev libcap-ng-dev check \
-            linux-libc-dev dbus-daemon systemd
+            linux-libc-dev dbus-daemon systemd libxml2-utils
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \

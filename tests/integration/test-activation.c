@@ -177,9 +177,5 @@ int main(void)
     tcase_add_test(tc, test_device_serves_on_inherited_socket);
     tcase_add_test(tc, test_unclaimed_socket_is_harmless);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

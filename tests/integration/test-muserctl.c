@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "helpers/child.h"
 #include "helpers/dbus-daemon.h"
 #include "helpers/testutil.h"
 
@@ -36,44 +37,9 @@ static const char *muserctl_bin(void)
     return p && *p ? p : "build/muserctl";
 }
 
-/* A growing NUL-terminated buffer of what a child wrote. */
-struct buf {
-    char *data;
-    size_t len;
-};
-
-/* Read what is there; returns false at end of file. */
-static bool buf_read(struct buf *b, int fd)
-{
-    char chunk[4096];
-    ssize_t n = read(fd, chunk, sizeof(chunk));
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return true;
-    if (n <= 0)
-        return false;
-    b->data = realloc(b->data, b->len + (size_t)n + 1);
-    ck_assert_ptr_nonnull(b->data);
-    memcpy(b->data + b->len, chunk, (size_t)n);
-    b->len += (size_t)n;
-    b->data[b->len] = 0;
-    return true;
-}
-
-static const char *buf_str(const struct buf *b)
-{
-    return b->data ? b->data : "";
-}
-
-struct child {
-    pid_t pid;
-    int out, err; /* read ends, -1 at end of file */
-    struct buf stdout_, stderr_;
-};
-
 /* Start muserctl [--address BUS] ARGS... with stdout and stderr piped to us. */
-static void child_start(struct child *c, const char *address, const char *const *args)
+static void child_start(struct tu_child *c, const char *address, const char *const *args)
 {
-    int out[2], err[2];
     const char *argv[32];
     size_t n = 0;
 
@@ -87,75 +53,17 @@ static void child_start(struct child *c, const char *address, const char *const 
         argv[n++] = *args;
     }
     argv[n] = NULL;
-
-    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-    ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
-    *c = (struct child){.pid = fork()};
-    ck_assert_int_ge(c->pid, 0);
-    if (c->pid == 0) {
-        dup2(out[1], STDOUT_FILENO);
-        dup2(err[1], STDERR_FILENO);
-        execv(argv[0], (char **)argv);
-        dprintf(err[1], "exec %s: %m\n", argv[0]);
-        _exit(127);
-    }
-    close(out[1]);
-    close(err[1]);
-    c->out = out[0];
-    c->err = err[0];
-    fcntl(c->out, F_SETFL, O_NONBLOCK);
-    fcntl(c->err, F_SETFL, O_NONBLOCK);
+    int r = tu_child_start(c, argv, NULL);
+    ck_assert_msg(r == 0, "starting muserctl: %s", strerror(-r));
 }
 
-/* Read both pipes for up to timeout_ms, or until needle (if any) shows up
- * in the stream chosen by in_stderr. Returns whether the needle was seen. */
-static bool child_read(struct child *c, int timeout_ms, const char *needle, bool in_stderr)
+/* Wait for muserctl to exit; its exit status, or 128+signal. */
+static int child_wait(struct tu_child *c)
 {
-    uint64_t deadline = test_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-
-    for (;;) {
-        const struct buf *watched = in_stderr ? &c->stderr_ : &c->stdout_;
-        if (needle && strstr(buf_str(watched), needle))
-            return true;
-        if (c->out < 0 && c->err < 0)
-            return false;
-        uint64_t now = test_now_ns();
-        if (now >= deadline)
-            return false;
-        struct pollfd p[2] = {{.fd = c->out, .events = POLLIN}, {.fd = c->err, .events = POLLIN}};
-        int r = poll(p, 2, (int)((deadline - now) / 1000000ull) + 1);
-        ck_assert_int_ge(r, 0);
-        if (p[0].revents && !buf_read(&c->stdout_, c->out)) {
-            close(c->out);
-            c->out = -1;
-        }
-        if (p[1].revents && !buf_read(&c->stderr_, c->err)) {
-            close(c->err);
-            c->err = -1;
-        }
-    }
-}
-
-/* Wait for the child to exit; its exit status, or 128+signal. */
-static int child_wait(struct child *c)
-{
-    int status;
-
-    child_read(c, RUN_TIMEOUT_MS, NULL, false);
-    ck_assert_msg(c->out < 0 && c->err < 0, "muserctl did not finish: stdout \"%s\" stderr \"%s\"",
-                  buf_str(&c->stdout_), buf_str(&c->stderr_));
-    ck_assert_int_eq(waitpid(c->pid, &status, 0), c->pid);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-static void child_free(struct child *c)
-{
-    free(c->stdout_.data);
-    free(c->stderr_.data);
-    if (c->out >= 0)
-        close(c->out);
-    if (c->err >= 0)
-        close(c->err);
+    int status = tu_child_wait(c, RUN_TIMEOUT_MS);
+    ck_assert_msg(status >= 0, "muserctl did not finish: stdout \"%s\" stderr \"%s\"",
+                  tu_child_stdout(c), tu_child_stderr(c));
+    return status;
 }
 
 /* Run muserctl to its end. */
@@ -166,12 +74,12 @@ struct run {
 
 static struct run run_at_v(const char *address, const char *const *args)
 {
-    struct child c;
+    struct tu_child c;
     child_start(&c, address, args);
     int status = child_wait(&c);
     struct run r = {
-        .status = status, .out = strdup(buf_str(&c.stdout_)), .err = strdup(buf_str(&c.stderr_))};
-    child_free(&c);
+        .status = status, .out = strdup(tu_child_stdout(&c)), .err = strdup(tu_child_stderr(&c))};
+    tu_child_free(&c);
     return r;
 }
 #define run_at(address, ...) run_at_v(address, (const char *const[]){__VA_ARGS__, NULL})
@@ -458,17 +366,17 @@ START_TEST(test_connected_client)
 END_TEST
 
 /* Start `muserctl monitor` and wait until it says it listens. */
-static void monitor_start(struct child *m, bool json)
+static void monitor_start(struct tu_child *m, bool json)
 {
     const char *const args_text[] = {"monitor", NULL};
     const char *const args_json[] = {"monitor", "--json", NULL};
     child_start(m, test_bus_address(tbus), json ? args_json : args_text);
-    ck_assert_msg(child_read(m, RUN_TIMEOUT_MS, "Monitoring", true),
-                  "monitor did not start: stderr \"%s\"", buf_str(&m->stderr_));
+    ck_assert_msg(tu_child_read(m, RUN_TIMEOUT_MS, "Monitoring", true),
+                  "monitor did not start: stderr \"%s\"", tu_child_stderr(m));
 }
 
 /* Ctrl-C ends monitor with status 0. */
-static void monitor_stop(struct child *m)
+static void monitor_stop(struct tu_child *m)
 {
     ck_assert_int_eq(kill(m->pid, SIGINT), 0);
     ck_assert_int_eq(child_wait(m), 0);
@@ -477,34 +385,36 @@ static void monitor_stop(struct child *m)
 START_TEST(test_monitor_text)
 {
     _cleanup_free_ char *sock = sock_path("mon0");
-    struct child m;
+    struct tu_child m;
     char want[128];
 
     monitor_start(&m, false);
     struct run r = run("create", "timer", "mon0");
     expect_ok(&r);
     run_free(&r);
-    ck_assert_msg(child_read(&m, TU_TIMEOUT_MS, "DeviceNew mon0 /org/muserd1/device/mon0\n", false),
-                  "monitor: %s", buf_str(&m.stdout_));
+    ck_assert_msg(
+        tu_child_read(&m, TU_TIMEOUT_MS, "DeviceNew mon0 /org/muserd1/device/mon0\n", false),
+        "monitor: %s", tu_child_stdout(&m));
 
     struct vfu_client *c;
     ck_assert_int_eq(tu_connect(sock, vfu_client_qemu_caps_json, TU_TIMEOUT_MS, &c), 0);
     snprintf(want, sizeof(want), "PropertiesChanged mon0 State=connected Client=pid %d",
              (int)getpid());
-    ck_assert_msg(child_read(&m, TU_TIMEOUT_MS, want, false), "monitor: %s", buf_str(&m.stdout_));
+    ck_assert_msg(tu_child_read(&m, TU_TIMEOUT_MS, want, false), "monitor: %s",
+                  tu_child_stdout(&m));
     vfu_client_free(c);
-    ck_assert_msg(child_read(&m, TU_TIMEOUT_MS, "PropertiesChanged mon0 State=listening", false),
-                  "monitor: %s", buf_str(&m.stdout_));
+    ck_assert_msg(tu_child_read(&m, TU_TIMEOUT_MS, "PropertiesChanged mon0 State=listening", false),
+                  "monitor: %s", tu_child_stdout(&m));
 
     r = run("destroy", "mon0");
     expect_ok(&r);
     run_free(&r);
     ck_assert_msg(
-        child_read(&m, TU_TIMEOUT_MS, "DeviceRemoved mon0 /org/muserd1/device/mon0\n", false),
-        "monitor: %s", buf_str(&m.stdout_));
-    ck_assert_ptr_nonnull(line_with(buf_str(&m.stdout_), "DeviceCount=0"));
+        tu_child_read(&m, TU_TIMEOUT_MS, "DeviceRemoved mon0 /org/muserd1/device/mon0\n", false),
+        "monitor: %s", tu_child_stdout(&m));
+    ck_assert_ptr_nonnull(line_with(tu_child_stdout(&m), "DeviceCount=0"));
     monitor_stop(&m);
-    child_free(&m);
+    tu_child_free(&m);
 }
 END_TEST
 
@@ -541,7 +451,7 @@ static json_object *parse_lines(const char *out)
 START_TEST(test_monitor_json)
 {
     _cleanup_free_ char *sock = sock_path("mon1");
-    struct child m;
+    struct tu_child m;
 
     monitor_start(&m, true);
     struct run r = run("create", "ram", "mon1", "size=4096");
@@ -549,21 +459,21 @@ START_TEST(test_monitor_json)
     run_free(&r);
     struct vfu_client *c;
     ck_assert_int_eq(tu_connect(sock, vfu_client_qemu_caps_json, TU_TIMEOUT_MS, &c), 0);
-    ck_assert(child_read(&m, TU_TIMEOUT_MS, "\"connected\"", false));
+    ck_assert(tu_child_read(&m, TU_TIMEOUT_MS, "\"connected\"", false));
     vfu_client_free(c);
     r = run("destroy", "mon1");
     expect_ok(&r);
     run_free(&r);
-    ck_assert(child_read(&m, TU_TIMEOUT_MS, "\"DeviceRemoved\"", false));
+    ck_assert(tu_child_read(&m, TU_TIMEOUT_MS, "\"DeviceRemoved\"", false));
 
     /* muserd stopping is an event too; monitor keeps waiting for it. */
     tu_stop(daemon_);
     daemon_ = NULL;
-    ck_assert_msg(child_read(&m, TU_TIMEOUT_MS, "{\"event\":\"MuserdStopped\"}\n", false),
-                  "monitor: %s", buf_str(&m.stdout_));
+    ck_assert_msg(tu_child_read(&m, TU_TIMEOUT_MS, "{\"event\":\"MuserdStopped\"}\n", false),
+                  "monitor: %s", tu_child_stdout(&m));
     monitor_stop(&m);
 
-    json_object *events = parse_lines(buf_str(&m.stdout_));
+    json_object *events = parse_lines(tu_child_stdout(&m));
     json_object *e = find_event(events, "DeviceNew", "mon1");
     ck_assert_ptr_nonnull(e);
     ck_assert_str_eq(jstr(e, "path"), "/org/muserd1/device/mon1");
@@ -575,7 +485,7 @@ START_TEST(test_monitor_json)
                      getpid());
     ck_assert_ptr_nonnull(find_event(events, "DeviceRemoved", "mon1"));
     json_object_put(events);
-    child_free(&m);
+    tu_child_free(&m);
 }
 END_TEST
 
@@ -655,14 +565,14 @@ START_TEST(test_errors)
         const char *args[8] = {0};
         for (size_t k = 0; k < 6 && usage[i][k]; k++)
             args[k] = usage[i][k];
-        struct child c;
+        struct tu_child c;
         child_start(&c, test_bus_address(tbus), args);
         int status = child_wait(&c);
         ck_assert_msg(status == 2, "%s %s: exit %d, stderr \"%s\"", args[0] ? args[0] : "",
-                      args[1] ? args[1] : "", status, buf_str(&c.stderr_));
-        ck_assert_str_eq(buf_str(&c.stdout_), "");
-        ck_assert_ptr_nonnull(strstr(buf_str(&c.stderr_), "muserctl: "));
-        child_free(&c);
+                      args[1] ? args[1] : "", status, tu_child_stderr(&c));
+        ck_assert_str_eq(tu_child_stdout(&c), "");
+        ck_assert_ptr_nonnull(strstr(tu_child_stderr(&c), "muserctl: "));
+        tu_child_free(&c);
     }
 
     /* None of the failures left a device behind. */
@@ -698,11 +608,11 @@ START_TEST(test_no_daemon)
     run_free(&r);
 
     /* monitor waits for muserd instead of failing. */
-    struct child m;
+    struct tu_child m;
     monitor_start(&m, false);
-    ck_assert_ptr_nonnull(strstr(buf_str(&m.stderr_), "muserd is not running"));
+    ck_assert_ptr_nonnull(strstr(tu_child_stderr(&m), "muserd is not running"));
     monitor_stop(&m);
-    child_free(&m);
+    tu_child_free(&m);
 }
 END_TEST
 
@@ -731,9 +641,5 @@ static Suite *muserctl_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(muserctl_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(muserctl_suite());
 }

@@ -122,6 +122,16 @@ static inline void tu_stop(struct test_daemon *d)
     test_daemon_free(d);
 }
 
+/* main() of every integration suite: run it, exit non-zero on a failure. */
+static inline int tu_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
 /* Wait for a daemon that is expected to fail at start; returns its exit code. */
 static inline int tu_expect_start_failure(struct test_daemon *d)
 {
