@@ -11,7 +11,6 @@
  * board keeps its DRAM: a client may have the RAM mapped across the reset, and
  * zeroing up to 1 GiB behind its back would be both slow and surprising.
  */
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -22,170 +21,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <muserd/plugin.h>
+#include "ram-dev.h"
 
-#include "ram-regs.h"
-
-/* The first try at a DMA chunk; halved while the host says it is too big. */
-#define RAM_DMA_CHUNK     (64u * 1024u)
-#define RAM_DMA_MIN_CHUNK 512u
-
-struct ram_dev {
-    struct muserd_host *host;
-    const struct muserd_host_services *svc;
-
-    uint64_t size;
-    int mem_fd;
-    uint8_t *mem;
-    int doorbell_fd;
-    struct muserd_watch *doorbell_watch;
-
-    uint32_t scratch;
-    uint32_t doorbell_count;
-
-    /* DMA registers, as the guest last wrote them. */
-    uint64_t dma_addr;
-    uint64_t dma_offset;
-    uint32_t dma_len;
-    uint32_t dma_ctrl; /* TO_GUEST only: GO is an action, not state */
-    uint32_t dma_status;
-
-    /* The running transfer, latched at GO so later register writes do not bend it. */
-    uint64_t xfer_addr;
-    uint64_t xfer_offset;
-    uint32_t xfer_len;
-    uint32_t xfer_done;
-    bool xfer_to_guest;
-    uint32_t chunk;
-    uint32_t in_flight_len; /* 0: no asynchronous chunk outstanding */
-    /* Asynchronous completions of transfers abandoned by reset or load, still
-     * to arrive; each one is dropped. The host completes them in order. */
-    uint32_t stale_completions;
-    bool irq_deferred; /* completion interrupt held back while quiesced */
-    bool quiesced;
-};
-
-static void ram_raise(struct ram_dev *d)
-{
-    if (d->quiesced) {
-        d->irq_deferred = true;
-        return;
-    }
-    d->irq_deferred = false;
-    d->svc->irq_raise(d->host, 0);
-}
-
-static void ram_dma_complete(struct ram_dev *d, int r)
-{
-    d->dma_status &= ~(RAM_DMA_STATUS_BUSY | RAM_DMA_STATUS_ERRNO_MASK);
-    if (r == 0) {
-        d->dma_status |= RAM_DMA_STATUS_DONE;
-    } else {
-        uint32_t err = -r > 0xff ? 0xff : (uint32_t)-r;
-        d->dma_status |= RAM_DMA_STATUS_ERROR | (err << RAM_DMA_STATUS_ERRNO_SHIFT);
-    }
-    ram_raise(d);
-}
-
-static void ram_dma_chunk_done(void *opaque, int status);
-
-/*
- * Move the running transfer on, chunk by chunk, until it ends or a chunk goes
- * over the socket (then ram_dma_chunk_done() calls back here).
- */
-static void ram_dma_run(struct ram_dev *d)
-{
-    while ((d->dma_status & RAM_DMA_STATUS_BUSY) && !d->quiesced && d->in_flight_len == 0) {
-        uint32_t left = d->xfer_len - d->xfer_done;
-        uint32_t n = left < d->chunk ? left : d->chunk;
-        uint64_t iova = d->xfer_addr + d->xfer_done;
-        uint8_t *p = d->mem + d->xfer_offset + d->xfer_done;
-        int r;
-
-        if (left == 0) {
-            ram_dma_complete(d, 0);
-            return;
-        }
-        if (d->xfer_to_guest)
-            r = d->svc->dma_write(d->host, iova, p, n, ram_dma_chunk_done, d);
-        else
-            r = d->svc->dma_read(d->host, iova, p, n, ram_dma_chunk_done, d);
-        if (r == 1) {
-            d->in_flight_len = n;
-            return;
-        }
-        if (r == -E2BIG && d->chunk > RAM_DMA_MIN_CHUNK) {
-            d->chunk /= 2;
-            continue;
-        }
-        if (r < 0) {
-            ram_dma_complete(d, r);
-            return;
-        }
-        d->xfer_done += n;
-    }
-}
-
-static void ram_dma_chunk_done(void *opaque, int status)
-{
-    struct ram_dev *d = opaque;
-    uint32_t n = d->in_flight_len;
-
-    if (d->stale_completions > 0) {
-        d->stale_completions--;
-        return;
-    }
-    if (n == 0)
-        return; /* not ours to account for: nothing was outstanding */
-    d->in_flight_len = 0;
-    if (status == -E2BIG && d->chunk > RAM_DMA_MIN_CHUNK) {
-        d->chunk /= 2;
-    } else if (status < 0) {
-        ram_dma_complete(d, status);
-        return;
-    } else {
-        d->xfer_done += n;
-    }
-    ram_dma_run(d);
-}
-
-/* Forget the running transfer, e.g. on reset: an outstanding chunk's
- * completion will still come and must not be taken for a new transfer's. */
-static void ram_dma_abandon(struct ram_dev *d)
-{
-    if (d->in_flight_len != 0)
-        d->stale_completions++;
-    d->in_flight_len = 0;
-    d->dma_status &= ~RAM_DMA_STATUS_BUSY;
-}
-
-static void ram_dma_go(struct ram_dev *d)
-{
-    uint64_t end;
-
-    if (d->dma_status & RAM_DMA_STATUS_BUSY)
-        return;
-    if (d->dma_status & (RAM_DMA_STATUS_DONE | RAM_DMA_STATUS_ERROR))
-        d->svc->irq_lower(d->host);
-    d->dma_status = RAM_DMA_STATUS_BUSY;
-    d->xfer_addr = d->dma_addr;
-    d->xfer_offset = d->dma_offset;
-    d->xfer_len = d->dma_len;
-    d->xfer_done = 0;
-    d->xfer_to_guest = d->dma_ctrl & RAM_DMA_CTRL_TO_GUEST;
-    d->chunk = RAM_DMA_CHUNK;
-
-    /* Guest-written numbers: both ends must stay inside their spaces. */
-    if (__builtin_add_overflow(d->xfer_offset, (uint64_t)d->xfer_len, &end) || end > d->size ||
-        __builtin_add_overflow(d->xfer_addr, (uint64_t)d->xfer_len, &end)) {
-        ram_dma_complete(d, -EINVAL);
-        return;
-    }
-    ram_dma_run(d);
-}
-
-/* Count the rings that came through the eventfd so far. */
-static void ram_doorbell_drain(struct ram_dev *d)
+void ram_doorbell_drain(struct ram_dev *d)
 {
     uint64_t v;
 
@@ -370,126 +208,6 @@ static int ram_quiesce(void *dev, bool quiesced)
     return 0;
 }
 
-/* Migration stream, little-endian: this header, then the RAM contents. */
-#define RAM_STATE_MAGIC   0x54534d52u /* "RMST" */
-#define RAM_STATE_VERSION 1u
-
-#define RAM_STATE_TO_GUEST     (1u << 0)
-#define RAM_STATE_IRQ_DEFERRED (1u << 1)
-
-struct ram_state {
-    uint32_t magic;
-    uint32_t version;
-    uint32_t scratch;
-    uint32_t doorbell_count;
-    uint32_t dma_len;
-    uint32_t dma_ctrl;
-    uint32_t dma_status;
-    uint32_t xfer_len;
-    uint32_t xfer_done;
-    uint32_t flags; /* RAM_STATE_* */
-    uint64_t dma_addr;
-    uint64_t dma_offset;
-    uint64_t xfer_addr;
-    uint64_t xfer_offset;
-    uint64_t ram_size; /* must match the destination's "size" */
-};
-_Static_assert(sizeof(struct ram_state) == 80, "ram state layout is fixed");
-
-static int ram_save_state(void *dev, void **buf, size_t *len)
-{
-    struct ram_dev *d = dev;
-    struct ram_state s;
-    uint8_t *out;
-
-    out = malloc(sizeof(s) + d->size);
-    if (!out)
-        return -ENOMEM;
-    ram_doorbell_drain(d);
-    /* A chunk still on the wire is not counted in xfer_done: the destination
-     * copies it again, which gives the same bytes. */
-    s = (struct ram_state){
-        .magic = htole32(RAM_STATE_MAGIC),
-        .version = htole32(RAM_STATE_VERSION),
-        .scratch = htole32(d->scratch),
-        .doorbell_count = htole32(d->doorbell_count),
-        .dma_len = htole32(d->dma_len),
-        .dma_ctrl = htole32(d->dma_ctrl),
-        .dma_status = htole32(d->dma_status),
-        .xfer_len = htole32(d->xfer_len),
-        .xfer_done = htole32(d->xfer_done),
-        .flags = htole32((d->xfer_to_guest ? RAM_STATE_TO_GUEST : 0) |
-                         (d->irq_deferred ? RAM_STATE_IRQ_DEFERRED : 0)),
-        .dma_addr = htole64(d->dma_addr),
-        .dma_offset = htole64(d->dma_offset),
-        .xfer_addr = htole64(d->xfer_addr),
-        .xfer_offset = htole64(d->xfer_offset),
-        .ram_size = htole64(d->size),
-    };
-    memcpy(out, &s, sizeof(s));
-    memcpy(out + sizeof(s), d->mem, d->size);
-    *buf = out;
-    *len = sizeof(s) + d->size;
-    return 0;
-}
-
-static int ram_load_state(void *dev, const void *buf, size_t len)
-{
-    const uint32_t status_bits = RAM_DMA_STATUS_BUSY | RAM_DMA_STATUS_DONE | RAM_DMA_STATUS_ERROR |
-                                 RAM_DMA_STATUS_ERRNO_MASK;
-    struct ram_dev *d = dev;
-    struct ram_state s;
-    uint32_t status, flags, xfer_len, xfer_done;
-    uint64_t xfer_offset, xfer_addr, end;
-
-    if (!buf || len < sizeof(s))
-        return -EINVAL;
-    memcpy(&s, buf, sizeof(s));
-    if (le32toh(s.magic) != RAM_STATE_MAGIC || le32toh(s.version) != RAM_STATE_VERSION)
-        return -EINVAL;
-    if (le64toh(s.ram_size) != d->size || len - sizeof(s) != d->size)
-        return -EINVAL;
-    status = le32toh(s.dma_status);
-    flags = le32toh(s.flags);
-    xfer_len = le32toh(s.xfer_len);
-    xfer_done = le32toh(s.xfer_done);
-    xfer_offset = le64toh(s.xfer_offset);
-    xfer_addr = le64toh(s.xfer_addr);
-    if ((status & ~status_bits) || (flags & ~(RAM_STATE_TO_GUEST | RAM_STATE_IRQ_DEFERRED)) ||
-        (le32toh(s.dma_ctrl) & ~RAM_DMA_CTRL_TO_GUEST))
-        return -EINVAL;
-    /* A running transfer resumes here, so it gets the checks GO gives it. */
-    if ((status & RAM_DMA_STATUS_BUSY) &&
-        (xfer_done > xfer_len || __builtin_add_overflow(xfer_offset, (uint64_t)xfer_len, &end) ||
-         end > d->size || __builtin_add_overflow(xfer_addr, (uint64_t)xfer_len, &end)))
-        return -EINVAL;
-
-    /* Valid: from here on nothing fails, so a bad stream changes nothing. */
-    ram_dma_abandon(d);
-    ram_doorbell_drain(d);
-    d->scratch = le32toh(s.scratch);
-    d->doorbell_count = le32toh(s.doorbell_count);
-    d->dma_addr = le64toh(s.dma_addr);
-    d->dma_offset = le64toh(s.dma_offset);
-    d->dma_len = le32toh(s.dma_len);
-    d->dma_ctrl = le32toh(s.dma_ctrl);
-    d->dma_status = status;
-    d->xfer_addr = xfer_addr;
-    d->xfer_offset = xfer_offset;
-    d->xfer_len = xfer_len;
-    d->xfer_done = xfer_done;
-    d->xfer_to_guest = flags & RAM_STATE_TO_GUEST;
-    d->chunk = RAM_DMA_CHUNK;
-    d->irq_deferred = flags & RAM_STATE_IRQ_DEFERRED;
-    memcpy(d->mem, (const uint8_t *)buf + sizeof(s), d->size);
-    if (!d->quiesced) {
-        if (d->irq_deferred)
-            ram_raise(d);
-        ram_dma_run(d);
-    }
-    return 0;
-}
-
 static void ram_destroy(void *dev)
 {
     struct ram_dev *d = dev;
@@ -558,6 +276,31 @@ static int ram_make_memory(struct ram_dev *d)
     return 0;
 }
 
+/* The RAM and the doorbell of a new device; on failure the caller frees
+ * what was made with ram_destroy(). */
+static int ram_setup(struct ram_dev *d)
+{
+    int r = ram_make_memory(d);
+    if (r < 0) {
+        d->svc->set_error(d->host, "ram: cannot allocate %" PRIu64 " bytes of shared memory: %s",
+                          d->size, strerror(-r));
+        return r;
+    }
+    d->doorbell_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (d->doorbell_fd < 0) {
+        r = -errno;
+        d->svc->set_error(d->host, "ram: cannot create the doorbell eventfd: %s", strerror(-r));
+        return r;
+    }
+    r = d->svc->watch_fd(d->host, d->doorbell_fd, EPOLLIN, ram_doorbell_ready, d,
+                         &d->doorbell_watch);
+    if (r < 0) {
+        d->svc->set_error(d->host, "ram: cannot watch the doorbell eventfd: %s", strerror(-r));
+        return r;
+    }
+    return 0;
+}
+
 static int ram_create(struct muserd_host *host, const struct muserd_host_services *svc,
                       struct muserd_device_desc *desc, void **dev)
 {
@@ -581,22 +324,10 @@ static int ram_create(struct muserd_host *host, const struct muserd_host_service
     d->doorbell_fd = -1;
     d->chunk = RAM_DMA_CHUNK;
 
-    r = ram_make_memory(d);
+    r = ram_setup(d);
     if (r < 0) {
-        svc->set_error(host, "ram: cannot allocate %" PRIu64 " bytes of shared memory: %s", size,
-                       strerror(-r));
-        goto fail;
-    }
-    d->doorbell_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (d->doorbell_fd < 0) {
-        r = -errno;
-        svc->set_error(host, "ram: cannot create the doorbell eventfd: %s", strerror(-r));
-        goto fail;
-    }
-    r = svc->watch_fd(host, d->doorbell_fd, EPOLLIN, ram_doorbell_ready, d, &d->doorbell_watch);
-    if (r < 0) {
-        svc->set_error(host, "ram: cannot watch the doorbell eventfd: %s", strerror(-r));
-        goto fail;
+        ram_destroy(d);
+        return r;
     }
 
     desc->ids = (struct muserd_pci_ids){
@@ -637,10 +368,6 @@ static int ram_create(struct muserd_host *host, const struct muserd_host_service
     };
     *dev = d;
     return 0;
-
-fail:
-    ram_destroy(d);
-    return r;
 }
 
 static const struct muserd_config_key ram_config_keys[] = {
