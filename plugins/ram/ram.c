@@ -21,6 +21,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <muserd/regs.h>
+
 #include "ram-dev.h"
 
 void ram_doorbell_drain(struct ram_dev *d)
@@ -36,8 +38,9 @@ static void ram_doorbell_ready(void *opaque, int fd, uint32_t revents)
     ram_doorbell_drain(opaque);
 }
 
-static uint32_t ram_reg_read(struct ram_dev *d, uint64_t offset)
+static uint32_t ram_reg_read(void *dev, uint64_t offset)
 {
+    struct ram_dev *d = dev;
     switch (offset) {
     case RAM_REG_ID:
         return RAM_ID_MAGIC;
@@ -73,15 +76,9 @@ static uint32_t ram_reg_read(struct ram_dev *d, uint64_t offset)
     }
 }
 
-static uint64_t set_half(uint64_t reg, bool high, uint32_t val)
+static void ram_reg_write(void *dev, uint64_t offset, uint32_t val)
 {
-    if (high)
-        return (reg & 0xffffffffu) | ((uint64_t)val << 32);
-    return (reg & ~(uint64_t)0xffffffffu) | val;
-}
-
-static void ram_reg_write(struct ram_dev *d, uint64_t offset, uint32_t val)
-{
+    struct ram_dev *d = dev;
     const uint32_t w1c = RAM_DMA_STATUS_DONE | RAM_DMA_STATUS_ERROR;
 
     switch (offset) {
@@ -94,11 +91,11 @@ static void ram_reg_write(struct ram_dev *d, uint64_t offset, uint32_t val)
         break;
     case RAM_REG_DMA_ADDR:
     case RAM_REG_DMA_ADDR + 4:
-        d->dma_addr = set_half(d->dma_addr, offset != RAM_REG_DMA_ADDR, val);
+        d->dma_addr = muserd_reg64_set_half(d->dma_addr, offset != RAM_REG_DMA_ADDR, val);
         break;
     case RAM_REG_DMA_OFFSET:
     case RAM_REG_DMA_OFFSET + 4:
-        d->dma_offset = set_half(d->dma_offset, offset != RAM_REG_DMA_OFFSET, val);
+        d->dma_offset = muserd_reg64_set_half(d->dma_offset, offset != RAM_REG_DMA_OFFSET, val);
         break;
     case RAM_REG_DMA_LEN:
         d->dma_len = val;
@@ -122,27 +119,6 @@ static void ram_reg_write(struct ram_dev *d, uint64_t offset, uint32_t val)
     }
 }
 
-static int ram_regs_access(struct ram_dev *d, uint64_t offset, uint8_t *p, uint32_t len,
-                           bool is_write)
-{
-    if ((len != 4 && len != 8) || offset % 4 != 0 || offset > RAM_REGS_SIZE - len) {
-        if (!is_write)
-            memset(p, 0, len);
-        return 0;
-    }
-    for (uint32_t i = 0; i < len; i += 4) {
-        uint32_t v;
-        if (is_write) {
-            memcpy(&v, p + i, 4);
-            ram_reg_write(d, offset + i, le32toh(v));
-        } else {
-            v = htole32(ram_reg_read(d, offset + i));
-            memcpy(p + i, &v, 4);
-        }
-    }
-    return 0;
-}
-
 static int ram_bar_access(void *dev, uint32_t bar, uint64_t offset, void *buf, uint32_t len,
                           bool is_write)
 {
@@ -150,7 +126,8 @@ static int ram_bar_access(void *dev, uint32_t bar, uint64_t offset, void *buf, u
 
     switch (bar) {
     case RAM_REGS_BAR:
-        return ram_regs_access(d, offset, buf, len, is_write);
+        return muserd_regs32_access(d, RAM_REGS_SIZE, offset, buf, len, is_write, ram_reg_read,
+                                    ram_reg_write);
     case RAM_MEM_BAR:
         /* The same bytes a client sees through its mmap of the memfd. */
         if (offset > d->size || len > d->size - offset)

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <muserd/plugin.h>
+#include <muserd/regs.h>
 
 #include "timer-regs.h"
 
@@ -106,8 +107,9 @@ static void timer_expired(void *opaque)
     timer_rearm(d);
 }
 
-static uint32_t timer_reg_read(struct timer_dev *d, uint64_t offset)
+static uint32_t timer_reg_read(void *dev, uint64_t offset)
 {
+    struct timer_dev *d = dev;
     uint64_t now;
 
     switch (offset) {
@@ -142,15 +144,9 @@ static uint32_t timer_reg_read(struct timer_dev *d, uint64_t offset)
     }
 }
 
-static uint64_t set_half(uint64_t reg, bool high, uint32_t val)
+static void timer_reg_write(void *dev, uint64_t offset, uint32_t val)
 {
-    if (high)
-        return (reg & 0xffffffffu) | ((uint64_t)val << 32);
-    return (reg & ~(uint64_t)0xffffffffu) | val;
-}
-
-static void timer_reg_write(struct timer_dev *d, uint64_t offset, uint32_t val)
-{
+    struct timer_dev *d = dev;
     switch (offset) {
     case TIMER_REG_CTRL:
         d->ctrl = val & TIMER_CTRL_MASK;
@@ -164,12 +160,12 @@ static void timer_reg_write(struct timer_dev *d, uint64_t offset, uint32_t val)
         break;
     case TIMER_REG_DEADLINE:
     case TIMER_REG_DEADLINE + 4:
-        d->deadline = set_half(d->deadline, offset != TIMER_REG_DEADLINE, val);
+        d->deadline = muserd_reg64_set_half(d->deadline, offset != TIMER_REG_DEADLINE, val);
         timer_rearm(d);
         break;
     case TIMER_REG_INTERVAL:
     case TIMER_REG_INTERVAL + 4:
-        d->interval = set_half(d->interval, offset != TIMER_REG_INTERVAL, val);
+        d->interval = muserd_reg64_set_half(d->interval, offset != TIMER_REG_INTERVAL, val);
         break;
     case TIMER_REG_VECTOR:
         d->vector = val & TIMER_VECTOR_MASK;
@@ -182,29 +178,12 @@ static void timer_reg_write(struct timer_dev *d, uint64_t offset, uint32_t val)
 static int timer_bar_access(void *dev, uint32_t bar, uint64_t offset, void *buf, uint32_t len,
                             bool is_write)
 {
-    struct timer_dev *d = dev;
-    uint8_t *p = buf;
-
     if (bar != TIMER_REGS_BAR)
         return -EINVAL;
-    /* Only 4- and 8-byte aligned-to-4 accesses reach registers; an 8-byte one is
-     * two 32-bit ones, low half first, which is what makes the NOW latch work. */
-    if ((len != 4 && len != 8) || offset % 4 != 0 || offset > TIMER_REGS_SIZE - len) {
-        if (!is_write)
-            memset(buf, 0, len);
-        return 0;
-    }
-    for (uint32_t i = 0; i < len; i += 4) {
-        uint32_t v;
-        if (is_write) {
-            memcpy(&v, p + i, 4);
-            timer_reg_write(d, offset + i, le32toh(v));
-        } else {
-            v = htole32(timer_reg_read(d, offset + i));
-            memcpy(p + i, &v, 4);
-        }
-    }
-    return 0;
+    /* An 8-byte access is two 32-bit ones, low half first, which is what
+     * makes the NOW latch work. */
+    return muserd_regs32_access(dev, TIMER_REGS_SIZE, offset, buf, len, is_write, timer_reg_read,
+                                timer_reg_write);
 }
 
 static void timer_power_on(struct timer_dev *d)
