@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -46,23 +45,6 @@ static size_t env_size(const char *name, size_t def)
     char *end;
     unsigned long long n = v && *v ? strtoull(v, &end, 10) : 0;
     return n > 0 && *end == 0 ? (size_t)n : def;
-}
-
-/* One listening socket per device, plus the daemon's own: make room. */
-static void raise_nofile(size_t devices)
-{
-    struct rlimit rl;
-    rlim_t want = (rlim_t)devices * 2 + 1024;
-
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        return;
-    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
-        struct rlimit more = {.rlim_cur = want, .rlim_max = want};
-        if (setrlimit(RLIMIT_NOFILE, &more) == 0)
-            return;
-    }
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
 }
 
 static int on_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
@@ -238,6 +220,7 @@ int main(void)
     size_t n = env_size("MUSERD_BENCH_DEVICES", DEVICES);
     size_t window = env_size("MUSERD_BENCH_WINDOW", WINDOW);
 
-    raise_nofile(n);
+    /* One listening socket per device, plus the daemon's own. */
+    test_raise_nofile(n * 2 + 1024);
     return bench(n, window) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -35,23 +34,6 @@ struct sample {
     uint64_t ready_ns; /* exec to READY=1 */
     uint64_t rss_kib;
 };
-
-/* One listening socket per device, plus the daemon's own: make room. */
-static void raise_nofile(size_t devices)
-{
-    struct rlimit rl;
-    rlim_t want = (rlim_t)devices * 4 + 256;
-
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        return;
-    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
-        struct rlimit more = {.rlim_cur = want, .rlim_max = want};
-        if (setrlimit(RLIMIT_NOFILE, &more) == 0)
-            return;
-    }
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-}
 
 static int run_once(size_t devices, struct sample *s)
 {
@@ -136,7 +118,8 @@ int main(void)
     const char *env = getenv("MUSERD_BENCH_DEVICES");
     if (env && atol(env) > 0)
         devices = (size_t)atol(env);
-    raise_nofile(devices);
+    /* One listening socket per device, plus the daemon's own. */
+    test_raise_nofile(devices * 4 + 256);
 
     if (measure(0, &base) < 0 || measure(devices, &full) < 0)
         return EXIT_FAILURE;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -464,4 +465,19 @@ void test_daemon_dump_log(const struct test_daemon *d, size_t bytes)
     while ((n = read(fd, buf, sizeof(buf))) > 0)
         fwrite(buf, 1, (size_t)n, stderr);
     fprintf(stderr, "---- end of log ----\n");
+}
+
+void test_raise_nofile(size_t want)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < (rlim_t)want) {
+        struct rlimit more = {.rlim_cur = (rlim_t)want, .rlim_max = (rlim_t)want};
+        if (setrlimit(RLIMIT_NOFILE, &more) == 0)
+            return;
+    }
+    rl.rlim_cur = rl.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &rl);
 }

@@ -89,3 +89,7 @@ void test_daemon_dump_log(const struct test_daemon *d, size_t bytes);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t test_now_ns(void);
+
+/* Let this process, and the muserd it starts, open `want` files: raise the
+ * hard limit if we may (root), else the soft limit up to the hard one. */
+void test_raise_nofile(size_t want);

@@ -162,30 +162,33 @@ static inline struct vfu_client *tu_open(struct test_daemon *d, const char *id)
     return c;
 }
 
+/* A region read that must succeed; the typed helpers below wrap it. */
+static inline void tu_read(struct vfu_client *c, uint32_t region, uint64_t off, void *buf,
+                           size_t len)
+{
+    int r = vfu_client_region_read(c, region, off, buf, len);
+    ck_assert_msg(r == 0, "read region %u offset %#llx: %s", region, (unsigned long long)off,
+                  strerror(-r));
+}
+
+static inline uint16_t tu_rd16(struct vfu_client *c, uint32_t region, uint64_t off)
+{
+    uint16_t v = 0;
+    tu_read(c, region, off, &v, sizeof(v));
+    return v;
+}
+
 static inline uint32_t tu_rd32(struct vfu_client *c, uint32_t region, uint64_t off)
 {
     uint32_t v = 0;
-    int r = vfu_client_region_read(c, region, off, &v, sizeof(v));
-    ck_assert_msg(r == 0, "read region %u offset %#llx: %s", region, (unsigned long long)off,
-                  strerror(-r));
+    tu_read(c, region, off, &v, sizeof(v));
     return v;
 }
 
 static inline uint64_t tu_rd64(struct vfu_client *c, uint32_t region, uint64_t off)
 {
     uint64_t v = 0;
-    int r = vfu_client_region_read(c, region, off, &v, sizeof(v));
-    ck_assert_msg(r == 0, "read region %u offset %#llx: %s", region, (unsigned long long)off,
-                  strerror(-r));
-    return v;
-}
-
-static inline uint16_t tu_rd16(struct vfu_client *c, uint32_t region, uint64_t off)
-{
-    uint16_t v = 0;
-    int r = vfu_client_region_read(c, region, off, &v, sizeof(v));
-    ck_assert_msg(r == 0, "read region %u offset %#llx: %s", region, (unsigned long long)off,
-                  strerror(-r));
+    tu_read(c, region, off, &v, sizeof(v));
     return v;
 }
 
