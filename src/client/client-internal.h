@@ -15,6 +15,8 @@
 
 /* The kernel passes at most SCM_MAX_FD (253) descriptors in one message. */
 #define CLIENT_MAX_RECV_FDS 253
+/* The most a server's max_data_xfer_size may raise our transfers to. */
+#define CLIENT_MAX_DATA_XFER (64u * 1024u * 1024u)
 
 /* A map the client serves DMA_READ / DMA_WRITE from (DMA_MAP without an fd). */
 struct client_local_map {

@@ -94,10 +94,13 @@ int vfu_client_negotiate(struct vfu_client *c, const char *json, char **server_j
         r = parse_caps(text, &fds, &xfer);
         if (r < 0)
             return r;
+        /* The server's limits size our batches and our receive buffer:
+         * clamp them, so a hostile server cannot make us send what the
+         * socket refuses or buffer gigabytes. */
         if (fds)
-            c->max_msg_fds = fds;
+            c->max_msg_fds = fds < CLIENT_MAX_RECV_FDS ? fds : CLIENT_MAX_RECV_FDS;
         if (xfer)
-            c->max_data_xfer = xfer;
+            c->max_data_xfer = xfer < CLIENT_MAX_DATA_XFER ? xfer : CLIENT_MAX_DATA_XFER;
     }
     if (server_json)
         *server_json = TAKE_PTR(text);

@@ -151,6 +151,10 @@ int vfu_client_region_io_fds(struct vfu_client *c, uint32_t index,
 
     struct vfu_region_io_fds_request rep;
     memcpy(&rep, m.payload, sizeof(rep));
+    if (rep.count > INT32_MAX) {
+        client_msg_close_fds(&m);
+        return -EPROTO;
+    }
     size_t present = (m.len - sizeof(rep)) / sizeof(*subs);
     size_t copy = rep.count < present ? rep.count : present;
     if (copy > max)
@@ -161,8 +165,6 @@ int vfu_client_region_io_fds(struct vfu_client *c, uint32_t index,
         fds[i] = i < m.nr_fds ? m.fds[i] : -1;
     for (size_t i = max; i < m.nr_fds; i++)
         safe_close(m.fds[i]);
-    if (rep.count > INT32_MAX)
-        return -EPROTO;
     return (int)rep.count;
 }
 

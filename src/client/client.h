@@ -49,7 +49,8 @@ int vfu_client_region_info(struct vfu_client *c, uint32_t index, struct vfu_regi
                            uint32_t *nr_areas, int *fd);
 
 /* GET_REGION_IO_FDS: up to max entries into subs, their fds into fds
- * (caller closes), returns the number of sub-regions. */
+ * (caller closes), returns the number of sub-regions the server has, which
+ * may exceed max: only min(that, max) entries are filled. */
 int vfu_client_region_io_fds(struct vfu_client *c, uint32_t index,
                              struct vfu_sub_region_ioeventfd *subs, int *fds, uint32_t max);
 

@@ -62,8 +62,10 @@ static int read_managed_objects(sd_bus_message *m, json_object *devices)
         r = sd_bus_message_read(m, "o", &path);
         if (r >= 0)
             r = read_interfaces(m, &dev);
-        if (r < 0)
+        if (r < 0) {
+            json_object_put(dev);
             return r;
+        }
         if (dev) {
             json_object_object_add(dev, "Path", json_object_new_string(path));
             json_object_array_add(devices, dev);
