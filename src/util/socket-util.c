@@ -2,6 +2,7 @@
 #include "util/socket-util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <stdbool.h>
@@ -75,4 +76,14 @@ int socket_get_path(int fd, char **ret)
         return -EINVAL;
     *ret = strndup(sa.sun_path, len - offsetof(struct sockaddr_un, sun_path));
     return *ret ? 0 : -ENOMEM;
+}
+
+int fd_set_nonblock(int fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0)
+        return -errno;
+    if ((flags & O_NONBLOCK) == 0 && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return -errno;
+    return 0;
 }

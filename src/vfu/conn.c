@@ -11,6 +11,7 @@
 
 #include "util/log.h"
 #include "util/macro.h"
+#include "util/socket-util.h"
 
 #define CONN_INITIAL_BUF 4096u
 /* Messages dispatched per loop iteration before yielding to other sources. */
@@ -462,9 +463,9 @@ int vfu_conn_new(sd_event *event, int fd, uint32_t max_msg_size, const struct vf
         return -ENOMEM;
     conn->cap = CONN_INITIAL_BUF;
 
-    int flags = fcntl(fd, F_GETFL);
-    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-        return -errno;
+    r = fd_set_nonblock(fd);
+    if (r < 0)
+        return r;
     r = sd_event_add_io(event, &conn->io, fd, EPOLLIN, on_io, conn);
     if (r < 0)
         return r;

@@ -120,7 +120,8 @@ void vfu_remote_on_reply(struct vfu_server *s, const struct vfu_msg *msg)
         return;
     }
     if (msg->hdr.flags & VFU_FLAG_ERROR)
-        status = msg->hdr.error ? -(int)msg->hdr.error : -EIO;
+        /* The client's errno: only a plausible one is passed on. */
+        status = msg->hdr.error > 0 && msg->hdr.error < 4096 ? -(int)msg->hdr.error : -EIO;
     else if (req->command == VFU_CMD_DMA_READ) {
         const uint8_t *data;
         status = vfu_decode_dma_read_reply(msg, req->address, req->count, &data);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "util/macro.h"
+#include "util/socket-util.h"
 
 /* PCI allows at most 2048 MSI-X vectors; no index of any device needs more. */
 #define IRQ_MAX_PER_INDEX 2048
@@ -220,8 +221,10 @@ int vfu_irqs_set(struct vfu_irqs *irqs, const struct vfu_irq_set_req *req, struc
         }
         if (msg->nr_fds != set->count)
             return -EINVAL;
+        /* We write (trigger) and read (unmask) these on the loop: a full
+         * or empty blocking fd must not stall every device. */
         for (uint32_t i = 0; i < set->count; i++)
-            if (msg->fds[i] < 0)
+            if (msg->fds[i] < 0 || fd_set_nonblock(msg->fds[i]) < 0)
                 return -EINVAL;
         for (uint32_t i = 0; i < set->count; i++) {
             int k = vec_set_fd(&vecs[set->start + i], set->index, action, TAKE_FD(msg->fds[i]));

@@ -148,8 +148,15 @@ static int on_intx_unmask(sd_event_source *source, int fd, uint32_t revents, voi
     uint64_t n;
 
     /* Drain, then unmask: a level still asserted fires again at once. */
-    if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
-        log_debug_errno(-errno, "Reading the INTx unmask eventfd failed: %m");
+    ssize_t got = read(fd, &n, sizeof(n));
+    if (got < 0 && errno == EAGAIN)
+        return 0;
+    if (got != sizeof(n)) {
+        /* Not an eventfd after all (a pipe at end of file, a hung-up fd):
+         * stop watching it rather than spin on it. */
+        log_debug("The INTx unmask fd is unusable; no longer watching it.");
+        return sd_event_source_set_enabled(source, SD_EVENT_OFF);
+    }
     (void)vfu_irqs_unmask(s->irqs, VFIO_PCI_INTX_IRQ_INDEX, 0);
     return 0;
 }
@@ -172,14 +179,19 @@ static int handle_set_irqs(struct vfu_server *s, struct vfu_msg *msg)
     int r = vfu_decode_irq_set(msg, &req);
     if (r < 0)
         return r;
+    bool intx = req.set.index == VFIO_PCI_INTX_IRQ_INDEX;
+    /* Stop watching the unmask fd before vfu_irqs_set() may close it: the
+     * client holds the same file, so epoll would keep an entry for it that
+     * no close removes, pointing at a freed source. */
+    if (intx)
+        s->intx_unmask_source = sd_event_source_disable_unref(s->intx_unmask_source);
     r = vfu_irqs_set(s->irqs, &req, msg);
+    if (intx) {
+        int k = watch_intx_unmask(s);
+        r = r < 0 ? r : k;
+    }
     if (r < 0)
         return r;
-    if (req.set.index == VFIO_PCI_INTX_IRQ_INDEX) {
-        r = watch_intx_unmask(s);
-        if (r < 0)
-            return r;
-    }
     return vfu_reply(s, msg, NULL, 0, NULL, 0);
 }
 

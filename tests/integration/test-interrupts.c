@@ -265,6 +265,33 @@ START_TEST(test_intx)
 }
 END_TEST
 
+/* An unmask eventfd the client replaces: the old one, which the client still
+ * holds and may write, is forgotten (no stale watch: ASan would see a freed
+ * event source used), and the new one unmasks. */
+START_TEST(test_intx_unmask_fd_replaced)
+{
+    const uint32_t unmask_fd = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_UNMASK;
+    int fd = tu_eventfd_checked(), old = tu_eventfd_checked(), now = tu_eventfd_checked();
+    ck_assert_int_eq(vfu_client_set_irqs(client, INTX, TRIGGER_FD, 0, 1, &fd, 1, NULL), 0);
+    ck_assert_int_eq(vfu_client_set_irqs(client, INTX, unmask_fd, 0, 1, &old, 1, NULL), 0);
+    ck_assert_int_eq(vfu_client_set_irqs(client, INTX, unmask_fd, 0, 1, &now, 1, NULL), 0);
+
+    arm(0, 100000);
+    expect_irq(fd);
+    clear_fired();
+    arm(0, 100000); /* automasked: waits for an unmask */
+    wait_fire_count(2);
+    uint64_t one = 1;
+    ck_assert_int_eq(write(old, &one, sizeof(one)), sizeof(one));
+    expect_no_irq(fd);
+    ck_assert_int_eq(write(now, &one, sizeof(one)), sizeof(one));
+    expect_irq(fd);
+    close(fd);
+    close(old);
+    close(now);
+}
+END_TEST
+
 START_TEST(test_periodic)
 {
     int fds[2] = {tu_eventfd_checked(), tu_eventfd_checked()};
@@ -326,6 +353,7 @@ static Suite *interrupts_suite(void)
     tcase_add_test(tc, test_msix_set_irqs_mask);
     tcase_add_test(tc, test_msi);
     tcase_add_test(tc, test_intx);
+    tcase_add_test(tc, test_intx_unmask_fd_replaced);
     tcase_add_test(tc, test_periodic);
     tcase_add_test(tc, test_devices_independent);
     suite_add_tcase(s, tc);

@@ -135,7 +135,7 @@ START_TEST(test_prepare_and_release)
     const char *xml = DOMAIN("      <m:device type='timer' id='vm1-t0'/>\n"
                              "      <m:device type='ram' id='vm1-r0' config='{\"size\": 8192}'/>\n"
                              "      <m:device type='ram' id='vm1-r1'\n"
-                             "                config='{\"socket_owner\":\"0\",\"socket_mode\":"
+                             "                config='{\"socket_owner\":\"4343\",\"socket_mode\":"
                              "\"0660\"}'/>\n");
 
     struct hook_run run = run_hook("prepare", "begin", xml);
@@ -151,7 +151,7 @@ START_TEST(test_prepare_and_release)
     ck_assert_str_eq(jstr(t0, "socket_mode"), "0600");
     ck_assert_str_eq(jstr(r0, "socket_owner"), QEMU_UID);
     ck_assert_int_eq(json_object_get_int64(json_object_object_get(r0, "size")), 8192);
-    ck_assert_str_eq(jstr(r1, "socket_owner"), "0");
+    ck_assert_str_eq(jstr(r1, "socket_owner"), "4343");
     ck_assert_str_eq(jstr(r1, "socket_mode"), "0660");
     json_object_put(t0);
     json_object_put(r0);
@@ -162,6 +162,9 @@ START_TEST(test_prepare_and_release)
     ck_assert_int_eq(stat(sock, &st), 0);
     ck_assert_uint_eq(st.st_uid, 4242);
     ck_assert_uint_eq(st.st_mode & 07777, 0600);
+    ck_assert_int_eq(stat(test_daemon_socket(daemon_, "vm1-r1"), &st), 0);
+    ck_assert_uint_eq(st.st_uid, 4343);
+    ck_assert_uint_eq(st.st_mode & 07777, 0660);
 
     /* QEMU connects to it (root may, whoever owns the socket). */
     struct vfu_client *c = tu_open(daemon_, "vm1-t0");

@@ -238,10 +238,15 @@ START_TEST(test_create_list_show)
 
     /* A leading zero keeps a value a string, as socket_mode needs; "..."
      * forces a string; a number is a gid to socket_group. */
-    char gid[32], gid_arg[64];
-    snprintf(gid, sizeof(gid), "%u", (unsigned)getgid());
+    /* Ids nobody has when muserd may chown (root), else our own. */
+    bool root = geteuid() == 0;
+    unsigned uid = root ? 4242 : (unsigned)getuid(), gid_n = root ? 4343 : (unsigned)getgid();
+    char gid[32], gid_arg[64], uid_s[32], uid_arg[64];
+    snprintf(gid, sizeof(gid), "%u", gid_n);
     snprintf(gid_arg, sizeof(gid_arg), "socket_group=%s", gid);
-    r = run("--json", "create", "ram", "m0", "socket_mode=0660", gid_arg, "socket_owner=\"0\"");
+    snprintf(uid_s, sizeof(uid_s), "%u", uid);
+    snprintf(uid_arg, sizeof(uid_arg), "socket_owner=\"%s\"", uid_s);
+    r = run("--json", "create", "ram", "m0", "socket_mode=0660", gid_arg, uid_arg);
     expect_ok(&r);
     json_object *created = parse_json(r.out);
     ck_assert_str_eq(jstr(created, "Id"), "m0");
@@ -249,6 +254,8 @@ START_TEST(test_create_list_show)
     struct stat st;
     ck_assert_int_eq(stat(jstr(created, "SocketPath"), &st), 0);
     ck_assert_uint_eq(st.st_mode & 0777, 0660);
+    ck_assert_uint_eq(st.st_uid, uid);
+    ck_assert_uint_eq(st.st_gid, gid_n);
     json_object_put(created);
     run_free(&r);
 
@@ -269,7 +276,7 @@ START_TEST(test_create_list_show)
     ck_assert_str_eq(jstr(dev, "Id"), "m0");
     ck_assert_str_eq(jstr(jget(dev, "Config"), "socket_mode"), "0660");
     ck_assert_str_eq(jstr(jget(dev, "Config"), "socket_group"), gid);
-    ck_assert_str_eq(jstr(jget(dev, "Config"), "socket_owner"), "0");
+    ck_assert_str_eq(jstr(jget(dev, "Config"), "socket_owner"), uid_s);
     dev = json_object_array_get_idx(list, 2);
     ck_assert_str_eq(jstr(dev, "Id"), "r0");
     ck_assert_str_eq(jstr(dev, "Type"), "ram");
