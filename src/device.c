@@ -117,25 +117,41 @@ static void on_pci_fire(void *opaque, uint32_t index, uint32_t vector)
 
 /* ---- services for host.c ----------------------------------------------------------- */
 
+/* A plugin may call services from create() (before the PCI model and the
+ * server exist) or from destroy() (after the server is gone): there is no
+ * guest to interrupt and no guest memory then. */
+static bool device_live(const struct device *d)
+{
+    return d->pci && d->server;
+}
+
 int device_irq_raise(struct device *d, uint32_t vector)
 {
+    if (!device_live(d))
+        return -ENOTCONN;
     return pci_raise(d->pci, vector);
 }
 
 int device_irq_lower(struct device *d)
 {
+    if (!device_live(d))
+        return -ENOTCONN;
     pci_lower_intx(d->pci);
     return 0;
 }
 
 int device_dma_translate(struct device *d, uint64_t iova, uint64_t len, uint32_t prot, void **ptr)
 {
+    if (!device_live(d))
+        return -ENOTCONN;
     return vfu_server_dma_translate(d->server, iova, len, prot, ptr);
 }
 
 int device_dma_rw(struct device *d, uint64_t iova, void *buf, size_t len, bool is_write,
                   muserd_dma_done_fn done, void *opaque)
 {
+    if (!device_live(d))
+        return -ENOTCONN;
     return vfu_server_dma_rw(d->server, iova, buf, len, is_write, done, opaque);
 }
 
@@ -376,6 +392,7 @@ void device_free(struct device *d)
      * Nobody listens for changes of a device being freed. */
     d->changed = NULL;
     vfu_server_free(d->server);
+    d->server = NULL; /* destroy() below may still call services */
     if (d->plugin_dev && PLUGIN_OP(d->type->type->ops, destroy))
         d->type->type->ops->destroy(d->plugin_dev);
     host_done(&d->host);
