@@ -241,4 +241,4 @@ static_assert(sizeof(struct vfu_device_feature) == 8, "device feature is 8 bytes
 #define VFU_MAX_MSG_SIZE         (VFU_SERVER_MAX_DATA_XFER + 4096u)
 /* File descriptors accepted in one message: SET_IRQS for a full MSI-X table
  * sends one per vector in batches of max_msg_fds. */
-#define VFU_SERVER_MAX_MSG_FDS 64
+#define VFU_SERVER_MAX_MSG_FDS 16
