@@ -3,6 +3,12 @@
  * MSI-X: the capability in config space and the table and PBA the guest
  * reaches through a memory BAR. A vector raised while masked (per entry or
  * function-wide) sets its PBA bit and is delivered when unmasked.
+ *
+ * Entries come out of reset masked, as PCI requires, but a client that
+ * emulates the table itself (QEMU) never writes it here: for such a client
+ * the entry mask bits are not consulted, and it masks through SET_IRQS (the
+ * vfu layer's masks). Once a client writes any table dword, the entries it
+ * programs hold their vectors back as a real device would.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -109,6 +115,7 @@ void pci_msix_reset(struct pci_dev *dev)
     for (uint32_t v = 0; v < dev->caps.msix_vectors; v++)
         dev->msix_table[v * DWORDS_PER_ENTRY + 3] = PCI_MSIX_ENTRY_CTRL_MASKBIT;
     memset(dev->msix_pba, 0, pba_size(dev));
+    dev->msix_table_written = false;
 }
 
 static uint16_t msix_flags(const struct pci_dev *dev)
@@ -123,6 +130,8 @@ bool pci_msix_enabled(const struct pci_dev *dev)
 
 static bool entry_masked(const struct pci_dev *dev, uint32_t vector)
 {
+    if (!dev->msix_table_written)
+        return false;
     return dev->msix_table[vector * DWORDS_PER_ENTRY + 3] & PCI_MSIX_ENTRY_CTRL_MASKBIT;
 }
 
@@ -181,6 +190,7 @@ static void table_write(struct pci_dev *dev, uint64_t dword, uint32_t val)
 {
     uint32_t vector = dword / DWORDS_PER_ENTRY;
 
+    dev->msix_table_written = true;
     switch (dword % DWORDS_PER_ENTRY) {
     case 0:
         /* Message addresses are dword aligned; the low bits read as 0. */

@@ -46,6 +46,11 @@ struct pci_dev {
     /* MSI-X table, 4 dwords per vector in host byte order, and the PBA. */
     uint32_t *msix_table;
     uint64_t *msix_pba;
+    /* Has the client written the table since reset? QEMU emulates the table
+     * itself and never forwards table writes (it masks a vector through
+     * SET_IRQS instead), so per-entry mask bits only hold vectors back once
+     * a client shows it drives the table here. */
+    bool msix_table_written;
 };
 
 static inline uint16_t cfg_get16(const struct pci_dev *dev, uint32_t off)
