@@ -4,8 +4,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
 
 #include "util/macro.h"
 #include "vfu/dma-guard.h"
@@ -36,7 +39,6 @@ static void region_release(struct vfu_dma_region *r)
         dma_guard_remove(r->mmap_base);
         munmap(r->mmap_base, r->mmap_len);
     }
-    safe_close(r->fd);
     free(r->dirty);
 }
 
@@ -64,15 +66,43 @@ static size_t lower_bound(const struct vfu_dma *dma, uint64_t iova)
     return lo;
 }
 
+/* The granule mmap() takes offsets and lengths in for this file: the huge
+ * page size on hugetlbfs (also a memfd made with MFD_HUGETLB), else the
+ * system page size. */
+static int file_page_size(int fd, uint64_t *ret)
+{
+    struct statfs sfs;
+
+    if (fstatfs(fd, &sfs) < 0)
+        return -errno;
+    long page = sysconf(_SC_PAGESIZE);
+    uint64_t size = (uint64_t)page;
+    if ((unsigned long)sfs.f_type == HUGETLBFS_MAGIC && sfs.f_bsize > page)
+        size = (uint64_t)sfs.f_bsize;
+    if (size & (size - 1))
+        return -EINVAL;
+    *ret = size;
+    return 0;
+}
+
+/* Maps the file range behind r. QEMU maps guest RAM sections at offsets that
+ * need not be aligned to the file's pages (a section at 1 MiB of a 2 MiB
+ * hugetlb file): we map from the page below and keep the sub-offset. */
 static int map_fd(struct vfu_dma *dma, struct vfu_dma_region *r, int fd)
 {
-    long page = sysconf(_SC_PAGESIZE);
-    uint64_t delta = r->offset & (uint64_t)(page - 1);
-    uint64_t len, end;
+    uint64_t page, len, end, map_end;
+    int ret = file_page_size(fd, &page);
+    if (ret < 0)
+        return ret;
+    uint64_t delta = r->offset & (page - 1);
 
     /* mmap() takes an off_t and a size_t: the whole file range must fit both. */
-    if (__builtin_add_overflow(r->size, delta, &len) || len > SIZE_MAX ||
-        __builtin_add_overflow(r->offset, r->size, &end) || end > (uint64_t)INT64_MAX)
+    if (__builtin_add_overflow(r->offset, r->size, &end) || end > (uint64_t)INT64_MAX ||
+        __builtin_add_overflow(end, page - 1, &map_end))
+        return -EINVAL;
+    map_end &= ~(page - 1);
+    len = map_end - (r->offset - delta);
+    if (len > SIZE_MAX)
         return -EINVAL;
 
     /* Touching a mapping past the end of its file raises SIGBUS and would
@@ -131,7 +161,6 @@ int vfu_dma_map(struct vfu_dma *dma, const struct vfu_dma_map *req, int fd)
         .iova = req->address,
         .size = req->size,
         .prot = req->flags,
-        .fd = -1,
     };
     if (fd >= 0) {
         region.offset = req->offset;
@@ -150,7 +179,8 @@ int vfu_dma_map(struct vfu_dma *dma, const struct vfu_dma_map *req, int fd)
         memcpy(regions + i + 1, dma->regions + i, (dma->n - i) * sizeof(*regions));
     }
     regions[i] = region;
-    regions[i].fd = fd; /* owned from here on, and only on success */
+    /* The mapping keeps the memory; the fd would only cost one per map. */
+    safe_close(fd);
 
     free(dma->regions);
     dma->regions = regions;
@@ -161,27 +191,48 @@ int vfu_dma_map(struct vfu_dma *dma, const struct vfu_dma_map *req, int fd)
 int vfu_dma_unmap(struct vfu_dma *dma, uint64_t iova, uint64_t size, vfu_dma_unmap_fn notify,
                   void *opaque)
 {
-    size_t i = lower_bound(dma, iova);
-    if (i >= dma->n || dma->regions[i].iova != iova || dma->regions[i].size != size)
-        return -ENOENT;
+    uint64_t end;
+    if (size == 0 || __builtin_add_overflow(iova, size, &end))
+        return -EINVAL;
+
+    /* [first, last) are the regions inside the range; one that only
+     * overlaps it at either edge cannot be split. */
+    size_t first = lower_bound(dma, iova);
+    if (first > 0) {
+        const struct vfu_dma_region *prev = &dma->regions[first - 1];
+        if (prev->iova + prev->size > iova)
+            return -EINVAL;
+    }
+    size_t last = first;
+    while (last < dma->n && dma->regions[last].iova < end) {
+        const struct vfu_dma_region *r = &dma->regions[last];
+        if (r->iova + r->size > end)
+            return -EINVAL;
+        last++;
+    }
+    size_t gone_n = last - first;
+    if (gone_n == 0)
+        return 0;
 
     struct vfu_dma_region *regions = NULL;
-    if (dma->n > 1) {
-        regions = malloc((dma->n - 1) * sizeof(*regions));
+    if (dma->n > gone_n) {
+        regions = malloc((dma->n - gone_n) * sizeof(*regions));
         if (!regions)
             return -ENOMEM;
-        memcpy(regions, dma->regions, i * sizeof(*regions));
-        memcpy(regions + i, dma->regions + i + 1, (dma->n - i - 1) * sizeof(*regions));
+        memcpy(regions, dma->regions, first * sizeof(*regions));
+        memcpy(regions + first, dma->regions + last, (dma->n - last) * sizeof(*regions));
     }
 
-    struct vfu_dma_region gone = dma->regions[i];
-    free(dma->regions);
+    struct vfu_dma_region *old = TAKE_PTR(dma->regions);
     dma->regions = regions;
-    dma->n--;
+    dma->n -= gone_n;
 
-    if (notify)
-        notify(opaque, gone.iova, gone.size);
-    region_release(&gone);
+    for (size_t i = first; i < last; i++) {
+        if (notify)
+            notify(opaque, old[i].iova, old[i].size);
+        region_release(&old[i]);
+    }
+    free(old);
     return 0;
 }
 

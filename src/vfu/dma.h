@@ -24,9 +24,9 @@ struct vfu_dma_region {
     uint64_t iova;
     uint64_t size;
     uint32_t prot;   /* VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE */
-    int fd;          /* -1: no fd, reached with DMA_READ/DMA_WRITE messages */
-    uint64_t offset; /* file offset of iova in fd */
-    void *vaddr;     /* where iova is mapped in our address space, or NULL */
+    uint64_t offset; /* file offset of iova in the client's fd */
+    void *vaddr;     /* where iova is mapped in our address space; NULL: no fd,
+                      * reached with DMA_READ/DMA_WRITE messages */
     void *mmap_base; /* what munmap() gets (page-aligned below vaddr) */
     size_t mmap_len;
     uint64_t *dirty; /* dirty-page bitmap while logging (migration), else NULL */
@@ -41,13 +41,21 @@ void vfu_dma_free(struct vfu_dma *dma); /* unmaps everything, no notification */
 
 /*
  * Add a mapping. With fd >= 0 it is mmap()ed (MAP_SHARED, protection from
- * flags); on success the table owns fd. Returns -EEXIST when it overlaps an
- * existing mapping, -ENOSPC past max_maps, -EINVAL for size 0 or overflowing
- * ranges, or mmap's error.
+ * flags, any file offset: the mapping starts at the file's page below it, a
+ * huge page on hugetlbfs); on success fd is taken (and closed: the mapping
+ * keeps the memory). Returns -EEXIST when it overlaps an existing mapping,
+ * -ENOSPC past max_maps, -EINVAL for size 0 or overflowing ranges, or
+ * mmap's error.
  */
 int vfu_dma_map(struct vfu_dma *dma, const struct vfu_dma_map *req, int fd);
 
-/* Remove the mapping that matches iova and size exactly (-ENOENT otherwise). */
+/*
+ * Remove every mapping that lies wholly inside [iova, iova+size): the spec
+ * asks for an exact match, but QEMU (virtio-mem, a vIOMMU) unmaps a range
+ * that spans several maps, as Linux VFIO allows. A mapping that crosses
+ * either edge cannot be split: -EINVAL and nothing changes. A range with no
+ * mapping in it succeeds and changes nothing, as with Linux VFIO.
+ */
 int vfu_dma_unmap(struct vfu_dma *dma, uint64_t iova, uint64_t size, vfu_dma_unmap_fn notify,
                   void *opaque);
 /* Remove all mappings (DMA_UNMAP with FLAG_ALL, client disconnect). */
