@@ -125,7 +125,9 @@ struct muserd_host_services {
      * shared with an fd), 1 when the copy goes over the socket and `done` will
      * be called later from the loop (buf must stay valid until then), or a
      * negative errno (-ENOENT unmapped, -EACCES, -E2BIG over max transfer,
-     * -ENOTCONN no client). `done` is never called when the return is not 1.
+     * -EBUSY 64 copies already in flight over the socket: retry from a `done`
+     * callback or a timer, -ENOTCONN no client). `done` is never called when
+     * the return is not 1.
      */
     int (*dma_read)(struct muserd_host *host, uint64_t iova, void *buf, size_t len,
                     muserd_dma_done_fn done, void *opaque);

@@ -37,18 +37,18 @@ static int send_request(struct vfu_server *s, struct remote_req *req, const void
         return vfu_conn_sendv(s->conn, iov, 2, NULL, 0);
     }
 
-    /* DMA_WRITE: address, u32 count, data at payload offset 12. */
+    /* DMA_WRITE: address, u32 count, data at payload offset 12, then QEMU's 4
+     * bytes of tail padding: QEMU takes count only when it fits in the
+     * message less its 32-byte padded struct (header included). */
     uint8_t head[VFU_DMA_RW_QEMU_DATA_OFFSET];
     memcpy(head, &req->address, sizeof(req->address));
     memcpy(head + sizeof(req->address), &req->count, sizeof(req->count));
-    static const uint8_t pad[VFU_DMA_RW_QEMU_STRUCT_SIZE];
-    size_t payload = sizeof(head) + req->count;
-    size_t padding = payload < sizeof(pad) ? sizeof(pad) - payload : 0;
-    hdr.msg_size = (uint32_t)(sizeof(hdr) + payload + padding);
+    static const uint8_t pad[VFU_DMA_RW_QEMU_STRUCT_SIZE - VFU_DMA_RW_QEMU_DATA_OFFSET];
+    hdr.msg_size = (uint32_t)(sizeof(hdr) + sizeof(head) + req->count + sizeof(pad));
     struct iovec iov[4] = {{&hdr, sizeof(hdr)},
                            {head, sizeof(head)},
                            {(void *)data, req->count},
-                           {(void *)pad, padding}};
+                           {(void *)pad, sizeof(pad)}};
     return vfu_conn_sendv(s->conn, iov, 4, NULL, 0);
 }
 
@@ -75,6 +75,9 @@ int vfu_server_dma_rw(struct vfu_server *s, uint64_t iova, void *buf, size_t len
         return -E2BIG;
     if (!done)
         return -EINVAL;
+    /* A client that stops answering must not make us queue without end. */
+    if (s->nr_remote >= VFU_MAX_REMOTE_DMA)
+        return -EBUSY;
     struct remote_req *req = calloc(1, sizeof(*req));
     if (!req)
         return -ENOMEM;
@@ -94,6 +97,7 @@ int vfu_server_dma_rw(struct vfu_server *s, uint64_t iova, void *buf, size_t len
     }
     req->next = s->remote;
     s->remote = req;
+    s->nr_remote++;
     return 1;
 }
 
@@ -103,6 +107,7 @@ static struct remote_req *unlink_req(struct vfu_server *s, uint16_t msg_id, uint
         struct remote_req *req = *p;
         if (req->msg_id == msg_id && req->command == command) {
             *p = req->next;
+            s->nr_remote--;
             return req;
         }
     }
@@ -140,6 +145,7 @@ void vfu_remote_cancel_all(struct vfu_server *s)
     while (s->remote) {
         struct remote_req *req = s->remote;
         s->remote = req->next;
+        s->nr_remote--;
         vfu_dma_done_fn done = req->done;
         void *opaque = req->opaque;
         free(req);

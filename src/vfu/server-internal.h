@@ -31,6 +31,7 @@ struct vfu_server {
     /* The INTx unmask eventfd (KVM's resample fd): a guest EOI unmasks INTx. */
     sd_event_source *intx_unmask_source;
     struct remote_req *remote; /* server->client requests awaiting replies */
+    uint32_t nr_remote;        /* how many; at most VFU_MAX_REMOTE_DMA */
     uint16_t next_msg_id;
 };
 

@@ -214,9 +214,11 @@ static_assert(sizeof(struct vfu_write_multi) == 8, "write multi header is 8 byte
  *    bounded by max_data_xfer_size) is QEMU's padding. Payload 16 bytes either way.
  *  - DMA_READ reply: QEMU answers 16 + 16 + count bytes with the data at payload
  *    offset 12; we take it from there.
- *  - DMA_WRITE request: the data at payload offset 12, the message padded to at
- *    least QEMU's 16-byte struct so its size check holds.
- *  - DMA_WRITE reply: anything without the error flag is success.
+ *  - DMA_WRITE request: the data at payload offset 12, then 4 bytes of padding:
+ *    QEMU refuses (E2BIG) a count above the message size less its padded
+ *    32-byte struct, so the message is 16 + 16 + count bytes.
+ *  - DMA_WRITE reply: QEMU sends the bare header; anything without the error
+ *    flag is success.
  */
 struct vfu_dma_rw_spec {
     uint64_t address;
@@ -226,6 +228,8 @@ struct vfu_dma_rw_spec {
 static_assert(sizeof(struct vfu_dma_rw_spec) == 16, "spec dma rw is 16 bytes");
 #define VFU_DMA_RW_QEMU_DATA_OFFSET 12
 #define VFU_DMA_RW_QEMU_STRUCT_SIZE 16
+/* Server->client DMA requests in flight per client; more get -EBUSY. */
+#define VFU_MAX_REMOTE_DMA 64
 
 /* DEVICE_FEATURE (migration: a later issue) */
 struct vfu_device_feature {
