@@ -21,6 +21,7 @@ struct client_caps {
     uint64_t max_msg_fds;
     uint64_t max_data_xfer_size;
     uint64_t pgsizes;
+    uint64_t max_dma_maps; /* UINT64_MAX: not stated */
     bool write_multiple;
 };
 
@@ -44,7 +45,6 @@ static int get_unsigned(json_object *obj, uint64_t *out)
 static int parse_caps(json_object *caps, struct client_caps *c, const char **error)
 {
     json_object *v;
-    uint64_t unused;
 
     if (!json_object_is_type(caps, json_type_object)) {
         *error = "\"capabilities\" is not an object";
@@ -65,8 +65,9 @@ static int parse_caps(json_object *caps, struct client_caps *c, const char **err
         *error = "pgsizes is not a nonzero integer";
         return -EINVAL;
     }
-    /* The client's own map limit does not bind us; we only check its type. */
-    if (json_object_object_get_ex(caps, "max_dma_maps", &v) && get_unsigned(v, &unused) < 0) {
+    /* The client's map limit: we offer no more than it proposed. */
+    if (json_object_object_get_ex(caps, "max_dma_maps", &v) &&
+        get_unsigned(v, &c->max_dma_maps) < 0) {
         *error = "max_dma_maps is not a non-negative integer";
         return -EINVAL;
     }
@@ -133,8 +134,11 @@ static int add_member(json_object *obj, const char *key, json_object *val)
     return 0;
 }
 
-/* Only capabilities the client may see: never migration or twin_socket, which
- * muserd does not implement, and write_multiple only when the client offered it. */
+/* A subset of what the client proposed: the negotiated pgsizes and map limit,
+ * write_multiple only when the client offered it, never migration or
+ * twin_socket (not implemented). max_msg_fds and max_data_xfer_size are what
+ * we accept. QEMU takes a reply no longer than its own VERSION message, which
+ * a subset keeps. */
 static int build_reply(const struct vfu_server_caps *server, const struct vfu_session_caps *session,
                        char **ret)
 {
@@ -149,7 +153,7 @@ static int build_reply(const struct vfu_server_caps *server, const struct vfu_se
         add_member(caps, "max_msg_fds", json_object_new_int64(server->max_msg_fds)) < 0 ||
         add_member(caps, "max_data_xfer_size", json_object_new_int64(server->max_data_xfer_size)) <
             0 ||
-        add_member(caps, "pgsizes", json_object_new_uint64(server->pgsizes)) < 0 ||
+        add_member(caps, "pgsizes", json_object_new_uint64(session->pgsizes)) < 0 ||
         add_member(caps, "max_dma_maps", json_object_new_int64(session->max_dma_maps)) < 0)
         return -ENOMEM;
     if (session->write_multiple &&
@@ -171,6 +175,7 @@ int vfu_negotiate(const struct vfu_version_req *req, const struct vfu_server_cap
         .max_msg_fds = VFU_DEFAULT_MAX_MSG_FDS,
         .max_data_xfer_size = VFU_DEFAULT_MAX_DATA_XFER,
         .pgsizes = VFU_DEFAULT_PGSIZES,
+        .max_dma_maps = UINT64_MAX,
     };
     int r;
 
@@ -188,13 +193,17 @@ int vfu_negotiate(const struct vfu_version_req *req, const struct vfu_server_cap
         }
     }
 
+    uint64_t max_maps = server->max_dma_maps < SPEC_MAX_DMA_MAPS ? server->max_dma_maps
+                                                                  : SPEC_MAX_DMA_MAPS;
+    if (c.max_dma_maps < max_maps)
+        max_maps = c.max_dma_maps;
+
     struct vfu_session_caps s = {
         .minor = req->minor < VFU_VERSION_MINOR ? req->minor : VFU_VERSION_MINOR,
         .client_max_msg_fds = clamp_u32(c.max_msg_fds),
         .client_max_data_xfer = clamp_u32(c.max_data_xfer_size),
         .max_data_xfer = server->max_data_xfer_size,
-        .max_dma_maps =
-            server->max_dma_maps < SPEC_MAX_DMA_MAPS ? server->max_dma_maps : SPEC_MAX_DMA_MAPS,
+        .max_dma_maps = (uint32_t)max_maps,
         .pgsizes = c.pgsizes & server->pgsizes,
         .write_multiple = c.write_multiple,
         .client_sent_json = req->json != NULL,

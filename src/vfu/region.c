@@ -4,6 +4,7 @@
  * mmap capability and the region fd), GET_REGION_IO_FDS, and region I/O.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 
 #include "util/log.h"
@@ -62,9 +63,16 @@ int vfu_handle_region_info(struct vfu_server *s, struct vfu_msg *msg)
     reply.info.argsz = (uint32_t)full;
 
     /* A client that left too little room gets the fixed part with argsz
-     * telling it how much to ask for; the fd comes with the full reply only,
-     * so a retrying client (QEMU) does not collect two. */
-    bool fits = req.argsz >= full;
+     * telling it how much to ask for. The fd comes with the full reply only,
+     * so a retrying client (QEMU) does not collect two; and the short reply
+     * claims neither MMAP nor caps it does not carry, so a client that takes
+     * it as final does not mmap() an fd it never got. */
+    /* Without room for the fd (a client that takes none) nothing is mappable. */
+    bool fits = req.argsz >= full && s->caps.client_max_msg_fds >= 1;
+    if (!fits)
+        reply.info.flags &= ~(VFIO_REGION_INFO_FLAG_MMAP | VFIO_REGION_INFO_FLAG_CAPS);
+    if (!fits)
+        reply.info.cap_offset = 0;
     struct iovec iov = {&reply, fits ? full : sizeof(reply.info)};
     int fd = d->fd;
     bool send_fd = d->size && fd >= 0 && fits;
@@ -181,6 +189,10 @@ int vfu_handle_region_write(struct vfu_server *s, struct vfu_msg *msg)
     return vfu_reply(s, msg, &iov, 1, NULL, 0);
 }
 
+/* QEMU posts its batches (NO_REPLY): a write that fails must not drop the
+ * ones after it, as the separate posted writes the batch stands for would
+ * not have been. Every write is tried; the reply, if one is wanted, is the
+ * first error. */
 int vfu_handle_write_multi(struct vfu_server *s, struct vfu_msg *msg)
 {
     struct vfu_write_multi_req req;
@@ -188,18 +200,26 @@ int vfu_handle_write_multi(struct vfu_server *s, struct vfu_msg *msg)
     if (r < 0)
         return r;
 
+    int first_error = 0;
     for (uint64_t i = 0; i < req.count; i++) {
         struct vfu_write_one w;
         memcpy(&w, &req.wrs[i], sizeof(w));
         r = check_access(s, w.region, w.offset, w.count, true);
-        if (r < 0)
-            return r;
-        uint64_t data;
-        memcpy(&data, w.data, sizeof(data));
-        r = s->ops->region_access(s->opaque, w.region, w.offset, &data, w.count, true);
-        if (r < 0)
-            return r;
+        if (r >= 0) {
+            uint64_t data;
+            memcpy(&data, w.data, sizeof(data));
+            r = s->ops->region_access(s->opaque, w.region, w.offset, &data, w.count, true);
+        }
+        if (r < 0) {
+            log_debug("REGION_WRITE_MULTI write %" PRIu64 " (region %u offset %#" PRIx64
+                      " count %u) failed: %s",
+                      i, w.region, w.offset, w.count, strerror(-r));
+            if (!first_error)
+                first_error = r;
+        }
     }
+    if (first_error)
+        return first_error;
     uint64_t done = req.count;
     struct iovec iov = {&done, sizeof(done)};
     return vfu_reply(s, msg, &iov, 1, NULL, 0);

@@ -244,6 +244,46 @@ START_TEST(test_region_info)
 }
 END_TEST
 
+/* A REGION_INFO with room for the fixed part only: the reply says how much to
+ * ask for, and claims no MMAP and no caps, since it brings neither the fd
+ * nor the sparse areas. The full-size retry gets all of it. */
+START_TEST(test_region_info_short)
+{
+    struct vfu_client *c = tu_open(daemon_, "r0");
+    struct vfu_region_info req = {.argsz = sizeof(req), .index = RAM_MEM_BAR};
+    void *buf = NULL;
+    size_t len = 0, nr_fds = 0;
+    int fds[2];
+
+    ck_assert_int_eq(vfu_client_call(c, VFU_CMD_DEVICE_GET_REGION_INFO, &req, sizeof(req), NULL, 0,
+                                     &buf, &len, fds, 2, &nr_fds),
+                     0);
+    ck_assert_uint_eq(len, sizeof(req));
+    ck_assert_uint_eq(nr_fds, 0);
+    struct vfu_region_info info;
+    memcpy(&info, buf, sizeof(info));
+    ck_assert_uint_gt(info.argsz, sizeof(info));
+    ck_assert_uint_eq(info.size, RAM_SIZE);
+    ck_assert_msg(!(info.flags & (VFIO_REGION_INFO_FLAG_MMAP | VFIO_REGION_INFO_FLAG_CAPS)),
+                  "short reply claims flags %#x", info.flags);
+
+    req.argsz = info.argsz;
+    free(buf);
+    buf = NULL;
+    ck_assert_int_eq(vfu_client_call(c, VFU_CMD_DEVICE_GET_REGION_INFO, &req, sizeof(req), NULL, 0,
+                                     &buf, &len, fds, 2, &nr_fds),
+                     0);
+    ck_assert_uint_eq(len, req.argsz);
+    ck_assert_uint_eq(nr_fds, 1);
+    memcpy(&info, buf, sizeof(info));
+    ck_assert(info.flags & VFIO_REGION_INFO_FLAG_MMAP);
+    ck_assert(info.flags & VFIO_REGION_INFO_FLAG_CAPS);
+    close(fds[0]);
+    free(buf);
+    vfu_client_free(c);
+}
+END_TEST
+
 /* The RAM BAR through the fd the server hands out and through REGION_READ/WRITE
  * is the same memory. */
 START_TEST(test_ram_mmap)
@@ -477,6 +517,18 @@ START_TEST(test_write_multi)
     wrs[0].count = 16;
     ck_assert_int_lt(vfu_client_write_multi(c, wrs, 1), 0);
     ck_assert_uint_eq(tu_rd32(c, RAM_REGS_BAR, RAM_REG_SCRATCH), scratch);
+
+    /* A bad write in the middle of a batch fails the batch but does not
+     * drop the writes after it (QEMU posts batches and never sees the error). */
+    wrs[0].count = 4;
+    scratch = 0x55667788;
+    memcpy(wrs[0].data, &scratch, 4);
+    wrs[1].region = VFIO_PCI_NUM_REGIONS;
+    len = 0x400;
+    memcpy(wrs[2].data, &len, 4);
+    ck_assert_int_eq(vfu_client_write_multi(c, wrs, 3), -EINVAL);
+    ck_assert_uint_eq(tu_rd32(c, RAM_REGS_BAR, RAM_REG_SCRATCH), scratch);
+    ck_assert_uint_eq(tu_rd32(c, RAM_REGS_BAR, RAM_REG_DMA_LEN), len);
     vfu_client_free(c);
 }
 END_TEST
@@ -687,6 +739,7 @@ static Suite *protocol_suite(void)
     tcase_add_test(tc, test_unknown_and_server_commands);
     tcase_add_test(tc, test_device_info);
     tcase_add_test(tc, test_region_info);
+    tcase_add_test(tc, test_region_info_short);
     tcase_add_test(tc, test_ram_mmap);
     tcase_add_test(tc, test_region_io_fds);
     tcase_add_test(tc, test_irq_info);

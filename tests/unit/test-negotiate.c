@@ -12,7 +12,7 @@ static const struct vfu_server_caps server = {
     .max_msg_fds = 64,
     .max_data_xfer_size = 1048576,
     .max_dma_maps = 100000, /* above the spec's 65535: must be clamped */
-    .pgsizes = 4096,
+    .pgsizes = 4096 | (2u << 20),
 };
 
 static const char qemu_json[] =
@@ -81,12 +81,33 @@ START_TEST(test_qemu)
     json_object *caps = reply_caps(reply, &root);
     ck_assert_int_eq(cap_int(caps, "max_msg_fds"), 64);
     ck_assert_int_eq(cap_int(caps, "max_data_xfer_size"), 1048576);
+    /* The negotiated page sizes, not all of ours. */
     ck_assert_int_eq(cap_int(caps, "pgsizes"), 4096);
     ck_assert_int_eq(cap_int(caps, "max_dma_maps"), 65535);
     ck_assert(json_object_object_get_ex(caps, "write_multiple", &v));
     ck_assert(json_object_get_boolean(v));
     ck_assert(!json_object_object_get_ex(caps, "migration", NULL));
     ck_assert(!json_object_object_get_ex(caps, "twin_socket", NULL));
+    json_object_put(root);
+    /* QEMU reads the reply into the buffer its own VERSION used. */
+    ck_assert_uint_lt(strlen(reply), strlen(qemu_json));
+    free(reply);
+}
+END_TEST
+
+/* We offer no more DMA maps than the client proposed. */
+START_TEST(test_fewer_maps)
+{
+    const char *json = "{\"capabilities\":{\"max_dma_maps\":100}}";
+    struct vfu_version_req req = req_json(0, 0, json);
+    struct vfu_session_caps s;
+    char *reply = NULL;
+    const char *error = NULL;
+
+    ck_assert_int_eq(vfu_negotiate(&req, &server, &s, &reply, &error), 0);
+    ck_assert_uint_eq(s.max_dma_maps, 100);
+    json_object *root;
+    ck_assert_int_eq(cap_int(reply_caps(reply, &root), "max_dma_maps"), 100);
     json_object_put(root);
     free(reply);
 }
@@ -150,7 +171,7 @@ START_TEST(test_partial_and_unknown)
                    "\"pgsizes\":18446744073709547520}}");
     ck_assert_int_eq(vfu_negotiate(&req, &server, &s, &reply, &error), 0);
     ck_assert_uint_eq(s.client_max_msg_fds, UINT32_MAX);
-    ck_assert_uint_eq(s.pgsizes, 4096);
+    ck_assert_uint_eq(s.pgsizes, 4096 | (2u << 20));
     free(reply);
 }
 END_TEST
@@ -225,6 +246,7 @@ static Suite *negotiate_suite(void)
     Suite *s = suite_create("negotiate");
     TCase *tc = tcase_create("version");
     tcase_add_test(tc, test_qemu);
+    tcase_add_test(tc, test_fewer_maps);
     tcase_add_test(tc, test_no_json);
     tcase_add_test(tc, test_partial_and_unknown);
     tcase_add_test(tc, test_json_without_nul);
