@@ -90,7 +90,7 @@ static int file_page_size(int fd, uint64_t *ret)
  * hugetlb file): we map from the page below and keep the sub-offset. */
 static int map_fd(struct vfu_dma *dma, struct vfu_dma_region *r, int fd)
 {
-    uint64_t page, len, end, map_end;
+    uint64_t page = 0, len, end, map_end;
     int ret = file_page_size(fd, &page);
     if (ret < 0)
         return ret;
