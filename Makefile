@@ -57,6 +57,16 @@ TEST_HELPERS := $(wildcard tests/integration/helpers/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
+# One short line per step; `make V=1` prints the full commands.
+V ?= 0
+ifeq ($(V),1)
+Q :=
+say :=
+else
+Q := @
+say = @printf '  %-8s %s\n' '$(1)' '$(2)';
+endif
+
 CORE_LIB := $(BUILD)/libmuserd-core.a
 CLIENT_LIB := $(BUILD)/libvfu-client.a
 MUSERD := $(BUILD)/muserd
@@ -72,57 +82,68 @@ BENCH_BINS := $(patsubst %,$(BUILD)/tests/%,$(BENCHES))
 
 all: $(MUSERD) $(MUSERCTL) $(PLUGIN_SOS) $(BUILD)/muserd-plugin.pc $(BUILD)/systemd/muserd.service
 
+# Before compiling anything, say what is missing rather than fail on a header.
+# (make deps, make check and make run install it; plain make only says so.)
+NEED_PKGS := $(PKGS) $(if $(filter tests unit-check integration-check,$(MAKECMDGOALS)),check)
+ifeq ($(filter deps clean lint check run bench fuzz,$(MAKECMDGOALS)),)
+MISSING_PKGS := $(shell for p in $(NEED_PKGS); do pkg-config --exists $$p 2>/dev/null || echo $$p; done)
+ifneq ($(MISSING_PKGS),)
+$(error muserd needs the development files of: $(MISSING_PKGS). Run 'make deps' as root, \
+or: apt-get install gcc make pkg-config libsystemd-dev libjson-c-dev libcap-ng-dev check)
+endif
+endif
+
 $(BUILD)/systemd/muserd.service: systemd/muserd.service.in Makefile
 	@mkdir -p $(dir $@)
-	sed -e 's|@SBINDIR@|$(SBINDIR)|g' $< > $@
+	$(call say,GEN,$@)sed -e 's|@SBINDIR@|$(SBINDIR)|g' $< > $@
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+	$(call say,CC,$@)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 $(CORE_LIB): $(call obj,$(CORE_SRC))
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
 
 $(CLIENT_LIB): $(call obj,$(CLIENT_SRC) src/util/log.c)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
 
 $(MUSERD): $(call obj,src/muserd.c) $(CORE_LIB)
-	$(CC) $^ -o $@ $(LDFLAGS_ALL) $(PKG_LIBS) -ldl
+	$(call say,LD,$@)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(PKG_LIBS) -ldl
 
 $(MUSERCTL): $(call obj,$(CTL_SRC)) $(CLIENT_LIB)
-	$(CC) $^ -o $@ $(LDFLAGS_ALL) $(PKG_LIBS)
+	$(call say,LD,$@)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(PKG_LIBS)
 
 # Plugins see include/ alone: no src/ headers, no libsystemd, no json-c.
 $(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/%/*.h) $(wildcard include/muserd/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden $(WARNFLAGS) $(SANFLAGS) \
+	$(call say,CC,$@)$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden $(WARNFLAGS) $(SANFLAGS) \
 	    -Iinclude $(CFLAGS) $(filter %.c,$^) -o $@ $(LDFLAGS_ALL)
 # Deliberately broken or unusual plugins the integration tests load.
 $(BUILD)/test-plugins/%.so: tests/plugins/%.c $(wildcard include/muserd/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden $(WARNFLAGS) $(SANFLAGS) \
+	$(call say,CC,$@)$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden $(WARNFLAGS) $(SANFLAGS) \
 	    -Iinclude $(CFLAGS) $< -o $@ $(LDFLAGS_ALL)
 
 $(BUILD)/tests/unit/test-%: $(call obj,tests/unit/test-%.c) $(CORE_LIB) $(CLIENT_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $^ -o $@ $(LDFLAGS_ALL) $(PKG_LIBS) $(shell pkg-config --libs check 2>/dev/null) -ldl
+	$(call say,LD,$@)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(PKG_LIBS) $(shell pkg-config --libs check 2>/dev/null) -ldl
 
 $(BUILD)/tests/bench-%: $(call obj,tests/bench/bench-%.c $(TEST_HELPERS)) $(CLIENT_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $^ -o $@ $(LDFLAGS_ALL) $(PKG_LIBS) -lm
+	$(call say,LD,$@)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(PKG_LIBS) -lm
 
 $(BUILD)/muserd-plugin.pc: Makefile
 	@mkdir -p $(dir $@)
-	printf 'prefix=%s\nincludedir=%s\nplugindir=%s\n\nName: muserd-plugin\nDescription: muserd device plugin ABI\nVersion: %s\nCflags: -I$${includedir}\n' \
+	$(call say,GEN,$@)printf 'prefix=%s\nincludedir=%s\nplugindir=%s\n\nName: muserd-plugin\nDescription: muserd device plugin ABI\nVersion: %s\nCflags: -I$${includedir}\n' \
 	    '$(PREFIX)' '$(INCLUDEDIR)' '$(PLUGINDIR)' '$(VERSION)' > $@
 
 # Integration tests link the client library and run the real muserd binary.
 define integration_rule
 $(BUILD)/tests/integration/$(1): $(call obj,tests/integration/$(1).c $(TEST_HELPERS)) $(CLIENT_LIB)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$^ -o $$@ $$(LDFLAGS_ALL) $$(PKG_LIBS) $$(shell pkg-config --libs check 2>/dev/null)
+	$$(call say,LD,$$@)$$(CC) $$^ -o $$@ $$(LDFLAGS_ALL) $$(PKG_LIBS) $$(shell pkg-config --libs check 2>/dev/null)
 endef
 $(foreach t,$(INTEGRATION_TESTS),$(eval $(call integration_rule,$(t))))
 
