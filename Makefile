@@ -78,7 +78,7 @@ TEST_PLUGIN_SOS := $(patsubst %,$(BUILD)/test-plugins/%.so,$(TEST_PLUGINS))
 BENCH_BINS := $(patsubst %,$(BUILD)/tests/%,$(BENCHES))
 
 .SECONDEXPANSION:
-.PHONY: all check run install bench lint clean deps tests unit-check integration-check fuzz
+.PHONY: all check run install bench lint clean deps tests unit-check integration-check fuzz guest
 
 all: $(MUSERD) $(MUSERCTL) $(PLUGIN_SOS) $(BUILD)/muserd-plugin.pc $(BUILD)/systemd/muserd.service
 
@@ -155,6 +155,10 @@ tests: all $(UNIT_BINS) $(INTEGRATION_BINS) $(BENCH_BINS) $(TEST_PLUGIN_SOS)
 # brings xmllint, which the libvirt hook (and so its test) reads domains with.
 DEB_PKGS := gcc make pkg-config libsystemd-dev libjson-c-dev libcap-ng-dev check \
             linux-libc-dev dbus-daemon systemd libxml2-utils
+# The guest suite, when a QEMU is there: its runtime libraries, and what
+# building the guest's kernel modules needs (kbuild calls gcc-12 by name; the
+# kernel's prebuilt objtool links libelf).
+QEMU_DEB_PKGS := libglib2.0-0 libfdt1 zlib1g libpcre2-8-0 gcc-12 libelf1
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
@@ -172,10 +176,25 @@ deps:
 	fi
 
 # ---- tests ------------------------------------------------------------------------
+# The real QEMU the guest suite boots: $(QEMU), else the build beside the
+# source tree (../shared/qemu, as CI has it), else qemu-system-x86_64 on PATH
+# (test-guest checks it is 10.1 or later). None: test-guest says SKIP.
+QEMU ?= $(firstword $(wildcard $(CURDIR)/../shared/qemu/bin/qemu-system-x86_64) \
+                    $(shell command -v qemu-system-x86_64 2>/dev/null))
+GUEST_DIR ?= $(CURDIR)/build/guest
+
 check: deps
+	$(if $(QEMU),@$(MAKE) --no-print-directory deps DEB_PKGS="$(QEMU_DEB_PKGS)")
 	$(MAKE) all
 	$(MAKE) BUILD=build/asan SAN=1 tests
+	$(if $(QEMU),$(MAKE) guest,@echo "No QEMU >= 10.1 found: the guest suite will SKIP (set QEMU=...).")
 	$(MAKE) BUILD=build/asan unit-check integration-check
+
+# The Linux guest test-guest boots: a Debian kernel and busybox fetched with
+# apt-get download (nothing installed), tests/guest/init and the guest drivers
+# in tests/guest/drivers, built against the kernel's headers. Cached.
+guest:
+	tests/guest/build-guest.sh $(GUEST_DIR)
 
 # Every suite runs even when one fails; the target fails if any did.
 unit-check:
@@ -186,7 +205,8 @@ unit-check:
 integration-check:
 	@failed=""; for t in $(INTEGRATION_BINS); do echo "== $$t"; \
 	    MUSERD_BIN=$(MUSERD) MUSERCTL_BIN=$(MUSERCTL) MUSERD_PLUGIN_DIR=$(BUILD)/plugins \
-	    MUSERD_TEST_PLUGIN_DIR=$(BUILD)/test-plugins CK_DEFAULT_TIMEOUT=60 $$t \
+	    MUSERD_TEST_PLUGIN_DIR=$(BUILD)/test-plugins MUSERD_GUEST_DIR=$(GUEST_DIR) \
+	    $(if $(QEMU),QEMU=$(QEMU)) CK_DEFAULT_TIMEOUT=60 $$t \
 	    || failed="$$failed $$(basename $$t)"; done; \
 	if [ -n "$$failed" ]; then echo "FAILED integration suites:$$failed"; exit 1; fi
 

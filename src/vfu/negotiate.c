@@ -193,8 +193,8 @@ int vfu_negotiate(const struct vfu_version_req *req, const struct vfu_server_cap
         }
     }
 
-    uint64_t max_maps = server->max_dma_maps < SPEC_MAX_DMA_MAPS ? server->max_dma_maps
-                                                                  : SPEC_MAX_DMA_MAPS;
+    uint64_t max_maps =
+        server->max_dma_maps < SPEC_MAX_DMA_MAPS ? server->max_dma_maps : SPEC_MAX_DMA_MAPS;
     if (c.max_dma_maps < max_maps)
         max_maps = c.max_dma_maps;
 

@@ -1,0 +1,1052 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * muserd as a guest user meets it: a Linux guest under the real QEMU
+ * (vfio-user-pci, TCG) drives muserd's example devices with real kernel
+ * drivers (tests/guest/), and we assert what that guest relies on:
+ * enumeration matching what `muserctl probe` reports, registers, INTx / MSI /
+ * MSI-X delivery and masking, and the ram device's DMA engine, both with
+ * guest memory shared by fd and reached over the socket.
+ *
+ * Three guests boot at once on devices of one muserd (guest A with shared
+ * memory, guest B without, guest C with shared memory in 2 MiB huge pages
+ * when the machine has or lets us add them) while a hostile client hammers
+ * another device.
+ * Booting is slow under TCG, so everything runs once in the suite's
+ * unchecked fixture and the tests assert on what it recorded: the guests'
+ * serial logs (tests/guest/init describes their MUSERD-* lines) and what the
+ * host read back from the devices after QEMU exited.
+ *
+ * Needs QEMU >= 10.1 ($QEMU, ../shared/qemu/bin/qemu-system-x86_64 beside
+ * the source tree, or qemu-system-x86_64 on PATH) and the guest image
+ * (tests/guest/build-guest.sh, into $MUSERD_GUEST_DIR, default build/guest);
+ * without them the suite says SKIP and passes.
+ */
+#include <check.h>
+#include <errno.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../../plugins/ram/ram-regs.h"
+#include "../../plugins/timer/timer-regs.h"
+#include "helpers/child.h"
+#include "helpers/testutil.h"
+#include "util/macro.h"
+
+DEFINE_FREEP(FILE, fclose)
+#define _cleanup_fclose_ _cleanup_(fclosep)
+
+#define BOOT_TIMEOUT_MS 240000
+#define RAM_SIZE        1048576u
+/* The host's pattern in the RAM before boot (reset keeps the RAM): word i at
+ * HOST_PATTERN_OFF is HOST_PATTERN + i. /init leaves GUEST_PATTERN + i at
+ * GUEST_PATTERN_OFF and SCRATCH = GUEST_SCRATCH. */
+#define HOST_PATTERN_OFF  0xf0000u
+#define HOST_PATTERN      0x5eed0000u
+#define GUEST_PATTERN_OFF 0xe0000u
+#define GUEST_PATTERN     0xc0de0000u
+#define GUEST_SCRATCH     0x600dcafeu
+/* What /init writes into the uio timer (tests/guest/init: timer_leave_values). */
+#define GUEST_DEADLINE 0x1122334455667788ull
+#define GUEST_INTERVAL 0x10badc0deull
+#define GUEST_VECTOR   1u
+
+struct guest_dev {
+    const char *id;   /* muserd device id */
+    const char *addr; /* PCI slot in the guest, "0xN" */
+    char *probe_json; /* `muserctl probe --json` before boot */
+};
+
+struct guest {
+    const char *name;
+    bool shared_memory;
+    bool hugetlb;        /* guest RAM in a memfd of 2 MiB huge pages */
+    const char *skipped; /* why this guest did not boot (huge pages missing) */
+    const char *cmdline;
+    struct guest_dev devs[4];
+    size_t nr_devs;
+    char serial_path[512];
+    char *serial; /* the whole serial log */
+    int qemu_status;
+    char *qemu_output;
+};
+
+static struct guest guests[] = {
+    {
+        .name = "A (shared memory)",
+        .shared_memory = true,
+        .cmdline = "muserd.uio=0000:00:04.0 muserd.timer=msix,msi muserd.ram=0000:00:06.0",
+        .devs = {{"timer0", "0x4"}, {"timer1", "0x5"}, {"ram0", "0x6"}},
+        .nr_devs = 3,
+    },
+    {
+        .name = "B (DMA over the socket)",
+        .shared_memory = false,
+        .cmdline = "muserd.timer=msix,msi muserd.ram=0000:00:06.0",
+        .devs = {{"timer2", "0x5"}, {"ram1", "0x6"}},
+        .nr_devs = 2,
+    },
+    {
+        /* QEMU maps RAM sections at offsets that are not huge-page aligned. */
+        .name = "C (hugetlb memory)",
+        .shared_memory = true,
+        .hugetlb = true,
+        .cmdline = "muserd.ram=0000:00:06.0",
+        .devs = {{"ram2", "0x6"}},
+        .nr_devs = 1,
+    },
+};
+#define GUEST_MEM_MIB 256
+#define NR_GUESTS     (sizeof(guests) / sizeof(guests[0]))
+#define HOSTILE_ID    "timer3"
+
+/* What the fixture saw, for the tests. */
+static char setup_error[1024];
+static char qemu_path[512];
+static char guest_dir[512];
+static struct {
+    bool read;
+    uint32_t ctrl, vector, fire_count;
+    uint64_t deadline, interval;
+} timer0_after;
+static struct {
+    bool read;
+    uint32_t scratch, words[16];
+} ram_after[NR_GUESTS];
+static unsigned long hostile_rounds;
+static bool hostile_device_ok;
+static int daemon_stop_r, daemon_status = -1;
+static char *daemon_log_tail;
+
+static char *grep_lines(const char *s, const char *needle, size_t max_bytes);
+static void set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void set_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    if (setup_error[0])
+        return; /* the first error explains the rest */
+    va_start(ap, fmt);
+    vsnprintf(setup_error, sizeof(setup_error), fmt, ap);
+    va_end(ap);
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    char *buf = NULL;
+    size_t len = 0;
+
+    if (!f)
+        return strdup("");
+    FILE *m = open_memstream(&buf, &len);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        fwrite(chunk, 1, n, m);
+    fclose(m);
+    fclose(f);
+    return buf;
+}
+
+/* ---- finding QEMU and the image -------------------------------------------- */
+
+/* QEMU >= 10.1 (vfio-user-pci) at path? */
+static bool qemu_usable(const char *path)
+{
+    const char *argv[] = {path, "--version", NULL};
+    struct tu_child c;
+    int major = 0, minor = 0;
+    bool ok = false;
+
+    if (access(path, X_OK) < 0 || tu_child_start(&c, argv, NULL) < 0)
+        return false;
+    if (tu_child_wait(&c, 10000) == 0) {
+        const char *v = strstr(tu_child_stdout(&c), "version ");
+        ok = v && sscanf(v, "version %d.%d", &major, &minor) == 2 &&
+             (major > 10 || (major == 10 && minor >= 1));
+    }
+    tu_child_free(&c);
+    return ok;
+}
+
+static bool find_qemu(void)
+{
+    const char *env = getenv("QEMU");
+    /* The CI clone has ../shared beside the source tree; tests run from it. */
+    const char *candidates[] = {env, "../shared/qemu/bin/qemu-system-x86_64", NULL};
+
+    for (size_t i = 0; i < 2; i++) {
+        if (candidates[i] && *candidates[i] && qemu_usable(candidates[i])) {
+            snprintf(qemu_path, sizeof(qemu_path), "%s", candidates[i]);
+            return true;
+        }
+        if (i == 0 && env && *env)
+            return false; /* an explicit $QEMU that does not work is not replaced */
+    }
+    const char *path = getenv("PATH");
+    char *dirs = strdup(path ? path : "/usr/bin:/bin");
+    for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+        char p[512];
+        snprintf(p, sizeof(p), "%s/qemu-system-x86_64", d);
+        if (qemu_usable(p)) {
+            snprintf(qemu_path, sizeof(qemu_path), "%s", p);
+            free(dirs);
+            return true;
+        }
+    }
+    free(dirs);
+    return false;
+}
+
+static bool find_guest_image(void)
+{
+    const char *dir = getenv("MUSERD_GUEST_DIR");
+    char p[600];
+
+    snprintf(guest_dir, sizeof(guest_dir), "%s", dir && *dir ? dir : "build/guest");
+    snprintf(p, sizeof(p), "%s/vmlinuz", guest_dir);
+    if (access(p, R_OK) < 0)
+        return false;
+    snprintf(p, sizeof(p), "%s/initrd.gz", guest_dir);
+    return access(p, R_OK) == 0;
+}
+
+/* ---- the fixture's steps ----------------------------------------------------- */
+
+static char *muserctl_probe(const char *socket)
+{
+    const char *ctl = getenv("MUSERCTL_BIN");
+    const char *argv[] = {ctl && *ctl ? ctl : "build/muserctl", "probe", "--json", socket, NULL};
+    struct tu_child c;
+    char *out = NULL;
+    int r = tu_child_start(&c, argv, NULL);
+
+    if (r < 0) {
+        set_error("cannot run %s: %s", argv[0], strerror(-r));
+        return NULL;
+    }
+    r = tu_child_wait(&c, 20000);
+    if (r != 0)
+        set_error("muserctl probe --json %s exited %d: %s", socket, r, tu_child_stderr(&c));
+    else
+        out = strdup(tu_child_stdout(&c));
+    tu_child_free(&c);
+    return out;
+}
+
+/* How often muserd's log says `id` lost its client. */
+static int disconnects(struct test_daemon *d, const char *id)
+{
+    char needle[64], *log = read_file(test_daemon_log_path(d));
+    int n = 0;
+
+    snprintf(needle, sizeof(needle), "%s: client disconnected", id);
+    for (const char *p = log; (p = strstr(p, needle)); p++)
+        n++;
+    free(log);
+    return n;
+}
+
+/* A device serves one client at a time: QEMU must not come while muserd has
+ * not yet seen our last client go. */
+static void wait_disconnects(struct test_daemon *d, const char *id, int n)
+{
+    uint64_t end = test_now_ns() + TU_TIMEOUT_MS * 1000000ull;
+
+    while (disconnects(d, id) < n && test_now_ns() < end)
+        usleep(10000);
+    if (disconnects(d, id) < n)
+        set_error("muserd did not see the client of %s go within %d ms", id, TU_TIMEOUT_MS);
+}
+
+static void seed_ram(struct test_daemon *d, const char *id)
+{
+    uint32_t words[1024];
+    struct vfu_client *c;
+    int r;
+
+    for (uint32_t i = 0; i < 1024; i++)
+        words[i] = HOST_PATTERN + i;
+    r = tu_connect(test_daemon_socket(d, id), vfu_client_qemu_caps_json, TU_TIMEOUT_MS, &c);
+    if (r < 0) {
+        set_error("connecting to %s to seed its RAM: %s", id, strerror(-r));
+        return;
+    }
+    r = vfu_client_region_write(c, RAM_MEM_BAR, HOST_PATTERN_OFF, words, sizeof(words));
+    if (r < 0)
+        set_error("writing the host pattern into %s: %s", id, strerror(-r));
+    vfu_client_free(c);
+}
+
+static int qemu_start(struct guest *g, struct test_daemon *d, struct tu_child *c)
+{
+    char serial[600], kernel[600], initrd[600], append[512], devs[4][1024];
+    const char *argv[64];
+    size_t n = 0;
+
+    snprintf(g->serial_path, sizeof(g->serial_path), "%s/serial-%c.log", test_daemon_runtime_dir(d),
+             g->name[0]);
+    snprintf(serial, sizeof(serial), "file:%s", g->serial_path);
+    snprintf(kernel, sizeof(kernel), "%s/vmlinuz", guest_dir);
+    snprintf(initrd, sizeof(initrd), "%s/initrd.gz", guest_dir);
+    /* iomem=relaxed: /init pokes BARs of bound devices with devmem. */
+    snprintf(append, sizeof(append), "console=ttyS0 panic=-1 quiet iomem=relaxed %s", g->cmdline);
+
+    argv[n++] = qemu_path;
+    const char *fixed[] = {"-M",          "q35",      "-accel",  "tcg",        "-m",      "256M",
+                           "-nodefaults", "-display", "none",    "-no-reboot", "-serial", serial,
+                           "-kernel",     kernel,     "-initrd", initrd,       "-append", append};
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        argv[n++] = fixed[i];
+    if (g->shared_memory) {
+        argv[n++] = "-object";
+        argv[n++] = g->hugetlb ? "memory-backend-memfd,id=mem,size=256M,share=on,hugetlb=on,"
+                                 "hugetlbsize=2M"
+                               : "memory-backend-memfd,id=mem,size=256M,share=on";
+        argv[n++] = "-machine";
+        argv[n++] = "memory-backend=mem";
+    }
+    for (size_t i = 0; i < g->nr_devs; i++) {
+        /* TCG on a loaded machine is slow: a generous reply timeout. */
+        snprintf(devs[i], sizeof(devs[i]),
+                 "{\"driver\":\"vfio-user-pci\",\"socket\":{\"type\":\"unix\",\"path\":\"%s\"},"
+                 "\"addr\":\"%s\",\"x-msg-timeout\":30000}",
+                 test_daemon_socket(d, g->devs[i].id), g->devs[i].addr);
+        argv[n++] = "-device";
+        argv[n++] = devs[i];
+    }
+    argv[n] = NULL;
+    return tu_child_start(c, argv, NULL);
+}
+
+/*
+ * The hostile client: until killed, connect to the device and send it
+ * garbage, truncated or oversized messages, or nothing, and hang up, as fast
+ * as a little pause lets it (the guests need the CPU too). Runs in a child
+ * process and counts its rounds in *rounds, memory shared with the parent.
+ */
+static void hostile_loop(const char *socket, volatile unsigned long *rounds)
+{
+    uint64_t x = 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+    uint64_t end = test_now_ns() + BOOT_TIMEOUT_MS * 1000000ull; /* bounded even unkilled */
+
+    signal(SIGPIPE, SIG_IGN);
+    while (test_now_ns() < end) {
+        uint8_t buf[256];
+        int fd = tu_raw_connect(socket, true);
+
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        for (size_t i = 0; i < sizeof(buf); i++)
+            buf[i] = (uint8_t)(x >> (i % 8 * 8)) ^ (uint8_t)i;
+        if (fd >= 0) {
+            uint32_t *h = (uint32_t *)buf;
+            switch (*rounds % 5) {
+            case 0: /* hang up at once */
+                break;
+            case 1: /* noise */
+                (void)!send(fd, buf, 1 + x % sizeof(buf), MSG_NOSIGNAL);
+                break;
+            case 2:                    /* a header announcing 4 GiB of payload, then little */
+                h[0] = 1 | (1u << 16); /* msg_id 1, VERSION */
+                h[1] = 0xffffffffu;
+                h[2] = h[3] = 0;
+                (void)!send(fd, buf, 64, MSG_NOSIGNAL);
+                break;
+            case 3: /* a header shorter than its own size */
+                h[0] = 2 | (uint32_t)(x % 40) << 16;
+                h[1] = 8;
+                (void)!send(fd, buf, 16, MSG_NOSIGNAL);
+                break;
+            case 4: /* a plausible VERSION with a garbage JSON */
+                h[0] = 3 | (1u << 16);
+                h[1] = 16 + 4 + 64;
+                h[2] = h[3] = 0;
+                buf[16] = 0, buf[17] = 0, buf[18] = 0, buf[19] = 0;
+                buf[20 + 63] = 0;
+                (void)!send(fd, buf, 16 + 4 + 64, MSG_NOSIGNAL);
+                break;
+            }
+            close(fd);
+        }
+        ++*rounds;
+        usleep(2000);
+    }
+    _exit(0);
+}
+
+static void read_back_timer0(struct test_daemon *d)
+{
+    struct vfu_client *c;
+    uint32_t v32[3];
+    uint64_t v64[2];
+    int r = tu_connect(test_daemon_socket(d, "timer0"), vfu_client_qemu_caps_json, 10000, &c);
+
+    if (r < 0) {
+        set_error("connecting to timer0 after QEMU exited: %s", strerror(-r));
+        return;
+    }
+    r = vfu_client_region_read(c, TIMER_REGS_BAR, TIMER_REG_CTRL, &v32[0], 4);
+    if (!r)
+        r = vfu_client_region_read(c, TIMER_REGS_BAR, TIMER_REG_VECTOR, &v32[1], 4);
+    if (!r)
+        r = vfu_client_region_read(c, TIMER_REGS_BAR, TIMER_REG_FIRE_COUNT, &v32[2], 4);
+    if (!r)
+        r = vfu_client_region_read(c, TIMER_REGS_BAR, TIMER_REG_DEADLINE, &v64[0], 8);
+    if (!r)
+        r = vfu_client_region_read(c, TIMER_REGS_BAR, TIMER_REG_INTERVAL, &v64[1], 8);
+    if (r < 0) {
+        set_error("reading timer0's registers after QEMU exited: %s", strerror(-r));
+    } else {
+        timer0_after.read = true;
+        timer0_after.ctrl = v32[0];
+        timer0_after.vector = v32[1];
+        timer0_after.fire_count = v32[2];
+        timer0_after.deadline = v64[0];
+        timer0_after.interval = v64[1];
+    }
+    vfu_client_free(c);
+}
+
+static void read_back_ram(struct test_daemon *d, size_t gi, const char *id)
+{
+    struct vfu_client *c;
+    int r = tu_connect(test_daemon_socket(d, id), vfu_client_qemu_caps_json, 10000, &c);
+
+    if (r < 0) {
+        set_error("connecting to %s after QEMU exited: %s", id, strerror(-r));
+        return;
+    }
+    r = vfu_client_region_read(c, RAM_REGS_BAR, RAM_REG_SCRATCH, &ram_after[gi].scratch, 4);
+    if (!r)
+        r = vfu_client_region_read(c, RAM_MEM_BAR, GUEST_PATTERN_OFF, ram_after[gi].words,
+                                   sizeof(ram_after[gi].words));
+    if (r < 0)
+        set_error("reading %s after QEMU exited: %s", id, strerror(-r));
+    else
+        ram_after[gi].read = true;
+    vfu_client_free(c);
+}
+
+/* The device the hostile client hammered still serves a well-behaved one. */
+static void check_hostile_device(struct test_daemon *d)
+{
+    struct vfu_client *c;
+    uint32_t id = 0;
+    int r = tu_connect(test_daemon_socket(d, HOSTILE_ID), vfu_client_qemu_caps_json, 10000, &c);
+
+    if (r < 0)
+        return;
+    hostile_device_ok = vfu_client_region_read(c, TIMER_REGS_BAR, TIMER_REG_ID, &id, 4) == 0 &&
+                        id == TIMER_ID_MAGIC;
+    vfu_client_free(c);
+}
+
+/* Huge pages for guest C: as root we add what is missing and give them back
+ * at the end; without them guest C is skipped, and says so. */
+static long hugepages_added;
+
+static long read_meminfo(const char *key)
+{
+    _cleanup_fclose_ FILE *f = fopen("/proc/meminfo", "re");
+    char line[256];
+    long v = -1;
+    size_t len = strlen(key);
+    while (f && fgets(line, sizeof(line), f))
+        if (!strncmp(line, key, len) && line[len] == ':')
+            v = strtol(line + len + 1, NULL, 10);
+    return v;
+}
+
+static int write_nr_hugepages(long n)
+{
+    _cleanup_fclose_ FILE *f = fopen("/proc/sys/vm/nr_hugepages", "we");
+    if (!f || fprintf(f, "%ld\n", n) < 0)
+        return -errno;
+    return fflush(f) == 0 ? 0 : -errno;
+}
+
+static const char *reserve_hugepages(long want)
+{
+    long free_pages = read_meminfo("HugePages_Free");
+    long total = read_meminfo("HugePages_Total");
+    if (read_meminfo("Hugepagesize") != 2048)
+        return "the machine's huge page size is not 2 MiB";
+    if (free_pages >= want)
+        return NULL;
+    if (geteuid() != 0 || total < 0 || write_nr_hugepages(total + want - free_pages) < 0)
+        return "no free 2 MiB huge pages, and we may not add any (not root)";
+    hugepages_added = want - free_pages;
+    if (read_meminfo("HugePages_Free") < want)
+        return "the kernel could not find memory for the huge pages";
+    return NULL;
+}
+
+static void release_hugepages(void)
+{
+    if (hugepages_added > 0)
+        (void)write_nr_hugepages(read_meminfo("HugePages_Total") - hugepages_added);
+    hugepages_added = 0;
+}
+
+static void boot_all(void)
+{
+    struct test_daemon *d = NULL;
+    struct tu_child qemu[NR_GUESTS];
+    bool started[NR_GUESTS] = {false};
+    volatile unsigned long *rounds = MAP_FAILED;
+    pid_t hostile = -1;
+
+    if (test_daemon_new(&d) < 0) {
+        set_error("cannot set up muserd");
+        return;
+    }
+    for (size_t gi = 0; gi < NR_GUESTS; gi++)
+        for (size_t i = 0; i < guests[gi].nr_devs; i++) {
+            const char *id = guests[gi].devs[i].id;
+            test_daemon_add_device(d, strncmp(id, "ram", 3) ? "timer" : "ram", id,
+                                   strncmp(id, "ram", 3) ? NULL : "{\"size\":1048576}");
+        }
+    test_daemon_add_device(d, "timer", HOSTILE_ID, NULL);
+    if (test_daemon_start(d) < 0 || test_daemon_wait_ready(d, 10000) < 0) {
+        test_daemon_dump_log(d, 4096);
+        set_error("muserd did not start");
+        goto out;
+    }
+
+    /* Probe and seed before QEMU connects: one client at a time. */
+    for (size_t gi = 0; gi < NR_GUESTS; gi++)
+        for (size_t i = 0; i < guests[gi].nr_devs; i++) {
+            struct guest_dev *gd = &guests[gi].devs[i];
+            int expected = 1;
+            gd->probe_json = muserctl_probe(test_daemon_socket(d, gd->id));
+            if (!strncmp(gd->id, "ram", 3)) {
+                seed_ram(d, gd->id);
+                expected = 2;
+            }
+            wait_disconnects(d, gd->id, expected);
+        }
+    if (setup_error[0])
+        goto out;
+
+    rounds = mmap(NULL, sizeof(*rounds), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (rounds == MAP_FAILED) {
+        set_error("mmap: %m");
+        goto out;
+    }
+    hostile = fork();
+    if (hostile == 0)
+        hostile_loop(test_daemon_socket(d, HOSTILE_ID), rounds);
+
+    for (size_t gi = 0; gi < NR_GUESTS; gi++) {
+        if (guests[gi].hugetlb) {
+            guests[gi].skipped = reserve_hugepages(GUEST_MEM_MIB / 2);
+            if (guests[gi].skipped) {
+                printf("test-guest: SKIP guest %s: %s\n", guests[gi].name, guests[gi].skipped);
+                fflush(stdout);
+                continue;
+            }
+        }
+        int r = qemu_start(&guests[gi], d, &qemu[gi]);
+        if (r < 0)
+            set_error("cannot start %s: %s", qemu_path, strerror(-r));
+        started[gi] = r == 0;
+    }
+    for (size_t gi = 0; gi < NR_GUESTS; gi++) {
+        if (!started[gi])
+            continue;
+        /* Both run meanwhile: the second wait takes what is left. */
+        guests[gi].qemu_status = tu_child_wait(&qemu[gi], BOOT_TIMEOUT_MS);
+        if (asprintf(&guests[gi].qemu_output, "%s%s", tu_child_stdout(&qemu[gi]),
+                     tu_child_stderr(&qemu[gi])) < 0)
+            guests[gi].qemu_output = NULL;
+        tu_child_free(&qemu[gi]);
+        guests[gi].serial = read_file(guests[gi].serial_path);
+        /* The console writes CR LF. */
+        char *w = guests[gi].serial;
+        for (const char *r = guests[gi].serial; *r; r++)
+            if (*r != '\r')
+                *w++ = *r;
+        *w = '\0';
+        /* MUSERD_GUEST_VERBOSE=1: what each guest reported, for a human. */
+        if (getenv("MUSERD_GUEST_VERBOSE")) {
+            char *lines = grep_lines(guests[gi].serial, "MUSERD-", 1 << 20);
+            fprintf(stderr, "test-guest: guest %s (QEMU status %d):\n%s", guests[gi].name,
+                    guests[gi].qemu_status, lines);
+            free(lines);
+        }
+    }
+
+out:
+    if (hostile > 0) {
+        kill(hostile, SIGKILL);
+        waitpid(hostile, NULL, 0);
+        hostile_rounds = *rounds;
+        if (getenv("MUSERD_GUEST_VERBOSE"))
+            fprintf(stderr, "test-guest: the hostile client ran %lu rounds on %s\n", hostile_rounds,
+                    HOSTILE_ID);
+    }
+    if (rounds != MAP_FAILED)
+        munmap((void *)rounds, sizeof(*rounds));
+    if (d && !setup_error[0]) {
+        read_back_timer0(d);
+        for (size_t gi = 0; gi < NR_GUESTS; gi++)
+            if (!guests[gi].skipped)
+                read_back_ram(d, gi, guests[gi].devs[guests[gi].nr_devs - 1].id);
+        check_hostile_device(d);
+    }
+    release_hugepages();
+    if (d) {
+        daemon_stop_r = test_daemon_stop(d, 15000, &daemon_status);
+        daemon_log_tail = read_file(test_daemon_log_path(d));
+        test_daemon_free(d);
+    }
+}
+
+static void teardown_all(void)
+{
+}
+
+/* ---- reading the guests' reports --------------------------------------------- */
+
+/* Lines of s containing needle (at most max_bytes), for failure messages. */
+static char *grep_lines(const char *s, const char *needle, size_t max_bytes)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&out, &len);
+
+    for (const char *line = s; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        if (memmem(line, n, needle, strlen(needle)) && (size_t)ftell(m) + n < max_bytes)
+            fprintf(m, "    %.*s\n", (int)n, line);
+        line = nl ? nl + 1 : NULL;
+    }
+    fclose(m);
+    return out;
+}
+
+/* The last `bytes` of s. */
+static const char *tail(const char *s, size_t bytes)
+{
+    size_t n = strlen(s);
+    return n > bytes ? s + n - bytes : s;
+}
+
+static void assert_fixture(void)
+{
+    ck_assert_msg(!setup_error[0], "setting up the guests failed: %s", setup_error);
+}
+
+static const char *serial(const struct guest *g)
+{
+    return g->serial ? g->serial : "";
+}
+
+/* The guest booted and /init ran to its end. */
+static void assert_guest_done(const struct guest *g)
+{
+    assert_fixture();
+    ck_assert_msg(strstr(serial(g), "MUSERD-TEST DONE"),
+                  "guest %s did not finish its tests (QEMU status %d); QEMU said:\n%s\n"
+                  "serial log ends:\n%s",
+                  g->name, g->qemu_status, g->qemu_output ? tail(g->qemu_output, 2000) : "",
+                  tail(serial(g), 3000));
+}
+
+/* The guest printed `MUSERD-TEST PASS check`. */
+static void assert_guest_pass(const struct guest *g, const char *check)
+{
+    char pass[128], name[128];
+
+    assert_guest_done(g);
+    snprintf(pass, sizeof(pass), "MUSERD-TEST PASS %s\n", check);
+    if (strstr(serial(g), pass))
+        return;
+    snprintf(name, sizeof(name), " %s", check);
+    char *lines = grep_lines(serial(g), name, 4000);
+    char *klog = grep_lines(serial(g), "MUSERD-KLOG", 2000);
+    ck_abort_msg("guest %s: check %s did not pass; the guest printed:\n%s%s", g->name, check,
+                 lines[0] ? lines : "    (nothing about it)\n", klog);
+}
+
+/* The value of key=... on the serial line starting with prefix. */
+static bool guest_value(const struct guest *g, const char *prefix, const char *key,
+                        unsigned long long *ret)
+{
+    const char *line = strstr(serial(g), prefix);
+    char k[64];
+
+    if (!line)
+        return false;
+    const char *eol = strchr(line, '\n');
+    snprintf(k, sizeof(k), " %s=", key);
+    const char *v = strstr(line, k);
+    if (!v || (eol && v > eol))
+        return false;
+    *ret = strtoull(v + strlen(k), NULL, 0);
+    return true;
+}
+
+static unsigned long long guest_value_checked(const struct guest *g, const char *prefix,
+                                              const char *key)
+{
+    unsigned long long v = 0;
+    char *lines = grep_lines(serial(g), "MUSERD-VAL", 2000);
+    ck_assert_msg(guest_value(g, prefix, key, &v), "guest %s printed no %s= on \"%s\":\n%s",
+                  g->name, key, prefix, lines);
+    free(lines);
+    return v;
+}
+
+/* ---- enumeration -------------------------------------------------------------- */
+
+static json_object *jget(json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    ck_assert_msg(json_object_object_get_ex(o, key, &v), "muserctl probe: no \"%s\" in %s", key,
+                  json_object_to_json_string(o));
+    return v;
+}
+
+static int64_t jint(json_object *o, const char *key)
+{
+    return json_object_get_int64(jget(o, key));
+}
+
+/* `key=VALUE` of the guest's line that starts with prefix and names bdf. */
+static void check_ids(const struct guest *g, const char *bdf, json_object *pci)
+{
+    char prefix[64];
+    struct {
+        const char *guest_key, *probe_key;
+    } ids[] = {{"vendor", "vendor_id"},
+               {"device", "device_id"},
+               {"subvendor", "subsystem_vendor_id"},
+               {"subdevice", "subsystem_id"},
+               {"revision", "revision"}};
+
+    snprintf(prefix, sizeof(prefix), "MUSERD-PCI %s ", bdf);
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+        ck_assert_msg(guest_value_checked(g, prefix, ids[i].guest_key) ==
+                          (unsigned long long)jint(pci, ids[i].probe_key),
+                      "guest %s, %s: %s is %#llx, muserctl probe says %#llx", g->name, bdf,
+                      ids[i].guest_key, guest_value_checked(g, prefix, ids[i].guest_key),
+                      (unsigned long long)jint(pci, ids[i].probe_key));
+    /* sysfs "class" is the 24-bit class code. */
+    ck_assert_msg(
+        guest_value_checked(g, prefix, "class") == (unsigned long long)jint(pci, "class_code"),
+        "guest %s, %s: class %#llx, muserctl probe says %#llx", g->name, bdf,
+        guest_value_checked(g, prefix, "class"), (unsigned long long)jint(pci, "class_code"));
+}
+
+#define IORESOURCE_PREFETCH 0x2000ull
+#define IORESOURCE_MEM_64   0x100000ull
+
+static void check_bars(const struct guest *g, const char *bdf, json_object *pci)
+{
+    json_object *bars = jget(pci, "bars");
+    char prefix[64], *lines;
+    size_t guest_bars = 0;
+
+    snprintf(prefix, sizeof(prefix), "MUSERD-PCI-BAR %s ", bdf);
+    lines = grep_lines(serial(g), prefix, 2000);
+    for (const char *p = serial(g); (p = strstr(p, prefix)); p++)
+        guest_bars++;
+    ck_assert_msg(guest_bars == json_object_array_length(bars),
+                  "guest %s, %s: the guest sees %zu BARs, muserctl probe %zu:\n%s%s", g->name, bdf,
+                  guest_bars, json_object_array_length(bars), lines,
+                  json_object_to_json_string(bars));
+    for (size_t i = 0; i < json_object_array_length(bars); i++) {
+        json_object *b = json_object_array_get_idx(bars, i);
+        char bar_prefix[80];
+        unsigned long long size = 0, flags = 0;
+
+        snprintf(bar_prefix, sizeof(bar_prefix), "%s%lld ", prefix, (long long)jint(b, "index"));
+        ck_assert_msg(guest_value(g, bar_prefix, "size", &size) &&
+                          guest_value(g, bar_prefix, "flags", &flags),
+                      "guest %s, %s: no BAR %lld in the guest:\n%s", g->name, bdf,
+                      (long long)jint(b, "index"), lines);
+        ck_assert_msg(size == (unsigned long long)jint(b, "size"),
+                      "guest %s, %s: BAR %lld is %llu bytes in the guest, %lld in muserctl probe",
+                      g->name, bdf, (long long)jint(b, "index"), size, (long long)jint(b, "size"));
+        ck_assert_msg(
+            !!(flags & IORESOURCE_MEM_64) == json_object_get_boolean(jget(b, "64bit")) &&
+                !!(flags & IORESOURCE_PREFETCH) == json_object_get_boolean(jget(b, "prefetchable")),
+            "guest %s, %s: BAR %lld flags %#llx disagree with muserctl probe's %s", g->name, bdf,
+            (long long)jint(b, "index"), flags, json_object_to_json_string(b));
+    }
+    free(lines);
+}
+
+static void check_caps(const struct guest *g, const char *bdf, json_object *pci)
+{
+    json_object *caps = jget(pci, "capabilities");
+    char prefix[64], want[1024] = "", got[1024] = "";
+    size_t wl = 0, gl = 0;
+
+    for (size_t i = 0; i < json_object_array_length(caps); i++) {
+        json_object *c = json_object_array_get_idx(caps, i);
+        wl += snprintf(want + wl, sizeof(want) - wl, "offset=%lld id=%lld;",
+                       (long long)jint(c, "offset"), (long long)jint(c, "id"));
+        if (wl >= sizeof(want))
+            break;
+    }
+    snprintf(prefix, sizeof(prefix), "MUSERD-PCI-CAP %s ", bdf);
+    for (const char *p = serial(g); (p = strstr(p, prefix)) && gl < sizeof(got); p++) {
+        const char *eol = strchr(p, '\n');
+        int n = eol ? (int)(eol - p) - (int)strlen(prefix) : (int)strlen(p + strlen(prefix));
+        gl += snprintf(got + gl, sizeof(got) - gl, "%.*s;", n, p + strlen(prefix));
+    }
+    ck_assert_msg(!strcmp(want, got),
+                  "guest %s, %s: capability chain differs\n  guest:          %s\n"
+                  "  muserctl probe: %s",
+                  g->name, bdf, got, want);
+}
+
+START_TEST(test_enumeration)
+{
+    for (size_t gi = 0; gi < NR_GUESTS; gi++) {
+        const struct guest *g = &guests[gi];
+        if (g->skipped)
+            continue;
+        assert_guest_done(g);
+        for (size_t i = 0; i < g->nr_devs; i++) {
+            const struct guest_dev *gd = &g->devs[i];
+            char bdf[32];
+            json_object *probe = json_tokener_parse(gd->probe_json ? gd->probe_json : "");
+
+            ck_assert_msg(probe, "muserctl probe --json of %s is not JSON", gd->id);
+            snprintf(bdf, sizeof(bdf), "0000:00:%02lx.0", strtoul(gd->addr, NULL, 0));
+            json_object *pci = jget(probe, "pci");
+            check_ids(g, bdf, pci);
+            check_bars(g, bdf, pci);
+            check_caps(g, bdf, pci);
+            json_object_put(probe);
+        }
+    }
+}
+END_TEST
+
+/* ---- registers ---------------------------------------------------------------- */
+
+START_TEST(test_registers_guest_reads)
+{
+    const struct guest *a = &guests[0];
+    const char *vals = "MUSERD-VAL timer-regs 0000:00:04.0 ";
+
+    assert_guest_done(a);
+    ck_assert_uint_eq(guest_value_checked(a, vals, "id"), TIMER_ID_MAGIC);
+    ck_assert_uint_eq(guest_value_checked(a, vals, "version"), TIMER_VERSION);
+    ck_assert_uint_eq(guest_value_checked(a, vals, "deadline_lo"), (uint32_t)GUEST_DEADLINE);
+    ck_assert_uint_eq(guest_value_checked(a, vals, "deadline_hi"), GUEST_DEADLINE >> 32);
+    ck_assert_uint_eq(guest_value_checked(a, vals, "vector"), GUEST_VECTOR);
+    for (size_t gi = 0; gi < NR_GUESTS; gi++) {
+        const struct guest *g = &guests[gi];
+        const char *host = "MUSERD-VAL ram-host-pattern 0000:00:06.0 ";
+        if (g->skipped)
+            continue;
+        assert_guest_done(g);
+        assert_guest_pass(g, "ram-regs");
+        /* Written by the host before boot, read by the guest through the BAR. */
+        ck_assert_msg(
+            guest_value_checked(g, host, "w0") == HOST_PATTERN &&
+                guest_value_checked(g, host, "w1") == HOST_PATTERN + 1 &&
+                guest_value_checked(g, host, "w1023") == HOST_PATTERN + 1023,
+            "guest %s read %#llx %#llx %#llx from the host's RAM pattern, want %#x %#x %#x",
+            g->name, guest_value_checked(g, host, "w0"), guest_value_checked(g, host, "w1"),
+            guest_value_checked(g, host, "w1023"), HOST_PATTERN, HOST_PATTERN + 1,
+            HOST_PATTERN + 1023);
+    }
+}
+END_TEST
+
+START_TEST(test_registers_host_reads_back)
+{
+    const struct guest *a = &guests[0];
+
+    assert_guest_done(a);
+    ck_assert_msg(timer0_after.read, "timer0 was not read back");
+    ck_assert_msg(timer0_after.deadline == GUEST_DEADLINE,
+                  "timer0 DEADLINE is %#llx after the guest wrote %#llx",
+                  (unsigned long long)timer0_after.deadline, GUEST_DEADLINE);
+    ck_assert_msg(timer0_after.interval == GUEST_INTERVAL,
+                  "timer0 INTERVAL is %#llx after the guest wrote %#llx",
+                  (unsigned long long)timer0_after.interval, GUEST_INTERVAL);
+    ck_assert_uint_eq(timer0_after.vector, GUEST_VECTOR);
+    ck_assert_uint_eq(timer0_after.ctrl, 0);
+    ck_assert_uint_eq(timer0_after.fire_count,
+                      guest_value_checked(a, "MUSERD-VAL timer-regs 0000:00:04.0 ", "fire_count"));
+    for (size_t gi = 0; gi < NR_GUESTS; gi++) {
+        if (guests[gi].skipped)
+            continue;
+        assert_guest_done(&guests[gi]);
+        ck_assert_msg(ram_after[gi].read, "guest %s's ram device was not read back",
+                      guests[gi].name);
+        ck_assert_msg(ram_after[gi].scratch == GUEST_SCRATCH,
+                      "guest %s's ram SCRATCH is %#x after the guest wrote %#x", guests[gi].name,
+                      ram_after[gi].scratch, GUEST_SCRATCH);
+        for (uint32_t i = 0; i < 16; i++)
+            ck_assert_msg(ram_after[gi].words[i] == GUEST_PATTERN + i,
+                          "guest %s's RAM word %u at %#x is %#x, the guest wrote %#x",
+                          guests[gi].name, i, GUEST_PATTERN_OFF + 4 * i, ram_after[gi].words[i],
+                          GUEST_PATTERN + i);
+    }
+}
+END_TEST
+
+/* ---- interrupts --------------------------------------------------------------- */
+
+/* Guests C has only a ram device: no timer checks there. */
+static bool has_timer(const struct guest *g)
+{
+    return !g->skipped && !strncmp(g->devs[0].id, "timer", 5);
+}
+
+START_TEST(test_intx)
+{
+    assert_guest_pass(&guests[0], "uio-intx");
+    assert_guest_pass(&guests[0], "intx-level");
+}
+END_TEST
+
+START_TEST(test_msi)
+{
+    for (size_t gi = 0; gi < NR_GUESTS; gi++) {
+        if (!has_timer(&guests[gi]))
+            continue;
+        assert_guest_pass(&guests[gi], "timer-msi-deliver");
+        assert_guest_pass(&guests[gi], "timer-msi-mask");
+    }
+}
+END_TEST
+
+START_TEST(test_msix)
+{
+    for (size_t gi = 0; gi < NR_GUESTS; gi++) {
+        if (guests[gi].skipped)
+            continue;
+        if (has_timer(&guests[gi])) {
+            assert_guest_pass(&guests[gi], "timer-msix-deliver");
+            assert_guest_pass(&guests[gi], "timer-msix-mask");
+        }
+        assert_guest_pass(&guests[gi], "ram-dma-irq");
+    }
+}
+END_TEST
+
+/* ---- DMA ---------------------------------------------------------------------- */
+
+static void assert_dma(const struct guest *g)
+{
+    const char *checks[] = {"ram-bar",      "ram-dma-1",     "ram-dma-4096",
+                            "ram-dma-4099", "ram-dma-69633", "ram-dma-errors"};
+    for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++)
+        assert_guest_pass(g, checks[i]);
+}
+
+START_TEST(test_dma_shared_memory)
+{
+    assert_dma(&guests[0]);
+}
+END_TEST
+
+START_TEST(test_dma_over_socket)
+{
+    assert_dma(&guests[1]);
+}
+END_TEST
+
+START_TEST(test_dma_hugetlb_memory)
+{
+    const struct guest *g = &guests[2];
+    if (g->skipped) {
+        printf("test-guest: test_dma_hugetlb_memory SKIPPED: %s\n", g->skipped);
+        return;
+    }
+    assert_dma(g);
+    assert_guest_pass(g, "ram-regs");
+}
+END_TEST
+
+/* ---- two guests and a hostile client ------------------------------------------- */
+
+START_TEST(test_concurrent_guests_and_hostile_client)
+{
+    for (size_t gi = 0; gi < NR_GUESTS; gi++) {
+        const struct guest *g = &guests[gi];
+        if (g->skipped)
+            continue;
+        assert_guest_done(g);
+        ck_assert_msg(g->qemu_status == 0, "QEMU of guest %s exited %d:\n%s", g->name,
+                      g->qemu_status, g->qemu_output ? tail(g->qemu_output, 2000) : "");
+        char *fails = grep_lines(serial(g), "MUSERD-TEST FAIL", 6000);
+        ck_assert_msg(!fails[0], "guest %s failed checks:\n%s", g->name, fails);
+        free(fails);
+    }
+    ck_assert_msg(hostile_rounds >= 100, "the hostile client ran only %lu rounds", hostile_rounds);
+    ck_assert_msg(hostile_device_ok, "%s no longer serves a client after %lu hostile rounds",
+                  HOSTILE_ID, hostile_rounds);
+}
+END_TEST
+
+START_TEST(test_daemon_clean_exit)
+{
+    assert_fixture();
+    ck_assert_msg(daemon_stop_r == 0 && WIFEXITED(daemon_status) && WEXITSTATUS(daemon_status) == 0,
+                  "muserd did not exit cleanly at SIGTERM (stop %d, status %#x); its log ends:\n%s",
+                  daemon_stop_r, daemon_status, daemon_log_tail ? tail(daemon_log_tail, 4000) : "");
+}
+END_TEST
+
+static Suite *guest_suite(void)
+{
+    Suite *s = suite_create("guest");
+    TCase *tc = tcase_create("qemu");
+
+    tcase_add_unchecked_fixture(tc, boot_all, teardown_all);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_enumeration);
+    tcase_add_test(tc, test_registers_guest_reads);
+    tcase_add_test(tc, test_registers_host_reads_back);
+    tcase_add_test(tc, test_intx);
+    tcase_add_test(tc, test_msi);
+    tcase_add_test(tc, test_msix);
+    tcase_add_test(tc, test_dma_shared_memory);
+    tcase_add_test(tc, test_dma_over_socket);
+    tcase_add_test(tc, test_dma_hugetlb_memory);
+    tcase_add_test(tc, test_concurrent_guests_and_hostile_client);
+    tcase_add_test(tc, test_daemon_clean_exit);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    if (!find_qemu()) {
+        const char *env = getenv("QEMU");
+        if (env && *env)
+            printf("test-guest: SKIP: QEMU=%s is not a runnable QEMU >= 10.1\n", env);
+        else
+            printf("test-guest: SKIP: no QEMU >= 10.1 found (set QEMU=...)\n");
+        return EXIT_SUCCESS;
+    }
+    if (!find_guest_image()) {
+        printf("test-guest: SKIP: no guest image in %s (build it with tests/guest/build-guest.sh "
+               "%s, or set MUSERD_GUEST_DIR=...)\n",
+               guest_dir, guest_dir);
+        return EXIT_SUCCESS;
+    }
+    printf("test-guest: QEMU %s, guest image %s\n", qemu_path, guest_dir);
+    fflush(stdout);
+    return tu_run_suite(guest_suite());
+}
