@@ -35,9 +35,7 @@ endif
 
 WARNFLAGS := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wstrict-prototypes \
              -Wmissing-prototypes -Wformat=2 -Wvla
-BASEFLAGS := -std=gnu11 -D_GNU_SOURCE -fPIC $(WARNFLAGS) $(SANFLAGS) \
-             -DMUSERD_VERSION=\"$(VERSION)\" -DMUSERD_PLUGINDIR=\"$(PLUGINDIR)\" \
-             -DMUSERD_RUNTIMEDIR=\"$(RUNTIMEDIR)\"
+BASEFLAGS := -std=gnu11 -D_GNU_SOURCE -fPIC $(WARNFLAGS) $(SANFLAGS)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ALL_CFLAGS = $(BASEFLAGS) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS)
@@ -78,14 +76,19 @@ TEST_PLUGIN_SOS := $(patsubst %,$(BUILD)/test-plugins/%.so,$(TEST_PLUGINS))
 BENCH_BINS := $(patsubst %,$(BUILD)/tests/%,$(BENCHES))
 
 .SECONDEXPANSION:
-.PHONY: all check run install bench lint clean deps tests unit-check integration-check fuzz guest
+.PHONY: all check run install uninstall install-manifest install-check bench lint clean deps \
+        tests unit-check integration-check fuzz guest
 
-all: $(MUSERD) $(MUSERCTL) $(PLUGIN_SOS) $(BUILD)/muserd-plugin.pc $(BUILD)/systemd/muserd.service
+# Files made from systemd/*.in with the paths filled in (rule below).
+GENERATED_SYSTEMD := $(BUILD)/systemd/muserd.service $(BUILD)/systemd/muserd-device@.socket \
+                     $(BUILD)/systemd/tmpfiles.d/muserd.conf
+
+all: $(MUSERD) $(MUSERCTL) $(PLUGIN_SOS) $(BUILD)/muserd-plugin.pc $(GENERATED_SYSTEMD)
 
 # Before compiling anything, say what is missing rather than fail on a header.
 # (make deps, make check and make run install it; plain make only says so.)
 NEED_PKGS := $(PKGS) $(if $(filter tests unit-check integration-check,$(MAKECMDGOALS)),check)
-ifeq ($(filter deps clean lint check run bench fuzz,$(MAKECMDGOALS)),)
+ifeq ($(filter deps clean lint check run bench fuzz uninstall install-manifest install-check,$(MAKECMDGOALS)),)
 MISSING_PKGS := $(shell for p in $(NEED_PKGS); do pkg-config --exists $$p 2>/dev/null || echo $$p; done)
 ifneq ($(MISSING_PKGS),)
 $(error muserd needs the development files of: $(MISSING_PKGS). Run 'make deps' as root, \
@@ -93,9 +96,28 @@ or: apt-get install gcc make pkg-config libsystemd-dev libjson-c-dev libcap-ng-d
 endif
 endif
 
-$(BUILD)/systemd/muserd.service: systemd/muserd.service.in Makefile
+# ---- paths built in ------------------------------------------------------------
+# The daemon's default plugin and runtime directories, the unit's ExecStart and
+# the .pc come from the directory variables. BUILD/paths records the values
+# they were built with and changes only when one does, so that
+# `make && make install PREFIX=/usr` rebuilds what names a path instead of
+# installing files that point at /usr/local.
+PATH_VARS := PREFIX=$(PREFIX) BINDIR=$(BINDIR) SBINDIR=$(SBINDIR) LIBDIR=$(LIBDIR) \
+             INCLUDEDIR=$(INCLUDEDIR) PLUGINDIR=$(PLUGINDIR) RUNTIMEDIR=$(RUNTIMEDIR) \
+             VERSION=$(VERSION)
+PATHS_STAMP := $(BUILD)/paths
+ifneq ($(shell cat $(PATHS_STAMP) 2>/dev/null),$(PATH_VARS))
+$(shell mkdir -p $(BUILD) && printf '%s\n' '$(PATH_VARS)' > $(PATHS_STAMP))
+endif
+PATH_DEFS := -DMUSERD_VERSION=\"$(VERSION)\" -DMUSERD_PLUGINDIR=\"$(PLUGINDIR)\" \
+             -DMUSERD_RUNTIMEDIR=\"$(RUNTIMEDIR)\"
+PATH_OBJS := $(call obj,src/muserd.c src/bus/manager-object.c src/ctl/muserctl.c)
+$(PATH_OBJS): ALL_CFLAGS += $(PATH_DEFS)
+$(PATH_OBJS): $(PATHS_STAMP)
+
+$(BUILD)/systemd/%: systemd/%.in $(PATHS_STAMP)
 	@mkdir -p $(dir $@)
-	$(call say,GEN,$@)sed -e 's|@SBINDIR@|$(SBINDIR)|g' $< > $@
+	$(call say,GEN,$@)sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@RUNTIMEDIR@|$(RUNTIMEDIR)|g' $< > $@
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -134,7 +156,7 @@ $(BUILD)/tests/bench-%: $(call obj,tests/bench/bench-%.c $(TEST_HELPERS)) $(CLIE
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(PKG_LIBS) -lm
 
-$(BUILD)/muserd-plugin.pc: Makefile
+$(BUILD)/muserd-plugin.pc: Makefile $(PATHS_STAMP)
 	@mkdir -p $(dir $@)
 	$(call say,GEN,$@)printf 'prefix=%s\nincludedir=%s\nplugindir=%s\n\nName: muserd-plugin\nDescription: muserd device plugin ABI\nVersion: %s\nCflags: -I$${includedir}\n' \
 	    '$(PREFIX)' '$(INCLUDEDIR)' '$(PLUGINDIR)' '$(VERSION)' > $@
@@ -188,7 +210,7 @@ check: deps
 	$(MAKE) all
 	$(MAKE) BUILD=build/asan SAN=1 tests
 	$(if $(QEMU),$(MAKE) guest,@echo "No QEMU >= 10.1 found: the guest suite will SKIP (set QEMU=...).")
-	$(MAKE) BUILD=build/asan unit-check integration-check
+	$(MAKE) BUILD=build/asan unit-check integration-check install-check
 
 # The Linux guest test-guest boots: a Debian kernel and busybox fetched with
 # apt-get download (nothing installed), tests/guest/init and the guest drivers
@@ -209,6 +231,12 @@ integration-check:
 	    $(if $(QEMU),QEMU=$(QEMU)) CK_DEFAULT_TIMEOUT=60 $$t \
 	    || failed="$$failed $$(basename $$t)"; done; \
 	if [ -n "$$failed" ]; then echo "FAILED integration suites:$$failed"; exit 1; fi
+
+# Install as a packager would (another PREFIX, a DESTDIR) and check the tree,
+# the paths built in, an out-of-tree plugin, and uninstall: tests/install/.
+install-check:
+	@echo "== tests/install/test-install.sh"
+	@tests/install/test-install.sh
 
 # ---- run ----------------------------------------------------------------------------
 RUN_DIR ?= $(CURDIR)/$(BUILD)/run
@@ -259,26 +287,47 @@ fuzz:
 	build/fuzz/fuzz-codec -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus
 
 # ---- install --------------------------------------------------------------------
+# What `make install` puts where, as MODE:FILE:DESTINATION; `make uninstall`
+# and the install test (tests/install/) read the same list.
+# The system bus reads policy and activation files from /usr/share/dbus-1
+# (and /etc/dbus-1) only, whatever PREFIX is: DBUSDIR stays there.
+MANPAGES := $(wildcard man/*.[0-9])
+INSTALL_FILES := \
+    755:$(MUSERD):$(SBINDIR)/muserd \
+    755:$(MUSERCTL):$(BINDIR)/muserctl \
+    $(foreach p,$(PLUGIN_SOS),755:$(p):$(PLUGINDIR)/$(notdir $(p))) \
+    $(foreach h,$(wildcard include/muserd/*.h),644:$(h):$(INCLUDEDIR)/muserd/$(notdir $(h))) \
+    644:$(BUILD)/muserd-plugin.pc:$(LIBDIR)/pkgconfig/muserd-plugin.pc \
+    644:$(BUILD)/systemd/muserd.service:$(SYSTEMDUNITDIR)/muserd.service \
+    644:$(BUILD)/systemd/muserd-device@.socket:$(SYSTEMDUNITDIR)/muserd-device@.socket \
+    644:systemd/sysusers.d/muserd.conf:$(SYSUSERSDIR)/muserd.conf \
+    644:$(BUILD)/systemd/tmpfiles.d/muserd.conf:$(TMPFILESDIR)/muserd.conf \
+    755:systemd/libvirt-qemu-hook:$(DATADIR)/muserd/libvirt-qemu-hook \
+    644:dbus/org.muserd1.conf:$(DBUSDIR)/system.d/org.muserd1.conf \
+    644:dbus/org.muserd1.service:$(DBUSDIR)/system-services/org.muserd1.service \
+    644:dbus/org.muserd1.Manager.xml:$(DBUSDIR)/interfaces/org.muserd1.Manager.xml \
+    644:dbus/org.muserd1.Device.xml:$(DBUSDIR)/interfaces/org.muserd1.Device.xml \
+    $(foreach m,$(MANPAGES),644:$(m):$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
+install_field = $(word $(1),$(subst :, ,$(2)))
+# Directories that are muserd's alone: uninstall removes them once empty.
+OWN_DIRS := $(PLUGINDIR) $(LIBDIR)/muserd $(INCLUDEDIR)/muserd $(DATADIR)/muserd
+
 install: all
-	install -Dm755 $(MUSERD) $(DESTDIR)$(SBINDIR)/muserd
-	install -Dm755 $(MUSERCTL) $(DESTDIR)$(BINDIR)/muserctl
-	install -d $(DESTDIR)$(PLUGINDIR)
-	install -m755 $(PLUGIN_SOS) $(DESTDIR)$(PLUGINDIR)/
-	install -d $(DESTDIR)$(INCLUDEDIR)/muserd
-	install -m644 include/muserd/*.h $(DESTDIR)$(INCLUDEDIR)/muserd/
-	install -Dm644 $(BUILD)/muserd-plugin.pc $(DESTDIR)$(LIBDIR)/pkgconfig/muserd-plugin.pc
-	install -Dm644 $(BUILD)/systemd/muserd.service $(DESTDIR)$(SYSTEMDUNITDIR)/muserd.service
-	install -Dm644 systemd/muserd-device@.socket $(DESTDIR)$(SYSTEMDUNITDIR)/muserd-device@.socket
-	install -Dm644 systemd/sysusers.d/muserd.conf $(DESTDIR)$(SYSUSERSDIR)/muserd.conf
-	install -Dm644 systemd/tmpfiles.d/muserd.conf $(DESTDIR)$(TMPFILESDIR)/muserd.conf
-	install -Dm755 systemd/libvirt-qemu-hook $(DESTDIR)$(DATADIR)/muserd/libvirt-qemu-hook
-	# The system bus reads policy and activation files from /usr/share/dbus-1
-	# (and /etc/dbus-1) only, whatever PREFIX is.
-	install -Dm644 dbus/org.muserd1.conf $(DESTDIR)$(DBUSDIR)/system.d/org.muserd1.conf
-	install -Dm644 dbus/org.muserd1.service $(DESTDIR)$(DBUSDIR)/system-services/org.muserd1.service
-	install -Dm644 dbus/org.muserd1.Manager.xml $(DESTDIR)$(DBUSDIR)/interfaces/org.muserd1.Manager.xml
-	install -Dm644 dbus/org.muserd1.Device.xml $(DESTDIR)$(DBUSDIR)/interfaces/org.muserd1.Device.xml
-	for m in man/*.[0-9]; do install -Dm644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/$$(basename $$m); done
+	@set -e; $(foreach f,$(INSTALL_FILES),\
+	    printf '  %-8s %s\n' INSTALL '$(DESTDIR)$(call install_field,3,$(f))'; \
+	    install -Dm$(call install_field,1,$(f)) '$(call install_field,2,$(f))' \
+	        '$(DESTDIR)$(call install_field,3,$(f))';)
+	@install -d $(DESTDIR)$(PLUGINDIR)
+
+uninstall:
+	@$(foreach f,$(INSTALL_FILES),\
+	    printf '  %-8s %s\n' RM '$(DESTDIR)$(call install_field,3,$(f))'; \
+	    rm -f '$(DESTDIR)$(call install_field,3,$(f))';)
+	@for d in $(OWN_DIRS); do rmdir "$(DESTDIR)$$d" 2>/dev/null || true; done
+
+# MODE DESTINATION, one per line: what the install test checks.
+install-manifest:
+	@$(foreach f,$(INSTALL_FILES),echo '$(call install_field,1,$(f)) $(call install_field,3,$(f))';)
 
 # cppcheck does not understand __attribute__((cleanup)), so its leak checks
 # only produce false alarms here; LeakSanitizer in `make check` covers leaks.
