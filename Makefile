@@ -303,6 +303,7 @@ INSTALL_FILES := \
     644:systemd/sysusers.d/muserd.conf:$(SYSUSERSDIR)/muserd.conf \
     644:$(BUILD)/systemd/tmpfiles.d/muserd.conf:$(TMPFILESDIR)/muserd.conf \
     755:systemd/libvirt-qemu-hook:$(DATADIR)/muserd/libvirt-qemu-hook \
+    644:systemd/libvirt-domain-example.xml:$(DATADIR)/muserd/libvirt-domain-example.xml \
     644:dbus/org.muserd1.conf:$(DBUSDIR)/system.d/org.muserd1.conf \
     644:dbus/org.muserd1.service:$(DBUSDIR)/system-services/org.muserd1.service \
     644:dbus/org.muserd1.Manager.xml:$(DBUSDIR)/interfaces/org.muserd1.Manager.xml \

@@ -27,6 +27,8 @@
 #define DEVICE       "org.muserd1.Device"
 
 #define HOOK_TIMEOUT_MS 20000
+/* Where the example domain puts the sockets: muserd's default. */
+#define MUSERD_DEFAULT_RUNTIME_DIR "/run/muserd"
 /* The QEMU user the tests give sockets to: a uid no account needs to own. */
 #define QEMU_UID "4242"
 
@@ -238,6 +240,84 @@ START_TEST(test_failed_prepare_undoes)
 }
 END_TEST
 
+/* The whole file, NUL-terminated (malloc()ed). */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    ck_assert_msg(f, "cannot open %s", path);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    ck_assert_ptr_nonnull(out);
+    for (int c; (c = fgetc(f)) != EOF;)
+        fputc(c, out);
+    fclose(f);
+    fclose(out);
+    return buf;
+}
+
+/* The domain example muserd ships (systemd/libvirt-domain-example.xml) is what
+ * it says: well-formed XML whose metadata devices the hook creates, whose
+ * qemu:commandline points QEMU at exactly those devices' sockets in the
+ * default runtime directory, with the shared memfd memory and <acpi/> that
+ * the man page asks for. */
+START_TEST(test_shipped_example_domain)
+{
+    const char *path = "systemd/libvirt-domain-example.xml";
+    const char *lint[] = {"/bin/sh", "-c", "exec xmllint --noout --nonet \"$0\"", path, NULL};
+    struct tu_child c;
+    ck_assert_int_eq(tu_child_start(&c, lint, NULL), 0);
+    int status = tu_child_wait(&c, HOOK_TIMEOUT_MS);
+    ck_assert_msg(status == 0, "xmllint %s: %s", path, tu_child_stderr(&c));
+    tu_child_free(&c);
+
+    char *xml = slurp(path);
+    ck_assert_msg(strstr(xml, "<source type='memfd'/>") && strstr(xml, "<access mode='shared'/>"),
+                  "the example lacks shared memfd memory");
+    ck_assert_msg(strstr(xml, "<acpi/>"), "the example lacks <features><acpi/>");
+
+    struct hook_run run = run_hook("prepare", "begin", xml);
+    ck_assert_msg(run.status == 0, "prepare of the example exited %d: %s", run.status, run.err);
+    free(run.err);
+    const char *ids[] = {"vm1-timer0", "vm1-ram0"};
+    ck_assert_uint_eq(device_count(), ELEMENTSOF(ids));
+    for (size_t i = 0; i < ELEMENTSOF(ids); i++) {
+        json_object *config = device_config(ids[i]);
+        json_object_put(config);
+        char arg[256];
+        snprintf(arg, sizeof(arg),
+                 "{\"driver\":\"vfio-user-pci\",\"socket\":{\"type\":\"unix\",\"path\":\"%s/%s."
+                 "sock\"}}'/>",
+                 MUSERD_DEFAULT_RUNTIME_DIR, ids[i]);
+        ck_assert_msg(strstr(xml, arg), "the example gives QEMU no %s", arg);
+    }
+    size_t nr_vfio_user = 0;
+    for (const char *p = xml; (p = strstr(p, "\"driver\":\"vfio-user-pci\"")); p++)
+        nr_vfio_user++;
+    ck_assert_uint_eq(nr_vfio_user, ELEMENTSOF(ids));
+    run = run_hook("release", "end", xml);
+    ck_assert_msg(run.status == 0, "release of the example exited %d: %s", run.status, run.err);
+    free(run.err);
+    ck_assert_uint_eq(device_count(), 0);
+    free(xml);
+}
+END_TEST
+
+/* No muserd on the bus: the VM does not start, and the log says what to do. */
+START_TEST(test_muserd_not_running)
+{
+    tu_stop(daemon_);
+    daemon_ = NULL;
+    struct hook_run run =
+        run_hook("prepare", "begin", DOMAIN("      <m:device type='timer' id='vm1-t0'/>\n"));
+    ck_assert_msg(run.status == 1, "prepare exited %d: %s", run.status, run.err);
+    ck_assert_msg(strstr(run.err, "muserd is not running") &&
+                      strstr(run.err, "systemctl start muserd"),
+                  "stderr: %s", run.err);
+    free(run.err);
+}
+END_TEST
+
 static Suite *hook_suite(void)
 {
     Suite *s = suite_create("libvirt-hook");
@@ -247,6 +327,8 @@ static Suite *hook_suite(void)
     tcase_add_test(tc, test_prepare_and_release);
     tcase_add_test(tc, test_domain_without_devices);
     tcase_add_test(tc, test_failed_prepare_undoes);
+    tcase_add_test(tc, test_shipped_example_domain);
+    tcase_add_test(tc, test_muserd_not_running);
     suite_add_tcase(s, tc);
     return s;
 }
