@@ -31,18 +31,15 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "../../plugins/ram/ram-regs.h"
 #include "../../plugins/timer/timer-regs.h"
 #include "helpers/child.h"
+#include "helpers/guest.h"
 #include "helpers/testutil.h"
 #include "util/macro.h"
-
-DEFINE_FREEP(FILE, fclose)
-#define _cleanup_fclose_ _cleanup_(fclosep)
 
 #define BOOT_TIMEOUT_MS 240000
 #define RAM_SIZE        1048576u
@@ -67,8 +64,7 @@ struct guest_dev {
 
 struct guest {
     const char *name;
-    bool shared_memory;
-    bool hugetlb;        /* guest RAM in a memfd of 2 MiB huge pages */
+    enum qemu_guest_memory memory;
     const char *skipped; /* why this guest did not boot (huge pages missing) */
     const char *cmdline;
     struct guest_dev devs[4];
@@ -82,14 +78,14 @@ struct guest {
 static struct guest guests[] = {
     {
         .name = "A (shared memory)",
-        .shared_memory = true,
+        .memory = QEMU_GUEST_MEMORY_SHARED,
         .cmdline = "muserd.uio=0000:00:04.0 muserd.timer=msix,msi muserd.ram=0000:00:06.0",
         .devs = {{"timer0", "0x4"}, {"timer1", "0x5"}, {"ram0", "0x6"}},
         .nr_devs = 3,
     },
     {
         .name = "B (DMA over the socket)",
-        .shared_memory = false,
+        .memory = QEMU_GUEST_MEMORY_PRIVATE,
         .cmdline = "muserd.timer=msix,msi muserd.ram=0000:00:06.0",
         .devs = {{"timer2", "0x5"}, {"ram1", "0x6"}},
         .nr_devs = 2,
@@ -97,15 +93,14 @@ static struct guest guests[] = {
     {
         /* QEMU maps RAM sections at offsets that are not huge-page aligned. */
         .name = "C (hugetlb memory)",
-        .shared_memory = true,
-        .hugetlb = true,
+        .memory = QEMU_GUEST_MEMORY_HUGETLB,
         .cmdline = "muserd.ram=0000:00:06.0",
         .devs = {{"ram2", "0x6"}},
         .nr_devs = 1,
     },
 };
 #define GUEST_MEM_MIB 256
-#define NR_GUESTS     (sizeof(guests) / sizeof(guests[0]))
+#define NR_GUESTS     ELEMENTSOF(guests)
 #define HOSTILE_ID    "timer3"
 
 /* What the fixture saw, for the tests. */
@@ -125,8 +120,9 @@ static unsigned long hostile_rounds;
 static bool hostile_device_ok;
 static int daemon_stop_r, daemon_status = -1;
 static char *daemon_log_tail;
+/* Huge pages we added for guest C, given back at the end. */
+static long hugepages_added;
 
-static char *grep_lines(const char *s, const char *needle, size_t max_bytes);
 static void set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void set_error(const char *fmt, ...)
 {
@@ -137,87 +133,6 @@ static void set_error(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(setup_error, sizeof(setup_error), fmt, ap);
     va_end(ap);
-}
-
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "re");
-    char *buf = NULL;
-    size_t len = 0;
-
-    if (!f)
-        return strdup("");
-    FILE *m = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        fwrite(chunk, 1, n, m);
-    fclose(m);
-    fclose(f);
-    return buf;
-}
-
-/* ---- finding QEMU and the image -------------------------------------------- */
-
-/* QEMU >= 10.1 (vfio-user-pci) at path? */
-static bool qemu_usable(const char *path)
-{
-    const char *argv[] = {path, "--version", NULL};
-    struct tu_child c;
-    int major = 0, minor = 0;
-    bool ok = false;
-
-    if (access(path, X_OK) < 0 || tu_child_start(&c, argv, NULL) < 0)
-        return false;
-    if (tu_child_wait(&c, 10000) == 0) {
-        const char *v = strstr(tu_child_stdout(&c), "version ");
-        ok = v && sscanf(v, "version %d.%d", &major, &minor) == 2 &&
-             (major > 10 || (major == 10 && minor >= 1));
-    }
-    tu_child_free(&c);
-    return ok;
-}
-
-static bool find_qemu(void)
-{
-    const char *env = getenv("QEMU");
-    /* The CI clone has ../shared beside the source tree; tests run from it. */
-    const char *candidates[] = {env, "../shared/qemu/bin/qemu-system-x86_64", NULL};
-
-    for (size_t i = 0; i < 2; i++) {
-        if (candidates[i] && *candidates[i] && qemu_usable(candidates[i])) {
-            snprintf(qemu_path, sizeof(qemu_path), "%s", candidates[i]);
-            return true;
-        }
-        if (i == 0 && env && *env)
-            return false; /* an explicit $QEMU that does not work is not replaced */
-    }
-    const char *path = getenv("PATH");
-    char *dirs = strdup(path ? path : "/usr/bin:/bin");
-    for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-        char p[512];
-        snprintf(p, sizeof(p), "%s/qemu-system-x86_64", d);
-        if (qemu_usable(p)) {
-            snprintf(qemu_path, sizeof(qemu_path), "%s", p);
-            free(dirs);
-            return true;
-        }
-    }
-    free(dirs);
-    return false;
-}
-
-static bool find_guest_image(void)
-{
-    const char *dir = getenv("MUSERD_GUEST_DIR");
-    char p[600];
-
-    snprintf(guest_dir, sizeof(guest_dir), "%s", dir && *dir ? dir : "build/guest");
-    snprintf(p, sizeof(p), "%s/vmlinuz", guest_dir);
-    if (access(p, R_OK) < 0)
-        return false;
-    snprintf(p, sizeof(p), "%s/initrd.gz", guest_dir);
-    return access(p, R_OK) == 0;
 }
 
 /* ---- the fixture's steps ----------------------------------------------------- */
@@ -246,14 +161,13 @@ static char *muserctl_probe(const char *socket)
 /* How often muserd's log says `id` lost its client. */
 static int disconnects(struct test_daemon *d, const char *id)
 {
-    char needle[64], *log = read_file(test_daemon_log_path(d));
-    int n = 0;
+    _cleanup_free_ char *log = NULL;
+    char needle[64];
 
     snprintf(needle, sizeof(needle), "%s: client disconnected", id);
-    for (const char *p = log; (p = strstr(p, needle)); p++)
-        n++;
-    free(log);
-    return n;
+    if (guest_log_read(test_daemon_log_path(d), &log) < 0)
+        return 0;
+    return (int)guest_log_count(log, needle);
 }
 
 /* A device serves one client at a time: QEMU must not come while muserd has
@@ -289,43 +203,27 @@ static void seed_ram(struct test_daemon *d, const char *id)
 
 static int qemu_start(struct guest *g, struct test_daemon *d, struct tu_child *c)
 {
-    char serial[600], kernel[600], initrd[600], append[512], devs[4][1024];
-    const char *argv[64];
-    size_t n = 0;
+    /* test_daemon_socket() reuses its buffer: a copy for each device. */
+    char sockets[ELEMENTSOF(g->devs)][256];
+    struct qemu_vfu_device devs[ELEMENTSOF(g->devs)];
+    struct qemu_guest_config cfg = {
+        .qemu = qemu_path,
+        .image_dir = guest_dir,
+        .serial_path = g->serial_path,
+        .cmdline = g->cmdline,
+        .memory = g->memory,
+        .mem_mib = GUEST_MEM_MIB,
+        .devs = devs,
+        .nr_devs = g->nr_devs,
+    };
 
     snprintf(g->serial_path, sizeof(g->serial_path), "%s/serial-%c.log", test_daemon_runtime_dir(d),
              g->name[0]);
-    snprintf(serial, sizeof(serial), "file:%s", g->serial_path);
-    snprintf(kernel, sizeof(kernel), "%s/vmlinuz", guest_dir);
-    snprintf(initrd, sizeof(initrd), "%s/initrd.gz", guest_dir);
-    /* iomem=relaxed: /init pokes BARs of bound devices with devmem. */
-    snprintf(append, sizeof(append), "console=ttyS0 panic=-1 quiet iomem=relaxed %s", g->cmdline);
-
-    argv[n++] = qemu_path;
-    const char *fixed[] = {"-M",          "q35",      "-accel",  "tcg",        "-m",      "256M",
-                           "-nodefaults", "-display", "none",    "-no-reboot", "-serial", serial,
-                           "-kernel",     kernel,     "-initrd", initrd,       "-append", append};
-    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-        argv[n++] = fixed[i];
-    if (g->shared_memory) {
-        argv[n++] = "-object";
-        argv[n++] = g->hugetlb ? "memory-backend-memfd,id=mem,size=256M,share=on,hugetlb=on,"
-                                 "hugetlbsize=2M"
-                               : "memory-backend-memfd,id=mem,size=256M,share=on";
-        argv[n++] = "-machine";
-        argv[n++] = "memory-backend=mem";
-    }
     for (size_t i = 0; i < g->nr_devs; i++) {
-        /* TCG on a loaded machine is slow: a generous reply timeout. */
-        snprintf(devs[i], sizeof(devs[i]),
-                 "{\"driver\":\"vfio-user-pci\",\"socket\":{\"type\":\"unix\",\"path\":\"%s\"},"
-                 "\"addr\":\"%s\",\"x-msg-timeout\":30000}",
-                 test_daemon_socket(d, g->devs[i].id), g->devs[i].addr);
-        argv[n++] = "-device";
-        argv[n++] = devs[i];
+        snprintf(sockets[i], sizeof(sockets[i]), "%s", test_daemon_socket(d, g->devs[i].id));
+        devs[i] = (struct qemu_vfu_device){sockets[i], g->devs[i].addr};
     }
-    argv[n] = NULL;
-    return tu_child_start(c, argv, NULL);
+    return qemu_guest_start(&cfg, c);
 }
 
 /*
@@ -385,34 +283,30 @@ static void hostile_loop(const char *socket, volatile unsigned long *rounds)
 
 static void read_back_timer0(struct test_daemon *d)
 {
+    struct {
+        uint64_t off;
+        void *val;
+        size_t len;
+    } regs[] = {
+        {TIMER_REG_CTRL, &timer0_after.ctrl, 4},
+        {TIMER_REG_VECTOR, &timer0_after.vector, 4},
+        {TIMER_REG_FIRE_COUNT, &timer0_after.fire_count, 4},
+        {TIMER_REG_DEADLINE, &timer0_after.deadline, 8},
+        {TIMER_REG_INTERVAL, &timer0_after.interval, 8},
+    };
     struct vfu_client *c;
-    uint32_t v32[3];
-    uint64_t v64[2];
     int r = tu_connect(test_daemon_socket(d, "timer0"), vfu_client_qemu_caps_json, 10000, &c);
 
     if (r < 0) {
         set_error("connecting to timer0 after QEMU exited: %s", strerror(-r));
         return;
     }
-    r = vfu_client_region_read(c, TIMER_REGS_BAR, TIMER_REG_CTRL, &v32[0], 4);
-    if (!r)
-        r = vfu_client_region_read(c, TIMER_REGS_BAR, TIMER_REG_VECTOR, &v32[1], 4);
-    if (!r)
-        r = vfu_client_region_read(c, TIMER_REGS_BAR, TIMER_REG_FIRE_COUNT, &v32[2], 4);
-    if (!r)
-        r = vfu_client_region_read(c, TIMER_REGS_BAR, TIMER_REG_DEADLINE, &v64[0], 8);
-    if (!r)
-        r = vfu_client_region_read(c, TIMER_REGS_BAR, TIMER_REG_INTERVAL, &v64[1], 8);
-    if (r < 0) {
+    for (size_t i = 0; i < ELEMENTSOF(regs) && !r; i++)
+        r = vfu_client_region_read(c, TIMER_REGS_BAR, regs[i].off, regs[i].val, regs[i].len);
+    if (r < 0)
         set_error("reading timer0's registers after QEMU exited: %s", strerror(-r));
-    } else {
+    else
         timer0_after.read = true;
-        timer0_after.ctrl = v32[0];
-        timer0_after.vector = v32[1];
-        timer0_after.fire_count = v32[2];
-        timer0_after.deadline = v64[0];
-        timer0_after.interval = v64[1];
-    }
     vfu_client_free(c);
 }
 
@@ -450,165 +344,143 @@ static void check_hostile_device(struct test_daemon *d)
     vfu_client_free(c);
 }
 
-/* Huge pages for guest C: as root we add what is missing and give them back
- * at the end; without them guest C is skipped, and says so. */
-static long hugepages_added;
-
-static long read_meminfo(const char *key)
+static bool is_ram(const char *id)
 {
-    _cleanup_fclose_ FILE *f = fopen("/proc/meminfo", "re");
-    char line[256];
-    long v = -1;
-    size_t len = strlen(key);
-    while (f && fgets(line, sizeof(line), f))
-        if (!strncmp(line, key, len) && line[len] == ':')
-            v = strtol(line + len + 1, NULL, 10);
-    return v;
+    return !strncmp(id, "ram", 3);
 }
 
-static int write_nr_hugepages(long n)
+/* The guests' devices and the hostile client's, up and serving. */
+static int start_daemon(struct test_daemon *d)
 {
-    _cleanup_fclose_ FILE *f = fopen("/proc/sys/vm/nr_hugepages", "we");
-    if (!f || fprintf(f, "%ld\n", n) < 0)
-        return -errno;
-    return fflush(f) == 0 ? 0 : -errno;
-}
-
-static const char *reserve_hugepages(long want)
-{
-    long free_pages = read_meminfo("HugePages_Free");
-    long total = read_meminfo("HugePages_Total");
-    if (read_meminfo("Hugepagesize") != 2048)
-        return "the machine's huge page size is not 2 MiB";
-    if (free_pages >= want)
-        return NULL;
-    if (geteuid() != 0 || total < 0 || write_nr_hugepages(total + want - free_pages) < 0)
-        return "no free 2 MiB huge pages, and we may not add any (not root)";
-    hugepages_added = want - free_pages;
-    if (read_meminfo("HugePages_Free") < want)
-        return "the kernel could not find memory for the huge pages";
-    return NULL;
-}
-
-static void release_hugepages(void)
-{
-    if (hugepages_added > 0)
-        (void)write_nr_hugepages(read_meminfo("HugePages_Total") - hugepages_added);
-    hugepages_added = 0;
-}
-
-static void boot_all(void)
-{
-    struct test_daemon *d = NULL;
-    struct tu_child qemu[NR_GUESTS];
-    bool started[NR_GUESTS] = {false};
-    volatile unsigned long *rounds = MAP_FAILED;
-    pid_t hostile = -1;
-
-    if (test_daemon_new(&d) < 0) {
-        set_error("cannot set up muserd");
-        return;
-    }
     for (size_t gi = 0; gi < NR_GUESTS; gi++)
         for (size_t i = 0; i < guests[gi].nr_devs; i++) {
             const char *id = guests[gi].devs[i].id;
-            test_daemon_add_device(d, strncmp(id, "ram", 3) ? "timer" : "ram", id,
-                                   strncmp(id, "ram", 3) ? NULL : "{\"size\":1048576}");
+            test_daemon_add_device(d, is_ram(id) ? "ram" : "timer", id,
+                                   is_ram(id) ? "{\"size\":1048576}" : NULL);
         }
     test_daemon_add_device(d, "timer", HOSTILE_ID, NULL);
     if (test_daemon_start(d) < 0 || test_daemon_wait_ready(d, 10000) < 0) {
         test_daemon_dump_log(d, 4096);
         set_error("muserd did not start");
-        goto out;
+        return -1;
     }
+    return 0;
+}
 
-    /* Probe and seed before QEMU connects: one client at a time. */
+/* Probe and seed before QEMU connects: one client at a time. */
+static void probe_and_seed(struct test_daemon *d)
+{
     for (size_t gi = 0; gi < NR_GUESTS; gi++)
         for (size_t i = 0; i < guests[gi].nr_devs; i++) {
             struct guest_dev *gd = &guests[gi].devs[i];
-            int expected = 1;
             gd->probe_json = muserctl_probe(test_daemon_socket(d, gd->id));
-            if (!strncmp(gd->id, "ram", 3)) {
+            if (is_ram(gd->id))
                 seed_ram(d, gd->id);
-                expected = 2;
-            }
-            wait_disconnects(d, gd->id, expected);
+            wait_disconnects(d, gd->id, is_ram(gd->id) ? 2 : 1);
         }
-    if (setup_error[0])
-        goto out;
+}
 
+/* Whether QEMU of g started; guest C skips when it has no huge pages. */
+static bool start_guest(struct guest *g, struct test_daemon *d, struct tu_child *qemu)
+{
+    if (g->memory == QEMU_GUEST_MEMORY_HUGETLB &&
+        guest_hugepages_reserve(GUEST_MEM_MIB / 2, &hugepages_added, &g->skipped) < 0) {
+        printf("test-guest: SKIP guest %s: %s\n", g->name, g->skipped);
+        fflush(stdout);
+        return false;
+    }
+    int r = qemu_start(g, d, qemu);
+    if (r < 0)
+        set_error("cannot start %s: %s", qemu_path, strerror(-r));
+    return r == 0;
+}
+
+/* Wait for QEMU of g to exit, keep what it and the guest said. */
+static void collect_guest(struct guest *g, struct tu_child *qemu)
+{
+    g->qemu_status = qemu_guest_wait(qemu, BOOT_TIMEOUT_MS, &g->qemu_output);
+    (void)guest_log_read(g->serial_path, &g->serial);
+    /* MUSERD_GUEST_VERBOSE=1: what each guest reported, for a human. */
+    if (getenv("MUSERD_GUEST_VERBOSE")) {
+        char *lines = guest_log_grep(g->serial, "MUSERD-", 1 << 20);
+        fprintf(stderr, "test-guest: guest %s (QEMU status %d):\n%s", g->name, g->qemu_status,
+                lines);
+        free(lines);
+    }
+}
+
+static void boot_guests(struct test_daemon *d)
+{
+    struct tu_child qemu[NR_GUESTS];
+    bool started[NR_GUESTS];
+
+    for (size_t gi = 0; gi < NR_GUESTS; gi++)
+        started[gi] = start_guest(&guests[gi], d, &qemu[gi]);
+    /* All run meanwhile: each later wait takes what is left. */
+    for (size_t gi = 0; gi < NR_GUESTS; gi++)
+        if (started[gi])
+            collect_guest(&guests[gi], &qemu[gi]);
+}
+
+static void stop_hostile(pid_t hostile, volatile unsigned long *rounds)
+{
+    kill(hostile, SIGKILL);
+    waitpid(hostile, NULL, 0);
+    hostile_rounds = *rounds;
+    if (getenv("MUSERD_GUEST_VERBOSE"))
+        fprintf(stderr, "test-guest: the hostile client ran %lu rounds on %s\n", hostile_rounds,
+                HOSTILE_ID);
+}
+
+/* What the guests left in the devices, once every QEMU is gone. */
+static void read_back(struct test_daemon *d)
+{
+    read_back_timer0(d);
+    for (size_t gi = 0; gi < NR_GUESTS; gi++)
+        if (!guests[gi].skipped)
+            read_back_ram(d, gi, guests[gi].devs[guests[gi].nr_devs - 1].id);
+    check_hostile_device(d);
+}
+
+/* The guests boot while the hostile client runs; read back after both. */
+static void run_guests(struct test_daemon *d)
+{
+    volatile unsigned long *rounds;
+    pid_t hostile;
+
+    probe_and_seed(d);
+    if (setup_error[0])
+        return;
     rounds = mmap(NULL, sizeof(*rounds), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (rounds == MAP_FAILED) {
         set_error("mmap: %m");
-        goto out;
+        return;
     }
     hostile = fork();
     if (hostile == 0)
         hostile_loop(test_daemon_socket(d, HOSTILE_ID), rounds);
+    boot_guests(d);
+    if (hostile > 0)
+        stop_hostile(hostile, rounds);
+    munmap((void *)rounds, sizeof(*rounds));
+    if (!setup_error[0])
+        read_back(d);
+}
 
-    for (size_t gi = 0; gi < NR_GUESTS; gi++) {
-        if (guests[gi].hugetlb) {
-            guests[gi].skipped = reserve_hugepages(GUEST_MEM_MIB / 2);
-            if (guests[gi].skipped) {
-                printf("test-guest: SKIP guest %s: %s\n", guests[gi].name, guests[gi].skipped);
-                fflush(stdout);
-                continue;
-            }
-        }
-        int r = qemu_start(&guests[gi], d, &qemu[gi]);
-        if (r < 0)
-            set_error("cannot start %s: %s", qemu_path, strerror(-r));
-        started[gi] = r == 0;
-    }
-    for (size_t gi = 0; gi < NR_GUESTS; gi++) {
-        if (!started[gi])
-            continue;
-        /* Both run meanwhile: the second wait takes what is left. */
-        guests[gi].qemu_status = tu_child_wait(&qemu[gi], BOOT_TIMEOUT_MS);
-        if (asprintf(&guests[gi].qemu_output, "%s%s", tu_child_stdout(&qemu[gi]),
-                     tu_child_stderr(&qemu[gi])) < 0)
-            guests[gi].qemu_output = NULL;
-        tu_child_free(&qemu[gi]);
-        guests[gi].serial = read_file(guests[gi].serial_path);
-        /* The console writes CR LF. */
-        char *w = guests[gi].serial;
-        for (const char *r = guests[gi].serial; *r; r++)
-            if (*r != '\r')
-                *w++ = *r;
-        *w = '\0';
-        /* MUSERD_GUEST_VERBOSE=1: what each guest reported, for a human. */
-        if (getenv("MUSERD_GUEST_VERBOSE")) {
-            char *lines = grep_lines(guests[gi].serial, "MUSERD-", 1 << 20);
-            fprintf(stderr, "test-guest: guest %s (QEMU status %d):\n%s", guests[gi].name,
-                    guests[gi].qemu_status, lines);
-            free(lines);
-        }
-    }
+static void boot_all(void)
+{
+    struct test_daemon *d;
 
-out:
-    if (hostile > 0) {
-        kill(hostile, SIGKILL);
-        waitpid(hostile, NULL, 0);
-        hostile_rounds = *rounds;
-        if (getenv("MUSERD_GUEST_VERBOSE"))
-            fprintf(stderr, "test-guest: the hostile client ran %lu rounds on %s\n", hostile_rounds,
-                    HOSTILE_ID);
+    if (test_daemon_new(&d) < 0) {
+        set_error("cannot set up muserd");
+        return;
     }
-    if (rounds != MAP_FAILED)
-        munmap((void *)rounds, sizeof(*rounds));
-    if (d && !setup_error[0]) {
-        read_back_timer0(d);
-        for (size_t gi = 0; gi < NR_GUESTS; gi++)
-            if (!guests[gi].skipped)
-                read_back_ram(d, gi, guests[gi].devs[guests[gi].nr_devs - 1].id);
-        check_hostile_device(d);
-    }
-    release_hugepages();
-    if (d) {
-        daemon_stop_r = test_daemon_stop(d, 15000, &daemon_status);
-        daemon_log_tail = read_file(test_daemon_log_path(d));
-        test_daemon_free(d);
-    }
+    if (start_daemon(d) == 0)
+        run_guests(d);
+    guest_hugepages_release(hugepages_added);
+    daemon_stop_r = test_daemon_stop(d, 15000, &daemon_status);
+    (void)guest_log_read(test_daemon_log_path(d), &daemon_log_tail);
+    test_daemon_free(d);
 }
 
 static void teardown_all(void)
@@ -616,31 +488,6 @@ static void teardown_all(void)
 }
 
 /* ---- reading the guests' reports --------------------------------------------- */
-
-/* Lines of s containing needle (at most max_bytes), for failure messages. */
-static char *grep_lines(const char *s, const char *needle, size_t max_bytes)
-{
-    char *out = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&out, &len);
-
-    for (const char *line = s; line && *line;) {
-        const char *nl = strchr(line, '\n');
-        size_t n = nl ? (size_t)(nl - line) : strlen(line);
-        if (memmem(line, n, needle, strlen(needle)) && (size_t)ftell(m) + n < max_bytes)
-            fprintf(m, "    %.*s\n", (int)n, line);
-        line = nl ? nl + 1 : NULL;
-    }
-    fclose(m);
-    return out;
-}
-
-/* The last `bytes` of s. */
-static const char *tail(const char *s, size_t bytes)
-{
-    size_t n = strlen(s);
-    return n > bytes ? s + n - bytes : s;
-}
 
 static void assert_fixture(void)
 {
@@ -659,8 +506,9 @@ static void assert_guest_done(const struct guest *g)
     ck_assert_msg(strstr(serial(g), "MUSERD-TEST DONE"),
                   "guest %s did not finish its tests (QEMU status %d); QEMU said:\n%s\n"
                   "serial log ends:\n%s",
-                  g->name, g->qemu_status, g->qemu_output ? tail(g->qemu_output, 2000) : "",
-                  tail(serial(g), 3000));
+                  g->name, g->qemu_status,
+                  g->qemu_output ? guest_log_tail(g->qemu_output, 2000) : "",
+                  guest_log_tail(serial(g), 3000));
 }
 
 /* The guest printed `MUSERD-TEST PASS check`. */
@@ -673,37 +521,19 @@ static void assert_guest_pass(const struct guest *g, const char *check)
     if (strstr(serial(g), pass))
         return;
     snprintf(name, sizeof(name), " %s", check);
-    char *lines = grep_lines(serial(g), name, 4000);
-    char *klog = grep_lines(serial(g), "MUSERD-KLOG", 2000);
+    char *lines = guest_log_grep(serial(g), name, 4000);
+    char *klog = guest_log_grep(serial(g), "MUSERD-KLOG", 2000);
     ck_abort_msg("guest %s: check %s did not pass; the guest printed:\n%s%s", g->name, check,
                  lines[0] ? lines : "    (nothing about it)\n", klog);
-}
-
-/* The value of key=... on the serial line starting with prefix. */
-static bool guest_value(const struct guest *g, const char *prefix, const char *key,
-                        unsigned long long *ret)
-{
-    const char *line = strstr(serial(g), prefix);
-    char k[64];
-
-    if (!line)
-        return false;
-    const char *eol = strchr(line, '\n');
-    snprintf(k, sizeof(k), " %s=", key);
-    const char *v = strstr(line, k);
-    if (!v || (eol && v > eol))
-        return false;
-    *ret = strtoull(v + strlen(k), NULL, 0);
-    return true;
 }
 
 static unsigned long long guest_value_checked(const struct guest *g, const char *prefix,
                                               const char *key)
 {
     unsigned long long v = 0;
-    char *lines = grep_lines(serial(g), "MUSERD-VAL", 2000);
-    ck_assert_msg(guest_value(g, prefix, key, &v), "guest %s printed no %s= on \"%s\":\n%s",
-                  g->name, key, prefix, lines);
+    char *lines = guest_log_grep(serial(g), "MUSERD-VAL", 2000);
+    ck_assert_msg(guest_log_value(serial(g), prefix, key, &v) == 0,
+                  "guest %s printed no %s= on \"%s\":\n%s", g->name, key, prefix, lines);
     free(lines);
     return v;
 }
@@ -759,9 +589,8 @@ static void check_bars(const struct guest *g, const char *bdf, json_object *pci)
     size_t guest_bars = 0;
 
     snprintf(prefix, sizeof(prefix), "MUSERD-PCI-BAR %s ", bdf);
-    lines = grep_lines(serial(g), prefix, 2000);
-    for (const char *p = serial(g); (p = strstr(p, prefix)); p++)
-        guest_bars++;
+    lines = guest_log_grep(serial(g), prefix, 2000);
+    guest_bars = guest_log_count(serial(g), prefix);
     ck_assert_msg(guest_bars == json_object_array_length(bars),
                   "guest %s, %s: the guest sees %zu BARs, muserctl probe %zu:\n%s%s", g->name, bdf,
                   guest_bars, json_object_array_length(bars), lines,
@@ -772,8 +601,8 @@ static void check_bars(const struct guest *g, const char *bdf, json_object *pci)
         unsigned long long size = 0, flags = 0;
 
         snprintf(bar_prefix, sizeof(bar_prefix), "%s%lld ", prefix, (long long)jint(b, "index"));
-        ck_assert_msg(guest_value(g, bar_prefix, "size", &size) &&
-                          guest_value(g, bar_prefix, "flags", &flags),
+        ck_assert_msg(guest_log_value(serial(g), bar_prefix, "size", &size) == 0 &&
+                          guest_log_value(serial(g), bar_prefix, "flags", &flags) == 0,
                       "guest %s, %s: no BAR %lld in the guest:\n%s", g->name, bdf,
                       (long long)jint(b, "index"), lines);
         ck_assert_msg(size == (unsigned long long)jint(b, "size"),
@@ -988,8 +817,8 @@ START_TEST(test_concurrent_guests_and_hostile_client)
             continue;
         assert_guest_done(g);
         ck_assert_msg(g->qemu_status == 0, "QEMU of guest %s exited %d:\n%s", g->name,
-                      g->qemu_status, g->qemu_output ? tail(g->qemu_output, 2000) : "");
-        char *fails = grep_lines(serial(g), "MUSERD-TEST FAIL", 6000);
+                      g->qemu_status, g->qemu_output ? guest_log_tail(g->qemu_output, 2000) : "");
+        char *fails = guest_log_grep(serial(g), "MUSERD-TEST FAIL", 6000);
         ck_assert_msg(!fails[0], "guest %s failed checks:\n%s", g->name, fails);
         free(fails);
     }
@@ -1004,7 +833,8 @@ START_TEST(test_daemon_clean_exit)
     assert_fixture();
     ck_assert_msg(daemon_stop_r == 0 && WIFEXITED(daemon_status) && WEXITSTATUS(daemon_status) == 0,
                   "muserd did not exit cleanly at SIGTERM (stop %d, status %#x); its log ends:\n%s",
-                  daemon_stop_r, daemon_status, daemon_log_tail ? tail(daemon_log_tail, 4000) : "");
+                  daemon_stop_r, daemon_status,
+                  daemon_log_tail ? guest_log_tail(daemon_log_tail, 4000) : "");
 }
 END_TEST
 
@@ -1032,7 +862,7 @@ static Suite *guest_suite(void)
 
 int main(void)
 {
-    if (!find_qemu()) {
+    if (qemu_find(qemu_path, sizeof(qemu_path)) < 0) {
         const char *env = getenv("QEMU");
         if (env && *env)
             printf("test-guest: SKIP: QEMU=%s is not a runnable QEMU >= 10.1\n", env);
@@ -1040,7 +870,7 @@ int main(void)
             printf("test-guest: SKIP: no QEMU >= 10.1 found (set QEMU=...)\n");
         return EXIT_SUCCESS;
     }
-    if (!find_guest_image()) {
+    if (guest_image_find(guest_dir, sizeof(guest_dir)) < 0) {
         printf("test-guest: SKIP: no guest image in %s (build it with tests/guest/build-guest.sh "
                "%s, or set MUSERD_GUEST_DIR=...)\n",
                guest_dir, guest_dir);
