@@ -32,6 +32,10 @@ SAN ?=
 ifeq ($(SAN),1)
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
+# ThreadSanitizer, for the suites whose code runs on several threads.
+ifeq ($(SAN),thread)
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+endif
 
 WARNFLAGS := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wstrict-prototypes \
              -Wmissing-prototypes -Wformat=2 -Wvla
@@ -77,7 +81,7 @@ BENCH_BINS := $(patsubst %,$(BUILD)/tests/%,$(BENCHES))
 
 .SECONDEXPANSION:
 .PHONY: all check run install uninstall install-manifest install-check bench lint clean deps \
-        tests unit-check integration-check fuzz guest
+        tests unit-check integration-check tsan-check fuzz guest
 
 # Files made from systemd/*.in with the paths filled in (rule below).
 GENERATED_SYSTEMD := $(BUILD)/systemd/muserd.service $(BUILD)/systemd/muserd-device@.socket \
@@ -88,7 +92,7 @@ all: $(MUSERD) $(MUSERCTL) $(PLUGIN_SOS) $(BUILD)/muserd-plugin.pc $(GENERATED_S
 # Before compiling anything, say what is missing rather than fail on a header.
 # (make deps, make check and make run install it; plain make only says so.)
 NEED_PKGS := $(PKGS) $(if $(filter tests unit-check integration-check,$(MAKECMDGOALS)),check)
-ifeq ($(filter deps clean lint check run bench fuzz uninstall install-manifest install-check,$(MAKECMDGOALS)),)
+ifeq ($(filter deps clean lint check run bench fuzz uninstall install-manifest install-check tsan-check,$(MAKECMDGOALS)),)
 MISSING_PKGS := $(shell for p in $(NEED_PKGS); do pkg-config --exists $$p 2>/dev/null || echo $$p; done)
 ifneq ($(MISSING_PKGS),)
 $(error muserd needs the development files of: $(MISSING_PKGS). Run 'make deps' as root, \
@@ -210,7 +214,9 @@ check: deps
 	$(MAKE) all
 	$(MAKE) BUILD=build/asan SAN=1 tests
 	$(if $(QEMU),$(MAKE) guest,@echo "No QEMU >= 10.1 found: the guest suite will SKIP (set QEMU=...).")
+	$(MAKE) BUILD=build/tsan SAN=thread $(TSAN_BINS)
 	$(MAKE) BUILD=build/asan unit-check integration-check install-check
+	$(MAKE) BUILD=build/tsan tsan-check
 
 # The Linux guest test-guest boots: a Debian kernel and busybox fetched with
 # apt-get download (nothing installed), tests/guest/init and the guest drivers
@@ -231,6 +237,14 @@ integration-check:
 	    $(if $(QEMU),QEMU=$(QEMU)) CK_DEFAULT_TIMEOUT=60 $$t \
 	    || failed="$$failed $$(basename $$t)"; done; \
 	if [ -n "$$failed" ]; then echo "FAILED integration suites:$$failed"; exit 1; fi
+
+# The suites of code that runs on several threads, built with -fsanitize=thread.
+TSAN_TESTS := test-iothreads
+TSAN_BINS = $(patsubst %,$(BUILD)/tests/unit/%,$(TSAN_TESTS))
+tsan-check:
+	@failed=""; for t in $(TSAN_BINS); do echo "== $$t (ThreadSanitizer)"; \
+	    TSAN_OPTIONS=halt_on_error=1 CK_FORK=yes $$t || failed="$$failed $$(basename $$t)"; done; \
+	if [ -n "$$failed" ]; then echo "FAILED ThreadSanitizer suites:$$failed"; exit 1; fi
 
 # Install as a packager would (another PREFIX, a DESTDIR) and check the tree,
 # the paths built in, an out-of-tree plugin, and uninstall: tests/install/.

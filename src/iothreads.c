@@ -1,0 +1,286 @@
+/* SPDX-License-Identifier: MIT */
+#include "iothreads.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "util/log.h"
+#include "util/mailbox.h"
+
+struct io_thread {
+    struct io_threads *pool;
+    unsigned index;
+    pthread_t thread;
+    bool started;
+    /* Made by the thread itself, before it reports in: */
+    sd_event *event;
+    struct mailbox *mailbox;
+    int start_error;
+    unsigned load; /* main thread only */
+};
+
+struct io_threads {
+    struct mailbox *answers; /* on the main loop */
+    unsigned n;
+    struct io_thread *threads;
+    /* Startup handshake: each thread reports in once. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned reported;
+};
+
+unsigned io_threads_default_count(void)
+{
+    cpu_set_t set;
+    int cpus = 1;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0)
+        cpus = CPU_COUNT(&set);
+    if (cpus > IO_THREADS_MAX + 1)
+        cpus = IO_THREADS_MAX + 1;
+    return cpus > 1 ? (unsigned)cpus - 1 : 1;
+}
+
+static void report_in(struct io_thread *t, int error)
+{
+    struct io_threads *pool = t->pool;
+    pthread_mutex_lock(&pool->lock);
+    t->start_error = error;
+    pool->reported++;
+    pthread_cond_broadcast(&pool->cond);
+    pthread_mutex_unlock(&pool->lock);
+}
+
+static void *thread_main(void *arg)
+{
+    struct io_thread *t = arg;
+    char name[16];
+    int r;
+
+    /* Signals are the main loop's (signalfd): none may land here. */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    snprintf(name, sizeof(name), "muserd-io%u", t->index);
+    pthread_setname_np(pthread_self(), name);
+
+    r = sd_event_new(&t->event);
+    if (r >= 0)
+        r = mailbox_new(t->event, &t->mailbox);
+    report_in(t, r < 0 ? r : 0);
+    if (r < 0) {
+        t->event = sd_event_unref(t->event);
+        return NULL;
+    }
+    /* Calls run in order, so the stop request comes after every call posted
+     * before it. The mailbox and the loop are freed by the joiner: nothing
+     * can post into a freed mailbox, even if the loop failed early. */
+    r = sd_event_loop(t->event);
+    if (r < 0)
+        log_error_errno(r, "I/O thread %u: event loop failed: %m", t->index);
+    return NULL;
+}
+
+static void stop_loop(void *arg)
+{
+    struct io_thread *t = arg;
+    (void)sd_event_exit(t->event, 0);
+}
+
+static void stop_and_join(struct io_threads *pool)
+{
+    for (unsigned i = 0; i < pool->n; i++) {
+        struct io_thread *t = &pool->threads[i];
+        if (!t->started)
+            continue;
+        /* A thread that failed to start has returned already. Posting only
+         * fails for want of a few bytes: try again until it goes through. */
+        while (!t->start_error && mailbox_post(t->mailbox, stop_loop, t) < 0)
+            usleep(1000);
+        pthread_join(t->thread, NULL);
+        t->started = false;
+        /* Calls that slipped in after the stop (none, unless the loop
+         * failed) run here, on the main thread. */
+        mailbox_free(t->mailbox);
+        t->mailbox = NULL;
+        t->event = sd_event_unref(t->event);
+    }
+}
+
+void io_threads_free(struct io_threads *pool)
+{
+    if (!pool)
+        return;
+    if (pool->threads)
+        stop_and_join(pool);
+    mailbox_free(pool->answers); /* the answers of the last calls */
+    free(pool->threads);
+    pthread_cond_destroy(&pool->cond);
+    pthread_mutex_destroy(&pool->lock);
+    free(pool);
+}
+
+int io_threads_new(sd_event *main_event, unsigned n, struct io_threads **ret)
+{
+    _cleanup_(io_threads_freep) struct io_threads *pool = NULL;
+    int r;
+
+    if (n == 0 || n > IO_THREADS_MAX)
+        return -EINVAL;
+    pool = calloc(1, sizeof(*pool));
+    if (!pool)
+        return -ENOMEM;
+    pthread_mutex_init(&pool->lock, NULL);
+    pthread_cond_init(&pool->cond, NULL);
+    r = mailbox_new(main_event, &pool->answers);
+    if (r < 0)
+        return r;
+    pool->threads = calloc(n, sizeof(*pool->threads));
+    if (!pool->threads)
+        return -ENOMEM;
+    pool->n = n;
+
+    unsigned started = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct io_thread *t = &pool->threads[i];
+        *t = (struct io_thread){.pool = pool, .index = i};
+        r = -pthread_create(&t->thread, NULL, thread_main, t);
+        if (r < 0)
+            break;
+        t->started = true;
+        started++;
+    }
+    pthread_mutex_lock(&pool->lock);
+    while (pool->reported < started)
+        pthread_cond_wait(&pool->cond, &pool->lock);
+    pthread_mutex_unlock(&pool->lock);
+    for (unsigned i = 0; i < started && r >= 0; i++)
+        r = pool->threads[i].start_error;
+    if (r < 0)
+        return log_error_errno(r, "Cannot start %u I/O threads: %m", n);
+    *ret = TAKE_PTR(pool);
+    return 0;
+}
+
+unsigned io_threads_count(const struct io_threads *pool)
+{
+    return pool->n;
+}
+
+struct io_thread *io_threads_get(struct io_threads *pool, unsigned index)
+{
+    return index < pool->n ? &pool->threads[index] : NULL;
+}
+
+struct io_thread *io_threads_least_loaded(struct io_threads *pool)
+{
+    struct io_thread *best = &pool->threads[0];
+    for (unsigned i = 1; i < pool->n; i++)
+        if (pool->threads[i].load < best->load)
+            best = &pool->threads[i];
+    return best;
+}
+
+unsigned io_thread_index(const struct io_thread *t)
+{
+    return t->index;
+}
+
+unsigned io_thread_load(const struct io_thread *t)
+{
+    return t->load;
+}
+
+void io_thread_add_load(struct io_thread *t, int delta)
+{
+    t->load = (unsigned)((int)t->load + delta);
+}
+
+sd_event *io_thread_event(struct io_thread *t)
+{
+    return t->event;
+}
+
+/* ---- calls ----------------------------------------------------------------------- */
+
+struct call {
+    struct io_thread *t;
+    io_call_fn fn;
+    io_done_fn done;
+    void *arg;
+    int result;
+};
+
+static void answer(void *arg)
+{
+    struct call *c = arg;
+    if (c->done)
+        c->done(c->arg, c->result);
+    free(c);
+}
+
+static void run_call(void *arg)
+{
+    struct call *c = arg;
+    c->result = c->fn(c->arg);
+    /* The answers mailbox outlives every thread (freed after the joins). */
+    if (mailbox_post(c->t->pool->answers, answer, c) < 0) {
+        log_error("I/O thread %u: out of memory posting an answer; it is lost.", c->t->index);
+        free(c);
+    }
+}
+
+int io_thread_call(struct io_thread *t, io_call_fn fn, io_done_fn done, void *arg)
+{
+    struct call *c = malloc(sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    *c = (struct call){.t = t, .fn = fn, .done = done, .arg = arg};
+    int r = mailbox_post(t->mailbox, run_call, c);
+    if (r < 0)
+        free(c);
+    return r;
+}
+
+struct sync_call {
+    io_call_fn fn;
+    void *arg;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool finished;
+    int result;
+};
+
+static void run_sync_call(void *arg)
+{
+    struct sync_call *c = arg;
+    int r = c->fn(c->arg);
+    pthread_mutex_lock(&c->lock);
+    c->result = r;
+    c->finished = true;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+int io_thread_call_sync(struct io_thread *t, io_call_fn fn, void *arg)
+{
+    struct sync_call c = {.fn = fn, .arg = arg};
+    pthread_mutex_init(&c.lock, NULL);
+    pthread_cond_init(&c.cond, NULL);
+    int r = mailbox_post(t->mailbox, run_sync_call, &c);
+    if (r >= 0) {
+        pthread_mutex_lock(&c.lock);
+        while (!c.finished)
+            pthread_cond_wait(&c.cond, &c.lock);
+        r = c.result;
+        pthread_mutex_unlock(&c.lock);
+    }
+    pthread_cond_destroy(&c.cond);
+    pthread_mutex_destroy(&c.lock);
+    return r;
+}
