@@ -81,7 +81,7 @@ BENCH_BINS := $(patsubst %,$(BUILD)/tests/%,$(BENCHES))
 
 .SECONDEXPANSION:
 .PHONY: all check run install uninstall install-manifest install-check bench lint clean deps \
-        tests unit-check integration-check tsan-check fuzz guest
+        tests unit-check integration-check tsan-tests tsan-check fuzz guest
 
 # Files made from systemd/*.in with the paths filled in (rule below).
 GENERATED_SYSTEMD := $(BUILD)/systemd/muserd.service $(BUILD)/systemd/muserd-device@.socket \
@@ -214,7 +214,7 @@ check: deps
 	$(MAKE) all
 	$(MAKE) BUILD=build/asan SAN=1 tests
 	$(if $(QEMU),$(MAKE) guest,@echo "No QEMU >= 10.1 found: the guest suite will SKIP (set QEMU=...).")
-	$(MAKE) BUILD=build/tsan SAN=thread $(TSAN_BINS)
+	$(MAKE) BUILD=build/tsan SAN=thread tsan-tests
 	$(MAKE) BUILD=build/asan unit-check integration-check install-check
 	$(MAKE) BUILD=build/tsan tsan-check
 
@@ -239,8 +239,9 @@ integration-check:
 	if [ -n "$$failed" ]; then echo "FAILED integration suites:$$failed"; exit 1; fi
 
 # The suites of code that runs on several threads, built with -fsanitize=thread.
-TSAN_TESTS := test-iothreads
+TSAN_TESTS := test-iothreads test-dma-guard
 TSAN_BINS = $(patsubst %,$(BUILD)/tests/unit/%,$(TSAN_TESTS))
+tsan-tests: $(TSAN_BINS)
 tsan-check:
 	@failed=""; for t in $(TSAN_BINS); do echo "== $$t (ThreadSanitizer)"; \
 	    TSAN_OPTIONS=halt_on_error=1 CK_FORK=yes $$t || failed="$$failed $$(basename $$t)"; done; \

@@ -2,6 +2,8 @@
 #include "vfu/dma-guard.h"
 
 #include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,8 +19,20 @@ struct guard_range {
 /* Sorted by start; ranges never overlap (they are distinct mmap()s). */
 static struct guard_range *ranges;
 static size_t nr_ranges, cap_ranges;
-static bool handler_installed;
+static bool handler_installed; /* under the lock */
 static long page_size;
+static atomic_flag table_lock = ATOMIC_FLAG_INIT;
+
+static void lock_table(void)
+{
+    while (atomic_flag_test_and_set_explicit(&table_lock, memory_order_acquire))
+        sched_yield();
+}
+
+static void unlock_table(void)
+{
+    atomic_flag_clear_explicit(&table_lock, memory_order_release);
+}
 
 static size_t lower_bound(uintptr_t addr)
 {
@@ -36,18 +50,22 @@ static size_t lower_bound(uintptr_t addr)
 static void on_sigbus(int sig, siginfo_t *si, void *context)
 {
     uintptr_t addr = (uintptr_t)si->si_addr;
-    size_t i = lower_bound(addr);
+    bool handled = false;
 
+    lock_table();
+    size_t i = lower_bound(addr);
     if (i > 0 && addr < ranges[i - 1].end) {
         void *page = (void *)(addr & ~(uintptr_t)(page_size - 1));
         if (mmap(page, (size_t)page_size, PROT_READ | PROT_WRITE,
                  MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) != MAP_FAILED) {
             *ranges[i - 1].fault_flag = 1;
-            return; /* the faulting access runs again, on the zero page */
+            handled = true; /* the faulting access runs again, on the zero page */
         }
     }
+    unlock_table();
     /* Not ours: the default action, as if we had never been here. */
-    signal(SIGBUS, SIG_DFL);
+    if (!handled)
+        signal(SIGBUS, SIG_DFL);
 }
 
 static int install_handler(void)
@@ -62,7 +80,7 @@ static int install_handler(void)
     return 0;
 }
 
-int dma_guard_add(void *base, size_t len, volatile sig_atomic_t *fault_flag)
+static int add_locked(void *base, size_t len, volatile sig_atomic_t *fault_flag)
 {
     if (!handler_installed) {
         int r = install_handler();
@@ -85,17 +103,27 @@ int dma_guard_add(void *base, size_t len, volatile sig_atomic_t *fault_flag)
     return 0;
 }
 
+int dma_guard_add(void *base, size_t len, volatile sig_atomic_t *fault_flag)
+{
+    lock_table();
+    int r = add_locked(base, len, fault_flag);
+    unlock_table();
+    return r;
+}
+
 void dma_guard_remove(void *base)
 {
     uintptr_t start = (uintptr_t)base;
-    size_t i = lower_bound(start);
 
-    if (i == 0 || ranges[i - 1].start != start)
-        return;
-    memmove(&ranges[i - 1], &ranges[i], (nr_ranges - i) * sizeof(*ranges));
-    if (--nr_ranges == 0) {
-        free(ranges);
-        ranges = NULL;
-        cap_ranges = 0;
+    lock_table();
+    size_t i = lower_bound(start);
+    if (i > 0 && ranges[i - 1].start == start) {
+        memmove(&ranges[i - 1], &ranges[i], (nr_ranges - i) * sizeof(*ranges));
+        if (--nr_ranges == 0) {
+            free(ranges);
+            ranges = NULL;
+            cap_ranges = 0;
+        }
     }
+    unlock_table();
 }

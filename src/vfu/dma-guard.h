@@ -8,9 +8,11 @@
  * flag, so the server drops the client at its next message. A SIGBUS
  * anywhere else keeps its default action.
  *
- * Registration happens on the loop thread, which is also the only thread
- * touching guest memory in ABI 1, so the handler never sees a table being
- * changed.
+ * Threads: any thread may add and remove ranges, and fault, at once. The
+ * table is guarded by a spinlock (an atomic flag, which a signal handler may
+ * take, unlike a mutex): add/remove hold it for a memmove, the handler for a
+ * lookup. A thread never faults while it holds it (it touches no guest
+ * memory there), so the handler never waits for its own thread.
  */
 #pragma once
 
