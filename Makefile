@@ -91,7 +91,7 @@ all: $(MUSERD) $(MUSERCTL) $(PLUGIN_SOS) $(BUILD)/muserd-plugin.pc $(GENERATED_S
 
 # Before compiling anything, say what is missing rather than fail on a header.
 # (make deps, make check and make run install it; plain make only says so.)
-NEED_PKGS := $(PKGS) $(if $(filter tests unit-check integration-check,$(MAKECMDGOALS)),check)
+NEED_PKGS := $(PKGS) $(if $(filter tests tsan-tests unit-check integration-check,$(MAKECMDGOALS)),check)
 ifeq ($(filter deps clean lint check run bench fuzz uninstall install-manifest install-check tsan-check,$(MAKECMDGOALS)),)
 MISSING_PKGS := $(shell for p in $(NEED_PKGS); do pkg-config --exists $$p 2>/dev/null || echo $$p; done)
 ifneq ($(MISSING_PKGS),)
@@ -238,13 +238,20 @@ integration-check:
 	    || failed="$$failed $$(basename $$t)"; done; \
 	if [ -n "$$failed" ]; then echo "FAILED integration suites:$$failed"; exit 1; fi
 
-# The suites of code that runs on several threads, built with -fsanitize=thread.
+# The suites of code that runs on several threads, built with -fsanitize=thread:
+# unit suites, and integration suites against a ThreadSanitizer muserd (whose
+# devices run on I/O threads; a race makes it exit non-zero, failing the test).
 TSAN_TESTS := test-iothreads test-dma-guard
-TSAN_BINS = $(patsubst %,$(BUILD)/tests/unit/%,$(TSAN_TESTS))
-tsan-tests: $(TSAN_BINS)
+TSAN_INTEGRATION := test-threads test-dbus test-lifecycle test-interrupts
+TSAN_BINS = $(patsubst %,$(BUILD)/tests/unit/%,$(TSAN_TESTS)) \
+            $(patsubst %,$(BUILD)/tests/integration/%,$(TSAN_INTEGRATION))
+tsan-tests: all $(TSAN_BINS) $(TEST_PLUGIN_SOS)
 tsan-check:
 	@failed=""; for t in $(TSAN_BINS); do echo "== $$t (ThreadSanitizer)"; \
-	    TSAN_OPTIONS=halt_on_error=1 CK_FORK=yes $$t || failed="$$failed $$(basename $$t)"; done; \
+	    TSAN_OPTIONS="halt_on_error=1 exitcode=66" CK_FORK=yes CK_DEFAULT_TIMEOUT=120 \
+	    MUSERD_BIN=$(MUSERD) MUSERCTL_BIN=$(MUSERCTL) MUSERD_PLUGIN_DIR=$(BUILD)/plugins \
+	    MUSERD_TEST_PLUGIN_DIR=$(BUILD)/test-plugins $$t || failed="$$failed $$(basename $$t)"; \
+	done; \
 	if [ -n "$$failed" ]; then echo "FAILED ThreadSanitizer suites:$$failed"; exit 1; fi
 
 # Install as a packager would (another PREFIX, a DESTDIR) and check the tree,

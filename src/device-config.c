@@ -14,6 +14,7 @@ static const struct muserd_config_key host_keys[] = {
     {"socket_owner", MUSERD_CONFIG_STRING, "user (name or uid) that owns the device socket"},
     {"socket_group", MUSERD_CONFIG_STRING, "group (name or gid) that owns the device socket"},
     {"socket_mode", MUSERD_CONFIG_STRING, "octal mode of the device socket, e.g. \"0660\""},
+    {"io_thread", MUSERD_CONFIG_UINT, "I/O thread to serve the device on (default: least loaded)"},
     {NULL, 0, NULL},
 };
 
@@ -188,4 +189,21 @@ int device_config_bool(struct json_object *config, const char *key, bool *value)
         return -ENOENT;
     *value = json_object_get_boolean(v);
     return 0;
+}
+
+int device_config_peek_uint(const char *json, const char *key, uint64_t *value)
+{
+    if (!json || !*json)
+        return -ENOENT;
+    struct json_object *root = json_tokener_parse(json), *v;
+    int r = -ENOENT;
+    if (!root || !json_object_is_type(root, json_type_object))
+        r = -EINVAL;
+    else if (json_object_object_get_ex(root, key, &v)) {
+        r = value_has_type(v, MUSERD_CONFIG_UINT) ? 0 : -EINVAL;
+        if (r == 0)
+            *value = json_object_get_uint64(v);
+    }
+    json_object_put(root);
+    return r;
 }

@@ -11,7 +11,8 @@
 
 /*
  * Parse json (NULL or "" means {}) and check it against keys. Keys the host
- * itself reads (socket_owner, socket_group, socket_mode) are accepted too.
+ * itself reads (socket_owner, socket_group, socket_mode, io_thread) are
+ * accepted too.
  * On failure return -EINVAL with *error set to a malloc()ed sentence naming
  * the key and what was expected.
  */
@@ -22,3 +23,8 @@ int device_config_parse(const char *json, const struct muserd_config_key *keys,
 int device_config_string(struct json_object *config, const char *key, const char **value);
 int device_config_uint(struct json_object *config, const char *key, uint64_t *value);
 int device_config_bool(struct json_object *config, const char *key, bool *value);
+
+/* One unsigned key of a config not yet parsed (the manager reads io_thread
+ * before the device exists): 0, -ENOENT absent (or no config), -EINVAL not
+ * JSON or not an unsigned number (device_config_parse says why later). */
+int device_config_peek_uint(const char *json, const char *key, uint64_t *value);

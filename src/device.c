@@ -84,6 +84,15 @@ static void on_dma_unmap(void *opaque, uint64_t iova, uint64_t size)
         ops->dma_unmap(d->plugin_dev, iova, size);
 }
 
+static void publish(struct device *d, bool connected, pid_t pid, uid_t uid)
+{
+    pthread_mutex_lock(&d->published_lock);
+    d->published_connected = connected;
+    d->published_pid = pid;
+    d->published_uid = uid;
+    pthread_mutex_unlock(&d->published_lock);
+}
+
 static void on_client_changed(void *opaque, bool connected)
 {
     struct device *d = opaque;
@@ -94,6 +103,7 @@ static void on_client_changed(void *opaque, bool connected)
         log_info("%s: client connected (pid %d, uid %u).", d->id, (int)pid, (unsigned)uid);
     else
         log_info("%s: client %s.", d->id, connected ? "connected" : "disconnected");
+    publish(d, connected, pid, uid);
     if (d->changed)
         d->changed(d->changed_userdata, d);
 }
@@ -155,9 +165,18 @@ int device_dma_rw(struct device *d, uint64_t iova, void *buf, size_t len, bool i
     return vfu_server_dma_rw(d->server, iova, buf, len, is_write, done, opaque);
 }
 
+/* Reading takes the lock too; it is no change to the device. */
+static pthread_mutex_t *published_lock(const struct device *d)
+{
+    return (pthread_mutex_t *)&d->published_lock;
+}
+
 bool device_connected(const struct device *d)
 {
-    return vfu_server_connected(d->server);
+    pthread_mutex_lock(published_lock(d));
+    bool connected = d->published_connected;
+    pthread_mutex_unlock(published_lock(d));
+    return connected;
 }
 
 enum device_state device_get_state(const struct device *d)
@@ -172,7 +191,12 @@ const char *device_state_to_string(enum device_state state)
 
 int device_get_client(const struct device *d, pid_t *pid, uid_t *uid)
 {
-    return vfu_server_client(d->server, pid, uid);
+    pthread_mutex_lock(published_lock(d));
+    bool connected = d->published_connected;
+    *pid = d->published_pid;
+    *uid = d->published_uid;
+    pthread_mutex_unlock(published_lock(d));
+    return connected ? 0 : -ENOTCONN;
 }
 
 void device_set_change_callback(struct device *d, void (*changed)(void *userdata, struct device *d),
@@ -332,6 +356,7 @@ int device_new(sd_event *event, const struct plugin_type *type, const char *id,
     d = calloc(1, sizeof(*d));
     if (!d)
         return -ENOMEM;
+    pthread_mutex_init(&d->published_lock, NULL);
     reset_desc_fds(&d->desc);
     d->type = type;
     d->id = strdup(id);
@@ -341,6 +366,12 @@ int device_new(sd_event *event, const struct plugin_type *type, const char *id,
     r = device_config_parse(config_json, type->type->config_keys, &d->config, error);
     if (r < 0)
         return r;
+    /* Printing a json-c object writes into it: D-Bus gets its own text. */
+    const char *text =
+        d->config ? json_object_to_json_string_ext(d->config, JSON_C_TO_STRING_PLAIN) : "{}";
+    d->config_text = strdup(text ? text : "{}");
+    if (!d->config_text)
+        return -ENOMEM;
     host_init(&d->host, d, event, d->id, d->config);
 
     r = create_plugin_device(d, error);
@@ -401,7 +432,9 @@ void device_free(struct device *d)
     if (d->owns_socket_file)
         (void)unlink(d->socket_path);
     json_object_put(d->config);
+    free(d->config_text);
     free(d->socket_path);
     free(d->id);
+    pthread_mutex_destroy(&d->published_lock);
     free(d);
 }

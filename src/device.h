@@ -8,6 +8,7 @@
  */
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -18,12 +19,20 @@
 #include "plugins.h"
 #include "util/macro.h"
 
+/*
+ * Threads: a device lives on one I/O thread (manager.c places it and calls
+ * device_new, device_free and device_reset there). Everything below runs on
+ * that thread, except what is marked "any thread": the immutable identity
+ * (id, type, config_text, desc.ids) and the state the device publishes for
+ * D-Bus (device_get_state, device_get_client).
+ */
 struct device {
-    char *id;
+    char *id;          /* immutable */
     char *socket_path; /* unlinked on free when we bound it */
     bool owns_socket_file;
-    const struct plugin_type *type;
-    struct json_object *config;
+    const struct plugin_type *type; /* immutable */
+    struct json_object *config;     /* the device thread's: host services read it */
+    char *config_text;              /* immutable: the config as JSON, for D-Bus */
 
     struct muserd_host host;
     void *plugin_dev;
@@ -33,6 +42,14 @@ struct device {
 
     void (*changed)(void *userdata, struct device *d);
     void *changed_userdata;
+
+    /* Published by the device thread, read by any thread. */
+    pthread_mutex_t published_lock;
+    bool published_connected;
+    pid_t published_pid;
+    uid_t published_uid;
+
+    void *manager_data; /* the manager's: which I/O thread, and more */
 };
 
 /* What an operator sees. */
@@ -53,12 +70,15 @@ int device_new(sd_event *event, const struct plugin_type *type, const char *id,
 void device_free(struct device *d);
 DEFINE_FREEP(struct device, device_free)
 
+/* Any thread: what the device last published. */
 bool device_connected(const struct device *d);
 enum device_state device_get_state(const struct device *d);
 const char *device_state_to_string(enum device_state state);
-/* pid and uid of the connected VMM as the socket tells; -ENOTCONN when none. */
+/* Any thread: pid and uid of the connected VMM as the socket tells;
+ * -ENOTCONN when none. */
 int device_get_client(const struct device *d, pid_t *pid, uid_t *uid);
-/* Called whenever state or client changes (the manager forwards to D-Bus). */
+/* Called on the device's thread whenever state or client changes (the
+ * manager forwards to the main loop, and so to D-Bus). */
 void device_set_change_callback(struct device *d, void (*changed)(void *userdata, struct device *d),
                                 void *userdata);
 /* Reset as if the client had sent DEVICE_RESET (operator request). */

@@ -59,19 +59,32 @@ static void report_in(struct io_thread *t, int error)
 static void *thread_main(void *arg)
 {
     struct io_thread *t = arg;
+    sd_event_source *warm = NULL;
     char name[16];
     int r;
 
-    /* Signals are the main loop's (signalfd): none may land here. */
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    /* Signals are the main loop's (signalfd): none may land here, but the
+     * ones a fault raises in this very thread (the DMA guard's SIGBUS):
+     * blocked, those kill the process. */
+    sigset_t mask;
+    sigfillset(&mask);
+    const int faults[] = {SIGBUS, SIGSEGV, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
+    for (size_t i = 0; i < ELEMENTSOF(faults); i++)
+        sigdelset(&mask, faults[i]);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL);
     snprintf(name, sizeof(name), "muserd-io%u", t->index);
     pthread_setname_np(pthread_self(), name);
 
     r = sd_event_new(&t->event);
     if (r >= 0)
         r = mailbox_new(t->event, &t->mailbox);
+    /* The loop makes its monotonic timerfd at the first timer and keeps it:
+     * make it now, so that a device's first timer is not counted as an fd
+     * the device leaked. */
+    if (r >= 0)
+        r = sd_event_add_time_relative(t->event, &warm, CLOCK_MONOTONIC, UINT64_MAX / 2, 0, NULL,
+                                       NULL);
+    warm = sd_event_source_unref(warm);
     report_in(t, r < 0 ? r : 0);
     if (r < 0) {
         t->event = sd_event_unref(t->event);

@@ -2,6 +2,7 @@
 #include "manager.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -9,7 +10,15 @@
 #include <sys/stat.h>
 
 #include "activation.h"
+#include "device-config.h"
+#include "iothreads.h"
 #include "util/log.h"
+#include "util/mailbox.h"
+
+struct plugin_pin {
+    const struct muserd_plugin *plugin;
+    struct io_thread *thread;
+};
 
 bool device_id_valid(const char *id)
 {
@@ -106,12 +115,137 @@ static char *type_list(const struct manager *m)
     return list;
 }
 
+/* ---- state changes, from a device's thread to the main loop ----------------------- */
+
+struct change_notice {
+    struct manager *m;
+    char id[]; /* by id: the device may be gone when this arrives */
+};
+
+static void on_change_notice(void *arg)
+{
+    struct change_notice *n = arg;
+    struct manager *m = n->m;
+    struct device *d = manager_find_device(m, n->id);
+    if (d && m->hooks && m->hooks->device_changed)
+        m->hooks->device_changed(m->hooks_userdata, d);
+    free(n);
+}
+
+/* On the device's thread. */
 static void on_device_changed(void *userdata, struct device *d)
 {
     struct manager *m = userdata;
-    if (m->hooks && m->hooks->device_changed)
-        m->hooks->device_changed(m->hooks_userdata, d);
+    size_t len = strlen(d->id) + 1;
+    struct change_notice *n = malloc(sizeof(*n) + len);
+    if (n) {
+        n->m = m;
+        memcpy(n->id, d->id, len);
+    }
+    if (!n || mailbox_post(m->notices, on_change_notice, n) < 0) {
+        free(n);
+        log_warning("%s: out of memory: D-Bus misses a change of state.", d->id);
+    }
 }
+
+/* ---- work on a device's thread --------------------------------------------------- */
+
+static struct io_thread *device_thread(const struct device *d)
+{
+    return d->manager_data;
+}
+
+unsigned manager_device_thread(const struct device *d)
+{
+    return io_thread_index(device_thread(d));
+}
+
+struct create_job {
+    struct manager *m;
+    struct io_thread *thread;
+    const struct plugin_type *type;
+    const char *id, *config_json, *path;
+    int listen_fd;
+    struct device *device;
+    char *error;
+};
+
+static int create_on_thread(void *arg)
+{
+    struct create_job *j = arg;
+    int r = device_new(io_thread_event(j->thread), j->type, j->id, j->config_json, j->path,
+                       j->listen_fd, &j->device, &j->error);
+    if (r < 0)
+        return r;
+    /* Before the loop of this thread runs again: a client may connect then. */
+    j->device->manager_data = j->thread;
+    device_set_change_callback(j->device, on_device_changed, j->m);
+    return 0;
+}
+
+static int free_on_thread(void *arg)
+{
+    device_free(arg);
+    return 0;
+}
+
+static int reset_on_thread(void *arg)
+{
+    return device_reset(arg);
+}
+
+static struct plugin_pin *find_pin(struct manager *m, const struct muserd_plugin *plugin)
+{
+    for (size_t i = 0; i < m->nr_pins; i++)
+        if (m->pins[i].plugin == plugin)
+            return &m->pins[i];
+    return NULL;
+}
+
+/* Where a new device of type t with this config runs. */
+static int choose_thread(struct manager *m, const struct plugin_type *t, const char *config_json,
+                         struct io_thread **ret, char **error)
+{
+    uint64_t want;
+    int r = device_config_peek_uint(config_json, "io_thread", &want);
+    bool chosen = r == 0;
+    if (r == 0 && want >= io_threads_count(m->threads)) {
+        if (asprintf(error,
+                     "io_thread %" PRIu64 " does not exist: muserd runs %u I/O thread(s), "
+                     "0 to %u (--io-threads).",
+                     want, io_threads_count(m->threads), io_threads_count(m->threads) - 1) < 0)
+            *error = NULL;
+        return -EINVAL;
+    }
+    struct io_thread *thread =
+        chosen ? io_threads_get(m->threads, (unsigned)want) : io_threads_least_loaded(m->threads);
+
+    if (t->plugin->abi_version < 2) {
+        struct plugin_pin *pin = find_pin(m, t->plugin);
+        if (pin && chosen && pin->thread != thread) {
+            if (asprintf(error,
+                         "The %s plugin is built for plugin ABI %u, whose devices all run on one "
+                         "I/O thread: its devices are on thread %u, not %" PRIu64 ".",
+                         t->plugin->name, t->plugin->abi_version, io_thread_index(pin->thread),
+                         want) < 0)
+                *error = NULL;
+            return -EINVAL;
+        }
+        if (pin)
+            thread = pin->thread;
+        else {
+            struct plugin_pin *n = reallocarray(m->pins, m->nr_pins + 1, sizeof(*n));
+            if (!n)
+                return -ENOMEM;
+            m->pins = n;
+            m->pins[m->nr_pins++] = (struct plugin_pin){t->plugin, thread};
+        }
+    }
+    *ret = thread;
+    return 0;
+}
+
+/* ---- the registry ------------------------------------------------------------------ */
 
 void manager_set_hooks(struct manager *m, const struct manager_hooks *hooks, void *userdata)
 {
@@ -168,15 +302,32 @@ int manager_create_device(struct manager *m, const char *type, const char *id,
         if (inherited >= 0)
             listen_fd = inherited;
     }
-    r = device_new(m->event, t, id, config_json, path, listen_fd, &d, error);
+    struct io_thread *thread;
+    r = choose_thread(m, t, config_json, &thread, error);
     if (r < 0)
         return r;
+    struct create_job job = {
+        .m = m,
+        .thread = thread,
+        .type = t,
+        .id = id,
+        .config_json = config_json,
+        .path = path,
+        .listen_fd = listen_fd,
+    };
+    r = io_thread_call_sync(thread, create_on_thread, &job);
+    if (r < 0) {
+        *error = job.error;
+        return r;
+    }
+    d = job.device;
     if (listen_fd == inherited)
         inherited = -1; /* the device has it now */
-    device_set_change_callback(d, on_device_changed, m);
+    io_thread_add_load(thread, 1);
     m->devices[m->nr_devices] = d;
     index_insert(m, m->nr_devices++);
-    log_info("Created %s device %s on %s.", type, id, path);
+    log_info("Created %s device %s on %s (I/O thread %u).", type, id, path,
+             io_thread_index(thread));
     if (m->hooks && m->hooks->device_added)
         m->hooks->device_added(m->hooks_userdata, d);
     if (ret)
@@ -211,6 +362,15 @@ static void schedule_trim(struct manager *m)
         m->trim_event = NULL; /* only memory stays high; nothing to report */
 }
 
+/* Waits until the device is gone from its thread, socket file and all: a
+ * device made next with the same id binds the same path. */
+static void free_device(struct device *d)
+{
+    struct io_thread *thread = device_thread(d);
+    (void)io_thread_call_sync(thread, free_on_thread, d);
+    io_thread_add_load(thread, -1);
+}
+
 int manager_destroy_device(struct manager *m, const char *id)
 {
     size_t *slot = index_find(m, id);
@@ -228,9 +388,17 @@ int manager_destroy_device(struct manager *m, const char *id)
     log_info("Destroying device %s.", id);
     if (m->hooks && m->hooks->device_removed)
         m->hooks->device_removed(m->hooks_userdata, d);
-    device_free(d);
+    free_device(d);
     schedule_trim(m);
     return 0;
+}
+
+int manager_reset_device(struct manager *m, const char *id)
+{
+    struct device *d = manager_find_device(m, id);
+    if (!d)
+        return -ENOENT;
+    return io_thread_call_sync(device_thread(d), reset_on_thread, d);
 }
 
 static int mkdir_p(const char *path, mode_t mode)
@@ -251,8 +419,8 @@ static int mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
-int manager_new(sd_event *event, const char *plugin_dir, const char *runtime_dir,
-                struct manager **ret)
+int manager_new(sd_event *event, struct io_threads *threads, const char *plugin_dir,
+                const char *runtime_dir, struct manager **ret)
 {
     _cleanup_(manager_freep) struct manager *m = calloc(1, sizeof(*m));
     int r;
@@ -260,6 +428,10 @@ int manager_new(sd_event *event, const char *plugin_dir, const char *runtime_dir
     if (!m)
         return -ENOMEM;
     m->event = sd_event_ref(event);
+    m->threads = threads;
+    r = mailbox_new(event, &m->notices);
+    if (r < 0)
+        return r;
     m->plugin_dir = strdup(plugin_dir);
     m->runtime_dir = strdup(runtime_dir);
     if (!m->plugin_dir || !m->runtime_dir)
@@ -281,9 +453,14 @@ void manager_free(struct manager *m)
     if (!m)
         return;
     while (m->nr_devices > 0)
-        device_free(m->devices[--m->nr_devices]);
-    free(m->devices);
+        free_device(m->devices[--m->nr_devices]);
+    /* Changes the devices posted before they went find none: dropped. */
     free(m->index);
+    m->index = NULL;
+    m->index_cap = 0;
+    mailbox_free(m->notices);
+    free(m->pins);
+    free(m->devices);
     sd_event_source_disable_unref(m->trim_event);
     activation_free(m->activation);
     plugins_free(m->plugins);

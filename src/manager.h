@@ -3,6 +3,11 @@
  * The device registry: create, destroy and look up devices by id. The
  * command line, D-Bus and socket activation all go through it; it is the
  * core's single entry point.
+ *
+ * Threads: the manager and its registry belong to the main loop; every
+ * function here is called from it. Each device lives on an I/O thread: the
+ * manager builds, resets and frees it there (waiting for the answer), and
+ * forwards its state changes to the main loop, where the hooks run.
  */
 #pragma once
 
@@ -22,6 +27,8 @@ struct manager_hooks {
 };
 
 struct activation;
+struct io_threads;
+struct mailbox;
 
 struct manager {
     sd_event *event;
@@ -37,10 +44,17 @@ struct manager {
     size_t *index;
     size_t index_cap, index_used;
     sd_event_source *trim_event; /* gives freed device memory back, see manager.c */
+    struct io_threads *threads;  /* not owned: muserd.c makes and frees them */
+    struct mailbox *notices;     /* device state changes, from the I/O threads */
+    /* ABI 1 plugins were written for one loop: all devices of one such
+     * plugin share one I/O thread, chosen at its first device. */
+    struct plugin_pin *pins;
+    size_t nr_pins;
 };
 
-int manager_new(sd_event *event, const char *plugin_dir, const char *runtime_dir,
-                struct manager **ret);
+/* A manager on the main loop `event` whose devices run on `threads`. */
+int manager_new(sd_event *event, struct io_threads *threads, const char *plugin_dir,
+                const char *runtime_dir, struct manager **ret);
 void manager_free(struct manager *m);
 DEFINE_FREEP(struct manager, manager_free)
 
@@ -57,6 +71,11 @@ void manager_set_hooks(struct manager *m, const struct manager_hooks *hooks, voi
 
 /* -ENOENT when there is no such device. */
 int manager_destroy_device(struct manager *m, const char *id);
+/* Reset device id as if its client had sent DEVICE_RESET: -ENOENT when there
+ * is no such device, else the plugin's answer. */
+int manager_reset_device(struct manager *m, const char *id);
+/* The index of the I/O thread device d runs on. */
+unsigned manager_device_thread(const struct device *d);
 struct device *manager_find_device(const struct manager *m, const char *id);
 
 /* Ids become file names: 1..64 of [A-Za-z0-9_.-], not starting with '.' or '-'. */

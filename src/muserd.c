@@ -14,6 +14,7 @@
 
 #include "activation.h"
 #include "bus/bus.h"
+#include "iothreads.h"
 #include "manager.h"
 #include "privileges.h"
 #include "util/log.h"
@@ -31,6 +32,7 @@ struct options {
     const char *bus_address; /* BUS_MODE_ADDRESS */
     struct device_arg *devices;
     size_t nr_devices;
+    unsigned io_threads;
 };
 
 static void options_done(struct options *o)
@@ -53,11 +55,13 @@ static void help(void)
            "  --no-bus                no D-Bus: only the --device devices\n"
            "  --user-name NAME        started as root, run as NAME (default muserd)\n"
            "                          keeping only CAP_CHOWN; root keeps uid 0\n"
+           "  --io-threads N          serve devices on N threads (default %u here: one\n"
+           "                          fewer than the CPUs muserd may use, at least 1)\n"
            "  --log-level LEVEL       err, warning, info (default) or debug\n"
            "  -h --help               show this help\n"
            "  --version               show the version\n\n"
            "See muserd(8).\n",
-           MUSERD_PLUGINDIR, MUSERD_RUNTIMEDIR);
+           MUSERD_PLUGINDIR, MUSERD_RUNTIMEDIR, io_threads_default_count());
 }
 
 /* TYPE:ID[:JSON] — the JSON may itself contain ':'. */
@@ -105,6 +109,7 @@ static int parse_argv(int argc, char **argv, struct options *o)
         ARG_BUS_ADDRESS,
         ARG_NO_BUS,
         ARG_USER_NAME,
+        ARG_IO_THREADS,
     };
     static const struct option longopts[] = {
         {"plugin-dir", required_argument, NULL, ARG_PLUGIN_DIR},
@@ -117,6 +122,7 @@ static int parse_argv(int argc, char **argv, struct options *o)
         {"bus-address", required_argument, NULL, ARG_BUS_ADDRESS},
         {"no-bus", no_argument, NULL, ARG_NO_BUS},
         {"user-name", required_argument, NULL, ARG_USER_NAME},
+        {"io-threads", required_argument, NULL, ARG_IO_THREADS},
         {},
     };
     int c;
@@ -169,6 +175,18 @@ static int parse_argv(int argc, char **argv, struct options *o)
         case ARG_USER_NAME:
             o->user_name = optarg;
             break;
+        case ARG_IO_THREADS: {
+            char *end;
+            errno = 0;
+            unsigned long n = strtoul(optarg, &end, 10);
+            if (errno || end == optarg || *end || n == 0 || n > IO_THREADS_MAX) {
+                log_error("Invalid --io-threads '%s': give a number from 1 to %d.", optarg,
+                          IO_THREADS_MAX);
+                return -EINVAL;
+            }
+            o->io_threads = (unsigned)n;
+            break;
+        }
         case ARG_VERSION:
             printf("muserd %s (plugin ABI %d)\n", MUSERD_VERSION, MUSERD_PLUGIN_ABI_VERSION);
             return 1;
@@ -216,11 +234,12 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
     return sd_event_exit(sd_event_source_get_event(s), 0);
 }
 
+static int run_with_threads(struct options *o, sd_event *event, struct io_threads *threads);
+
 static int run(struct options *o)
 {
-    _cleanup_(manager_freep) struct manager *m = NULL;
-    struct bus *bus = NULL;
     sd_event *event = NULL;
+    struct io_threads *threads = NULL;
     int r;
 
     /* Not sd_event_default(): that one calls gettid() on every iteration to
@@ -243,43 +262,50 @@ static int run(struct options *o)
         sd_event_unref(event);
         return log_error_errno(r, "Failed to set up the event loop: %m");
     }
-
-    r = manager_new(event, o->plugin_dir, o->runtime_dir, &m);
-    if (r >= 0)
-        r = activation_new(&m->activation);
+    /* After the signals are blocked: the threads block them too. */
+    r = io_threads_new(event, o->io_threads ? o->io_threads : io_threads_default_count(), &threads);
     if (r < 0) {
-        manager_free(TAKE_PTR(m));
         sd_event_unref(event);
         return r;
     }
+    r = run_with_threads(o, event, threads);
+    io_threads_free(threads); /* after the manager: no device is left on them */
+    sd_event_unref(event);
+    return r;
+}
+
+static int run_with_threads(struct options *o, sd_event *event, struct io_threads *threads)
+{
+    _cleanup_(manager_freep) struct manager *m = NULL;
+    struct bus *bus = NULL;
+    int r;
+
+    r = manager_new(event, threads, o->plugin_dir, o->runtime_dir, &m);
+    if (r >= 0)
+        r = activation_new(&m->activation);
+    if (r < 0)
+        return r;
     for (size_t i = 0; i < o->nr_devices; i++) {
         const struct device_arg *a = &o->devices[i];
         _cleanup_free_ char *error = NULL;
         r = manager_create_device(m, a->type, a->id, a->config, -1, NULL, &error);
-        if (r < 0) {
-            log_error_errno(r, "Cannot create device %s: %s", a->id, error ? error : strerror(-r));
-            manager_free(TAKE_PTR(m));
-            sd_event_unref(event);
-            return r;
-        }
+        if (r < 0)
+            return log_error_errno(r, "Cannot create device %s: %s", a->id,
+                                   error ? error : strerror(-r));
     }
 
     /* The name is requested synchronously: READY=1 below means it is ours. */
     r = bus_new(m, o->bus_mode, o->bus_address, &bus);
-    if (r < 0) {
-        manager_free(TAKE_PTR(m));
-        sd_event_unref(event);
+    if (r < 0)
         return r;
-    }
 
     /* Every socket is listening now: clients can connect. */
-    (void)sd_notifyf(false, "READY=1\nSTATUS=Serving %zu device(s).", m->nr_devices);
-    log_info("muserd %s ready: %zu device(s) in %s.", MUSERD_VERSION, m->nr_devices,
-             o->runtime_dir);
+    (void)sd_notifyf(false, "READY=1\nSTATUS=Serving %zu device(s) on %u I/O thread(s).",
+                     m->nr_devices, io_threads_count(threads));
+    log_info("muserd %s ready: %zu device(s) in %s, %u I/O thread(s).", MUSERD_VERSION,
+             m->nr_devices, o->runtime_dir, io_threads_count(threads));
     r = sd_event_loop(event);
     bus_free(bus); /* before the manager: it holds the manager's hooks */
-    manager_free(TAKE_PTR(m));
-    sd_event_unref(event);
     return r;
 }
 

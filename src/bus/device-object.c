@@ -91,9 +91,7 @@ static int property_get_config(sd_bus *bus, const char *path, const char *interf
                                sd_bus_error *error)
 {
     const struct device *d = userdata;
-    const char *json =
-        d->config ? json_object_to_json_string_ext(d->config, JSON_C_TO_STRING_PLAIN) : NULL;
-    return sd_bus_message_append(reply, "s", json ? json : "{}");
+    return sd_bus_message_append(reply, "s", d->config_text);
 }
 
 /* The vtable was registered with the struct bus as its userdata; handlers
@@ -120,9 +118,10 @@ static int method_destroy(sd_bus_message *msg, void *userdata, sd_bus_error *err
 
 static int method_reset(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 {
+    struct bus *b = current_bus(msg);
     struct device *d = userdata;
 
-    int r = device_reset(d);
+    int r = manager_reset_device(b->manager, d->id);
     if (r < 0)
         return sd_bus_error_setf(error, BUS_ERROR_FAILED, "Resetting device '%s' failed: %s.",
                                  d->id, strerror(-r));

@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Devices on I/O threads, against the real muserd (--io-threads 2) on a
+ * private dbus-daemon: a device stuck for two seconds in a plugin call
+ * delays neither D-Bus nor a device on the other thread; devices go where
+ * "io_thread" says, within the rules of their plugin's ABI; bad thread
+ * numbers get a sentence.
+ */
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../plugins/timer/timer-regs.h"
+#include "helpers/dbus-daemon.h"
+#include "helpers/testutil.h"
+
+#define NAME         "org.muserd1"
+#define MANAGER_PATH "/org/muserd1"
+#define MANAGER      "org.muserd1.Manager"
+
+static struct test_bus *tbus;
+static struct test_daemon *daemon_;
+static sd_bus *bus;
+
+/* A plugin directory with the timer and the slow test plugin. */
+static void plugin_dir(struct test_daemon *d)
+{
+    char dir[4096], link[4200];
+    const char *names[] = {"timer", "slow"};
+    /* Both return the same static buffer: copy. */
+    char *targets[] = {strdup(tu_plugin("timer")), strdup(tu_test_plugin("slow"))};
+
+    snprintf(dir, sizeof(dir), "%s/../plugins", test_daemon_runtime_dir(d));
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    for (size_t i = 0; i < 2; i++) {
+        char *target = realpath(targets[i], NULL);
+        ck_assert_msg(target, "%s: %s (build it with make)", targets[i], strerror(errno));
+        snprintf(link, sizeof(link), "%s/%s.so", dir, names[i]);
+        ck_assert_int_eq(symlink(target, link), 0);
+        free(target);
+        free(targets[i]);
+    }
+    ck_assert_int_eq(test_daemon_add_arg(d, "--plugin-dir"), 0);
+    ck_assert_int_eq(test_daemon_add_arg(d, dir), 0);
+}
+
+static void setup(void)
+{
+    int r = test_bus_start(NULL, &tbus);
+    ck_assert_msg(r == 0, "starting dbus-daemon: %s", strerror(-r));
+    ck_assert_int_eq(test_daemon_new(&daemon_), 0);
+    plugin_dir(daemon_);
+    const char *args[] = {"--io-threads", "2", "--bus-address", test_bus_address(tbus)};
+    for (size_t i = 0; i < ELEMENTSOF(args); i++)
+        ck_assert_int_eq(test_daemon_add_arg(daemon_, args[i]), 0);
+    /* The first device of each plugin picks the least loaded thread. */
+    ck_assert_int_eq(test_daemon_add_device(daemon_, "slow", "s0", NULL), 0);
+    ck_assert_int_eq(test_daemon_add_device(daemon_, "timer", "t0", NULL), 0);
+    tu_start(daemon_);
+    ck_assert_int_eq(test_bus_connect(test_bus_address(tbus), &bus), 0);
+}
+
+static void teardown(void)
+{
+    bus = sd_bus_flush_close_unref(bus);
+    if (daemon_)
+        tu_stop(daemon_);
+    daemon_ = NULL;
+    test_bus_free(tbus);
+    tbus = NULL;
+}
+
+struct slow_write {
+    struct vfu_client *c;
+    atomic_bool done;
+    int result;
+};
+
+static void *do_slow_write(void *arg)
+{
+    struct slow_write *w = arg;
+    uint32_t v = 1;
+    w->result = vfu_client_region_write(w->c, 0, 0, &v, 4);
+    atomic_store(&w->done, true);
+    return NULL;
+}
+
+START_TEST(test_slow_device_delays_nothing_else)
+{
+    tu_assert_log_line(daemon_, "slow device s0 on", "(I/O thread 0)");
+    tu_assert_log_line(daemon_, "timer device t0 on", "(I/O thread 1)");
+
+    struct slow_write w = {.c = tu_open(daemon_, "s0")};
+    struct vfu_client *t0 = tu_open(daemon_, "t0");
+    pthread_t writer;
+    ck_assert_int_eq(pthread_create(&writer, NULL, do_slow_write, &w), 0);
+    usleep(200 * 1000); /* the write is in the plugin now */
+
+    /* The timer on the other thread answers, D-Bus answers, and a new
+     * device is made, all while s0's thread is stuck. */
+    for (int i = 0; i < 20; i++)
+        ck_assert_uint_eq(tu_rd32(t0, TIMER_REGS_BAR, TIMER_REG_ID), TIMER_ID_MAGIC);
+    sd_bus_error error = SD_BUS_ERROR_NULL;
+    sd_bus_message *reply = NULL;
+    ck_assert_int_ge(
+        sd_bus_call_method(bus, NAME, MANAGER_PATH, MANAGER, "ListDevices", &error, &reply, NULL),
+        0);
+    reply = sd_bus_message_unref(reply);
+    int r = sd_bus_call_method(bus, NAME, MANAGER_PATH, MANAGER, "CreateDevice", &error, &reply,
+                               "sss", "timer", "t1", "");
+    ck_assert_msg(r >= 0, "CreateDevice: %s", error.message);
+    reply = sd_bus_message_unref(reply);
+    struct vfu_client *t1 = tu_open(daemon_, "t1");
+    ck_assert_uint_eq(tu_rd32(t1, TIMER_REGS_BAR, TIMER_REG_ID), TIMER_ID_MAGIC);
+    ck_assert_msg(!atomic_load(&w.done),
+                  "the slow write finished before the other device and D-Bus were served");
+
+    pthread_join(writer, NULL);
+    ck_assert_int_eq(w.result, 0);
+    ck_assert_uint_eq(tu_rd32(w.c, 0, 0), 1);
+    vfu_client_free(t1);
+    vfu_client_free(t0);
+    vfu_client_free(w.c);
+}
+END_TEST
+
+static void expect_create_error(const char *type, const char *id, const char *json,
+                                const char *needle)
+{
+    sd_bus_error error = SD_BUS_ERROR_NULL;
+    sd_bus_message *reply = NULL;
+    int r = sd_bus_call_method(bus, NAME, MANAGER_PATH, MANAGER, "CreateDevice", &error, &reply,
+                               "sss", type, id, json);
+    ck_assert_msg(r < 0, "CreateDevice %s %s %s succeeded", type, id, json);
+    ck_assert_msg(error.message && strstr(error.message, needle), "error \"%s\" lacks \"%s\"",
+                  error.message, needle);
+    sd_bus_error_free(&error);
+}
+
+START_TEST(test_io_thread_config)
+{
+    /* The timer plugin (ABI 1) has its devices on thread 1: a second one
+     * asked onto thread 1 is fine, one asked onto thread 0 is refused. */
+    sd_bus_error error = SD_BUS_ERROR_NULL;
+    sd_bus_message *reply = NULL;
+    int r = sd_bus_call_method(bus, NAME, MANAGER_PATH, MANAGER, "CreateDevice", &error, &reply,
+                               "sss", "timer", "t2", "{\"io_thread\": 1}");
+    ck_assert_msg(r >= 0, "CreateDevice io_thread 1: %s", error.message);
+    reply = sd_bus_message_unref(reply);
+    expect_create_error("timer", "t3", "{\"io_thread\": 0}", "plugin ABI 1");
+    expect_create_error("timer", "t3", "{\"io_thread\": 2}", "runs 2 I/O thread(s), 0 to 1");
+    expect_create_error("timer", "t3", "{\"io_thread\": -1}", "io_thread");
+    expect_create_error("timer", "t3", "{\"io_thread\": \"one\"}", "io_thread");
+}
+END_TEST
+
+/* --io-threads takes 1 to 64, and says so. */
+START_TEST(test_io_threads_option)
+{
+    const char *bad[] = {"0", "65", "two", "-1", ""};
+    for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+        struct test_daemon *d;
+        ck_assert_int_eq(test_daemon_new(&d), 0);
+        const char *args[] = {"--no-bus", "--io-threads", bad[i]};
+        for (size_t a = 0; a < ELEMENTSOF(args); a++)
+            ck_assert_int_eq(test_daemon_add_arg(d, args[a]), 0);
+        ck_assert_int_eq(tu_expect_start_failure(d), 1);
+        tu_assert_log(d, "give a number from 1 to 64");
+        test_daemon_free(d);
+    }
+}
+END_TEST
+
+static Suite *threads_suite(void)
+{
+    Suite *s = suite_create("threads");
+    TCase *tc = tcase_create("io-threads");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_slow_device_delays_nothing_else);
+    tcase_add_test(tc, test_io_thread_config);
+    suite_add_tcase(s, tc);
+    TCase *opt = tcase_create("option");
+    tcase_add_test(opt, test_io_threads_option);
+    suite_add_tcase(s, opt);
+    return s;
+}
+
+int main(void)
+{
+    return tu_run_suite(threads_suite());
+}
