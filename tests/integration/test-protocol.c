@@ -284,6 +284,44 @@ START_TEST(test_region_info_short)
 }
 END_TEST
 
+/* A client that takes no fds (max_msg_fds 0) is sent none: the mappable BAR
+ * is reported without MMAP, and stays reachable through REGION_READ. */
+START_TEST(test_region_info_client_takes_no_fds)
+{
+    struct vfu_client *c;
+    int r = vfu_client_connect(test_daemon_socket(daemon_, "r0"), &c);
+    ck_assert_msg(r == 0, "connecting: %s", strerror(-r));
+    /* By hand: our client library refuses to advertise 0 itself. */
+    const char json[] = "{\"capabilities\":{\"max_msg_fds\":0}}";
+    uint8_t version[sizeof(struct vfu_version) + sizeof(json)];
+    struct vfu_version v = {.major = VFU_VERSION_MAJOR, .minor = VFU_VERSION_MINOR};
+    memcpy(version, &v, sizeof(v));
+    memcpy(version + sizeof(v), json, sizeof(json));
+    void *vreply = NULL;
+    size_t vlen = 0;
+    ck_assert_int_eq(vfu_client_call(c, VFU_CMD_VERSION, version, sizeof(version), NULL, 0, &vreply,
+                                     &vlen, NULL, 0, NULL),
+                     0);
+    free(vreply);
+    struct vfu_region_info req = {.argsz = 4096, .index = RAM_MEM_BAR};
+    void *buf = NULL;
+    size_t len = 0, nr_fds = 0;
+    int fds[2];
+    ck_assert_int_eq(vfu_client_call(c, VFU_CMD_DEVICE_GET_REGION_INFO, &req, sizeof(req), NULL, 0,
+                                     &buf, &len, fds, 2, &nr_fds),
+                     0);
+    ck_assert_uint_eq(nr_fds, 0);
+    struct vfu_region_info info;
+    memcpy(&info, buf, sizeof(info));
+    ck_assert_msg(!(info.flags & VFIO_REGION_INFO_FLAG_MMAP), "flags %#x claim MMAP", info.flags);
+    ck_assert_uint_eq(info.size, RAM_SIZE);
+    free(buf);
+    uint32_t word;
+    ck_assert_int_eq(vfu_client_region_read(c, RAM_MEM_BAR, 0, &word, 4), 0);
+    vfu_client_free(c);
+}
+END_TEST
+
 /* The RAM BAR through the fd the server hands out and through REGION_READ/WRITE
  * is the same memory. */
 START_TEST(test_ram_mmap)
@@ -740,6 +778,7 @@ static Suite *protocol_suite(void)
     tcase_add_test(tc, test_device_info);
     tcase_add_test(tc, test_region_info);
     tcase_add_test(tc, test_region_info_short);
+    tcase_add_test(tc, test_region_info_client_takes_no_fds);
     tcase_add_test(tc, test_ram_mmap);
     tcase_add_test(tc, test_region_io_fds);
     tcase_add_test(tc, test_irq_info);
