@@ -297,3 +297,18 @@ int io_thread_call_sync(struct io_thread *t, io_call_fn fn, void *arg)
     pthread_mutex_destroy(&c.lock);
     return r;
 }
+
+static int nothing(void *arg)
+{
+    return 0;
+}
+
+void io_threads_flush(struct io_threads *pool)
+{
+    /* Calls run in order: once this one ran, every earlier one did, and
+     * posted its answer. An answer may post more calls: go round again. */
+    do {
+        for (unsigned i = 0; i < pool->n; i++)
+            (void)io_thread_call_sync(&pool->threads[i], nothing, NULL);
+    } while (mailbox_dispatch(pool->answers) > 0);
+}

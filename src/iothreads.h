@@ -67,3 +67,7 @@ int io_thread_call(struct io_thread *t, io_call_fn fn, io_done_fn done, void *ar
 /* Run fn(arg) on t and wait for its result: only where the main loop may
  * block (starting up, shutting down). */
 int io_thread_call_sync(struct io_thread *t, io_call_fn fn, void *arg);
+/* Wait until every call posted so far ran on its thread, then run their
+ * answers now, on the main thread, even when the main loop has finished
+ * (shutting down). */
+void io_threads_flush(struct io_threads *pool);

@@ -2,7 +2,6 @@
 #include "manager.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -10,15 +9,9 @@
 #include <sys/stat.h>
 
 #include "activation.h"
-#include "device-config.h"
-#include "iothreads.h"
+#include "manager-internal.h"
 #include "util/log.h"
-#include "util/mailbox.h"
-
-struct plugin_pin {
-    const struct muserd_plugin *plugin;
-    struct io_thread *thread;
-};
+#include "util/sentence.h"
 
 bool device_id_valid(const char *id)
 {
@@ -115,136 +108,6 @@ static char *type_list(const struct manager *m)
     return list;
 }
 
-/* ---- state changes, from a device's thread to the main loop ----------------------- */
-
-struct change_notice {
-    struct manager *m;
-    char id[]; /* by id: the device may be gone when this arrives */
-};
-
-static void on_change_notice(void *arg)
-{
-    struct change_notice *n = arg;
-    struct manager *m = n->m;
-    struct device *d = manager_find_device(m, n->id);
-    if (d && m->hooks && m->hooks->device_changed)
-        m->hooks->device_changed(m->hooks_userdata, d);
-    free(n);
-}
-
-/* On the device's thread. */
-static void on_device_changed(void *userdata, struct device *d)
-{
-    struct manager *m = userdata;
-    size_t len = strlen(d->id) + 1;
-    struct change_notice *n = malloc(sizeof(*n) + len);
-    if (n) {
-        n->m = m;
-        memcpy(n->id, d->id, len);
-    }
-    if (!n || mailbox_post(m->notices, on_change_notice, n) < 0) {
-        free(n);
-        log_warning("%s: out of memory: D-Bus misses a change of state.", d->id);
-    }
-}
-
-/* ---- work on a device's thread --------------------------------------------------- */
-
-static struct io_thread *device_thread(const struct device *d)
-{
-    return d->manager_data;
-}
-
-unsigned manager_device_thread(const struct device *d)
-{
-    return io_thread_index(device_thread(d));
-}
-
-struct create_job {
-    struct manager *m;
-    struct io_thread *thread;
-    const struct plugin_type *type;
-    const char *id, *config_json, *path;
-    int listen_fd;
-    struct device *device;
-    char *error;
-};
-
-static int create_on_thread(void *arg)
-{
-    struct create_job *j = arg;
-    int r = device_new(io_thread_event(j->thread), j->type, j->id, j->config_json, j->path,
-                       j->listen_fd, &j->device, &j->error);
-    if (r < 0)
-        return r;
-    /* Before the loop of this thread runs again: a client may connect then. */
-    j->device->manager_data = j->thread;
-    device_set_change_callback(j->device, on_device_changed, j->m);
-    return 0;
-}
-
-static int free_on_thread(void *arg)
-{
-    device_free(arg);
-    return 0;
-}
-
-static int reset_on_thread(void *arg)
-{
-    return device_reset(arg);
-}
-
-static struct plugin_pin *find_pin(struct manager *m, const struct muserd_plugin *plugin)
-{
-    for (size_t i = 0; i < m->nr_pins; i++)
-        if (m->pins[i].plugin == plugin)
-            return &m->pins[i];
-    return NULL;
-}
-
-/* Where a new device of type t with this config runs. */
-static int choose_thread(struct manager *m, const struct plugin_type *t, const char *config_json,
-                         struct io_thread **ret, char **error)
-{
-    uint64_t want;
-    int r = device_config_peek_uint(config_json, "io_thread", &want);
-    bool chosen = r == 0;
-    if (r == 0 && want >= io_threads_count(m->threads)) {
-        if (asprintf(error,
-                     "io_thread %" PRIu64 " does not exist: muserd runs %u I/O thread(s), "
-                     "0 to %u (--io-threads).",
-                     want, io_threads_count(m->threads), io_threads_count(m->threads) - 1) < 0)
-            *error = NULL;
-        return -EINVAL;
-    }
-    struct io_thread *thread =
-        chosen ? io_threads_get(m->threads, (unsigned)want) : io_threads_least_loaded(m->threads);
-
-    if (t->plugin->abi_version < 2) {
-        struct plugin_pin *pin = find_pin(m, t->plugin);
-        if (pin && chosen && pin->thread != thread) {
-            if (asprintf(error,
-                         "The %s plugin is built for plugin ABI %u, whose devices all run on one "
-                         "I/O thread: its devices are on thread %u, not %" PRIu64 ".",
-                         t->plugin->name, t->plugin->abi_version, io_thread_index(pin->thread),
-                         want) < 0)
-                *error = NULL;
-            return -EINVAL;
-        }
-        if (pin)
-            thread = pin->thread;
-        else {
-            struct plugin_pin *n = reallocarray(m->pins, m->nr_pins + 1, sizeof(*n));
-            if (!n)
-                return -ENOMEM;
-            m->pins = n;
-            m->pins[m->nr_pins++] = (struct plugin_pin){t->plugin, thread};
-        }
-    }
-    *ret = thread;
-    return 0;
-}
-
 /* ---- the registry ------------------------------------------------------------------ */
 
 void manager_set_hooks(struct manager *m, const struct manager_hooks *hooks, void *userdata)
@@ -253,38 +116,9 @@ void manager_set_hooks(struct manager *m, const struct manager_hooks *hooks, voi
     m->hooks_userdata = userdata;
 }
 
-int manager_create_device(struct manager *m, const char *type, const char *id,
-                          const char *config_json, int listen_fd, struct device **ret, char **error)
+int manager_registry_add(struct manager *m, struct device *d)
 {
-    _cleanup_free_ char *path = NULL;
-    struct device *d;
-    int r;
-
-    *error = NULL;
-    if (!device_id_valid(id)) {
-        if (asprintf(error,
-                     "Invalid device id '%s': use 1 to 64 letters, digits, '_', '.' or '-', "
-                     "not starting with '.' or '-'.",
-                     id) < 0)
-            *error = NULL;
-        return -EINVAL;
-    }
-    if (manager_find_device(m, id)) {
-        if (asprintf(error, "A device with id '%s' already exists.", id) < 0)
-            *error = NULL;
-        return -EEXIST;
-    }
-    const struct plugin_type *t = plugins_find(m->plugins, type);
-    if (!t) {
-        _cleanup_free_ char *list = type_list(m);
-        if (asprintf(error, "No device type '%s' in %s; available: %s.", type, m->plugin_dir,
-                     list && *list ? list : "none") < 0)
-            *error = NULL;
-        return -ENOENT;
-    }
-    if (asprintf(&path, "%s/%s.sock", m->runtime_dir, id) < 0)
-        return -ENOMEM;
-    r = index_reserve(m);
+    int r = index_reserve(m);
     if (r < 0)
         return r;
     if (m->nr_devices == m->cap_devices) {
@@ -295,44 +129,85 @@ int manager_create_device(struct manager *m, const char *type, const char *id,
         m->devices = n;
         m->cap_devices = cap;
     }
-    /* A socket systemd made for this id wins over binding our own. */
-    _cleanup_close_ int inherited = -1;
-    if (listen_fd < 0) {
-        inherited = activation_get(m->activation, id);
-        if (inherited >= 0)
-            listen_fd = inherited;
-    }
-    struct io_thread *thread;
-    r = choose_thread(m, t, config_json, &thread, error);
-    if (r < 0)
-        return r;
-    struct create_job job = {
-        .m = m,
-        .thread = thread,
-        .type = t,
-        .id = id,
-        .config_json = config_json,
-        .path = path,
-        .listen_fd = listen_fd,
-    };
-    r = io_thread_call_sync(thread, create_on_thread, &job);
-    if (r < 0) {
-        *error = job.error;
-        return r;
-    }
-    d = job.device;
-    if (listen_fd == inherited)
-        inherited = -1; /* the device has it now */
-    io_thread_add_load(thread, 1);
     m->devices[m->nr_devices] = d;
     index_insert(m, m->nr_devices++);
-    log_info("Created %s device %s on %s (I/O thread %u).", type, id, path,
-             io_thread_index(thread));
-    if (m->hooks && m->hooks->device_added)
-        m->hooks->device_added(m->hooks_userdata, d);
-    if (ret)
-        *ret = d;
     return 0;
+}
+
+struct device *manager_registry_remove(struct manager *m, const char *id)
+{
+    size_t *slot = index_find(m, id);
+    if (!slot)
+        return NULL;
+    size_t pos = *slot - 1, last = m->nr_devices - 1;
+    struct device *d = m->devices[pos];
+    *slot = SLOT_DELETED;
+    if (pos != last) {
+        /* The last device moves into the hole; its index entry follows. */
+        m->devices[pos] = m->devices[last];
+        *index_find(m, m->devices[pos]->id) = pos + 1;
+    }
+    m->nr_devices--;
+    return d;
+}
+
+/* What every create checks on the main loop, before a thread sees it. On
+ * success req holds the type, the socket path (*path, to free) and the
+ * listening socket systemd made for the id, if any. */
+static int check_create(struct manager *m, const char *type, const char *id,
+                        const char *config_json, int listen_fd, struct create_request *req,
+                        char **path, char **error)
+{
+    *error = NULL;
+    if (!device_id_valid(id))
+        return sentence_set(error, -EINVAL,
+                            "Invalid device id '%s': use 1 to 64 letters, digits, '_', '.' or '-', "
+                            "not starting with '.' or '-'.",
+                            id);
+    if (manager_find_device(m, id))
+        return sentence_set(error, -EEXIST, "A device with id '%s' already exists.", id);
+    if (manager_id_busy(m, id))
+        return sentence_set(error, -EEXIST,
+                            "A device with id '%s' is being created or destroyed; try again when "
+                            "that is done.",
+                            id);
+    const struct plugin_type *t = plugins_find(m->plugins, type);
+    if (!t) {
+        _cleanup_free_ char *list = type_list(m);
+        return sentence_set(error, -ENOENT, "No device type '%s' in %s; available: %s.", type,
+                            m->plugin_dir, list && *list ? list : "none");
+    }
+    if (asprintf(path, "%s/%s.sock", m->runtime_dir, id) < 0)
+        return -ENOMEM;
+    /* A socket systemd made for this id wins over binding our own. */
+    if (listen_fd < 0)
+        listen_fd = activation_get(m->activation, id);
+    *req = (struct create_request){
+        .type = t, .id = id, .config_json = config_json, .path = *path, .listen_fd = listen_fd};
+    return 0;
+}
+
+int manager_create_device(struct manager *m, const char *type, const char *id,
+                          const char *config_json, int listen_fd, struct device **ret, char **error)
+{
+    _cleanup_free_ char *path = NULL;
+    struct create_request req;
+    int r = check_create(m, type, id, config_json, listen_fd, &req, &path, error);
+    if (r < 0)
+        return r;
+    return manager_threads_create(m, &req, ret, error);
+}
+
+int manager_create_device_async(struct manager *m, const char *type, const char *id,
+                                const char *config_json, manager_create_done_fn done,
+                                void *userdata, char **error)
+{
+    _cleanup_free_ char *path = NULL;
+    struct create_request req;
+    int r = check_create(m, type, id, config_json, -1, &req, &path, error);
+    if (r < 0)
+        return r;
+    return manager_threads_create_async(m, &req, done, userdata, error);
 }
 
 /* glibc hands freed memory back to the kernel only from the top of the heap,
@@ -345,7 +220,7 @@ static int on_trim(sd_event_source *s, uint64_t usec, void *userdata)
     return 0;
 }
 
-static void schedule_trim(struct manager *m)
+void manager_schedule_trim(struct manager *m)
 {
     const uint64_t delay_usec = 1000000;
     uint64_t now;
@@ -362,43 +237,44 @@ static void schedule_trim(struct manager *m)
         m->trim_event = NULL; /* only memory stays high; nothing to report */
 }
 
-/* Waits until the device is gone from its thread, socket file and all: a
- * device made next with the same id binds the same path. */
-static void free_device(struct device *d)
+/* Out of the registry and off D-Bus at once; gone from its thread later. */
+static struct device *take_out(struct manager *m, const char *id)
 {
-    struct io_thread *thread = device_thread(d);
-    (void)io_thread_call_sync(thread, free_on_thread, d);
-    io_thread_add_load(thread, -1);
+    struct device *d = manager_registry_remove(m, id);
+    if (!d)
+        return NULL;
+    log_info("Destroying device %s.", id);
+    if (m->hooks && m->hooks->device_removed)
+        m->hooks->device_removed(m->hooks_userdata, d);
+    return d;
 }
 
 int manager_destroy_device(struct manager *m, const char *id)
 {
-    size_t *slot = index_find(m, id);
-    if (!slot)
+    struct device *d = take_out(m, id);
+    if (!d)
         return -ENOENT;
-    size_t pos = *slot - 1, last = m->nr_devices - 1;
-    struct device *d = m->devices[pos];
-    *slot = SLOT_DELETED;
-    if (pos != last) {
-        /* The last device moves into the hole; its index entry follows. */
-        m->devices[pos] = m->devices[last];
-        *index_find(m, m->devices[pos]->id) = pos + 1;
-    }
-    m->nr_devices--;
-    log_info("Destroying device %s.", id);
-    if (m->hooks && m->hooks->device_removed)
-        m->hooks->device_removed(m->hooks_userdata, d);
-    free_device(d);
-    schedule_trim(m);
+    manager_threads_free(m, d);
+    manager_schedule_trim(m);
     return 0;
 }
 
-int manager_reset_device(struct manager *m, const char *id)
+int manager_destroy_device_async(struct manager *m, const char *id, manager_done_fn done,
+                                 void *userdata)
+{
+    struct device *d = take_out(m, id);
+    if (!d)
+        return -ENOENT;
+    return manager_threads_free_async(m, d, done, userdata);
+}
+
+int manager_reset_device_async(struct manager *m, const char *id, manager_done_fn done,
+                               void *userdata)
 {
     struct device *d = manager_find_device(m, id);
     if (!d)
         return -ENOENT;
-    return io_thread_call_sync(device_thread(d), reset_on_thread, d);
+    return manager_threads_reset_async(m, d, done, userdata);
 }
 
 static int mkdir_p(const char *path, mode_t mode)
@@ -429,7 +305,7 @@ int manager_new(sd_event *event, struct io_threads *threads, const char *plugin_
         return -ENOMEM;
     m->event = sd_event_ref(event);
     m->threads = threads;
-    r = mailbox_new(event, &m->notices);
+    r = manager_threads_init(m);
     if (r < 0)
         return r;
     m->plugin_dir = strdup(plugin_dir);
@@ -452,14 +328,15 @@ void manager_free(struct manager *m)
 {
     if (!m)
         return;
+    /* Answers of calls in flight first: they may add or free devices. */
+    manager_threads_flush(m);
     while (m->nr_devices > 0)
-        free_device(m->devices[--m->nr_devices]);
-    /* Changes the devices posted before they went find none: dropped. */
+        manager_threads_free(m, m->devices[--m->nr_devices]);
+    /* Notices still queued look their device up: an empty index says none. */
     free(m->index);
     m->index = NULL;
     m->index_cap = 0;
-    mailbox_free(m->notices);
-    free(m->pins);
+    manager_threads_done(m);
     free(m->devices);
     sd_event_source_disable_unref(m->trim_event);
     activation_free(m->activation);

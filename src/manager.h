@@ -6,11 +6,15 @@
  *
  * Threads: the manager and its registry belong to the main loop; every
  * function here is called from it. Each device lives on an I/O thread: the
- * manager builds, resets and frees it there (waiting for the answer), and
- * forwards its state changes to the main loop, where the hooks run.
+ * manager builds, resets and frees it there, and forwards its state changes
+ * to the main loop, where the hooks run. The plain calls wait for the
+ * device's thread (start-up, shutdown); the _async ones answer on the main
+ * loop once the thread is done, so that a device stuck in its plugin holds
+ * up nothing but the calls for its own thread (D-Bus uses these).
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <systemd/sd-event.h>
@@ -50,7 +54,16 @@ struct manager {
      * plugin share one I/O thread, chosen at its first device. */
     struct plugin_pin *pins;
     size_t nr_pins;
+    /* Ids being created or destroyed (asynchronously): taken meanwhile. */
+    struct busy_id *busy;
+    size_t nr_busy;
+    unsigned jobs_in_flight; /* asynchronous calls not yet answered */
 };
+
+/* Answers of the _async calls, on the main loop. d is the new device on
+ * success; error (may be NULL) the sentence for the operator on failure. */
+typedef void (*manager_create_done_fn)(void *userdata, int r, struct device *d, const char *error);
+typedef void (*manager_done_fn)(void *userdata, int r);
 
 /* A manager on the main loop `event` whose devices run on `threads`. */
 int manager_new(sd_event *event, struct io_threads *threads, const char *plugin_dir,
@@ -69,13 +82,30 @@ int manager_create_device(struct manager *m, const char *type, const char *id,
                           char **error);
 void manager_set_hooks(struct manager *m, const struct manager_hooks *hooks, void *userdata);
 
+/*
+ * manager_create_device, answered later: returns 0 and calls done once the
+ * device exists (or could not be made), or returns -errno at once, with
+ * *error set, when the request is refused before any thread sees it (bad id,
+ * id taken or busy, unknown type, no such io_thread).
+ */
+int manager_create_device_async(struct manager *m, const char *type, const char *id,
+                                const char *config_json, manager_create_done_fn done,
+                                void *userdata, char **error);
+
 /* -ENOENT when there is no such device. */
 int manager_destroy_device(struct manager *m, const char *id);
-/* Reset device id as if its client had sent DEVICE_RESET: -ENOENT when there
- * is no such device, else the plugin's answer. */
-int manager_reset_device(struct manager *m, const char *id);
+/* The same, answered later: the device leaves the registry (and D-Bus) at
+ * once; done runs when it is gone, socket file and all. -ENOENT at once. */
+int manager_destroy_device_async(struct manager *m, const char *id, manager_done_fn done,
+                                 void *userdata);
+/* Reset device id as if its client had sent DEVICE_RESET; done gets the
+ * plugin's answer. -ENOENT at once when there is no such device. */
+int manager_reset_device_async(struct manager *m, const char *id, manager_done_fn done,
+                               void *userdata);
 /* The index of the I/O thread device d runs on. */
 unsigned manager_device_thread(const struct device *d);
+/* Is id being created or destroyed (asynchronously) right now? */
+bool manager_id_busy(const struct manager *m, const char *id);
 struct device *manager_find_device(const struct manager *m, const char *id);
 
 /* Ids become file names: 1..64 of [A-Za-z0-9_.-], not starting with '.' or '-'. */

@@ -5,7 +5,6 @@
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -13,17 +12,7 @@
 
 #include "device-config.h"
 #include "util/macro.h"
-
-static int set_error(char **error, int r, const char *fmt, ...) _printf_(3, 4);
-static int set_error(char **error, int r, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (vasprintf(error, fmt, ap) < 0)
-        *error = NULL;
-    va_end(ap);
-    return r;
-}
+#include "util/sentence.h"
 
 /* Digits only, fitting an id: a numeric id, which needs no user database
  * entry (a VMM may run under a uid of its own range, as libvirt's dynamic
@@ -57,12 +46,12 @@ static int resolve_user(const char *name, uid_t *uid, char **error)
     }
     int r = getpwnam_r(name, &pw, buf, sizeof(buf), &found);
     if (r != 0 && r != ENOENT && r != ESRCH)
-        return set_error(error, -r, "Cannot look up socket_owner '%s': %s.", name, strerror(r));
+        return sentence_set(error, -r, "Cannot look up socket_owner '%s': %s.", name, strerror(r));
     if (!found)
-        return set_error(error, -EINVAL,
-                         "Unknown user '%s' in socket_owner: give an existing user name or a "
-                         "numeric uid.",
-                         name);
+        return sentence_set(error, -EINVAL,
+                            "Unknown user '%s' in socket_owner: give an existing user name or a "
+                            "numeric uid.",
+                            name);
     *uid = found->pw_uid;
     return 0;
 }
@@ -79,12 +68,12 @@ static int resolve_group(const char *name, gid_t *gid, char **error)
     }
     int r = getgrnam_r(name, &gr, buf, sizeof(buf), &found);
     if (r != 0 && r != ENOENT && r != ESRCH)
-        return set_error(error, -r, "Cannot look up socket_group '%s': %s.", name, strerror(r));
+        return sentence_set(error, -r, "Cannot look up socket_group '%s': %s.", name, strerror(r));
     if (!found)
-        return set_error(error, -EINVAL,
-                         "Unknown group '%s' in socket_group: give an existing group name or a "
-                         "numeric gid.",
-                         name);
+        return sentence_set(error, -EINVAL,
+                            "Unknown group '%s' in socket_group: give an existing group name or a "
+                            "numeric gid.",
+                            name);
     *gid = found->gr_gid;
     return 0;
 }
@@ -102,10 +91,10 @@ static int parse_mode(const char *s, mode_t *mode, char **error)
         m = (mode_t)(m * 8 + (mode_t)(s[i] - '0'));
     }
     if (!ok)
-        return set_error(error, -EINVAL,
-                         "socket_mode must be an octal string of permission bits like "
-                         "\"0660\", not '%s'.",
-                         s);
+        return sentence_set(error, -EINVAL,
+                            "socket_mode must be an octal string of permission bits like "
+                            "\"0660\", not '%s'.",
+                            s);
     *mode = m;
     return 0;
 }
@@ -141,20 +130,21 @@ int socket_access_apply(const char *path, struct json_object *config, char **err
         return 0;
 
     if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
-        return set_error(error, -ENOTSOCK, "%s is not the socket muserd bound.", path);
+        return sentence_set(error, -ENOTSOCK, "%s is not the socket muserd bound.", path);
     /* The mode first, while the file is still ours: chmod after giving it
      * away would need CAP_FOWNER as well. */
     if (mode_text && chmod(path, mode) < 0) {
         r = -errno;
-        return set_error(error, r, "Cannot set mode %s on %s: %s.", mode_text, path, strerror(-r));
+        return sentence_set(error, r, "Cannot set mode %s on %s: %s.", mode_text, path,
+                            strerror(-r));
     }
     if ((owner || group) && lchown(path, uid, gid) < 0) {
         r = -errno;
-        return set_error(error, r, "Cannot give %s to %s%s%s: %s%s", path, owner ? owner : "",
-                         group ? ":" : "", group ? group : "", strerror(-r),
-                         r == -EPERM ? " (that needs CAP_CHOWN: start muserd as root, "
-                                       "see PRIVILEGES in muserd(8))."
-                                     : ".");
+        return sentence_set(error, r, "Cannot give %s to %s%s%s: %s%s", path, owner ? owner : "",
+                            group ? ":" : "", group ? group : "", strerror(-r),
+                            r == -EPERM ? " (that needs CAP_CHOWN: start muserd as root, "
+                                          "see PRIVILEGES in muserd(8))."
+                                        : ".");
     }
     return 0;
 }

@@ -44,7 +44,7 @@ int bus_error_create_failed(sd_bus_error *error, const struct manager *m, const 
      * backing file), so ask the manager which case it was. */
     if (r == -EINVAL)
         name = device_id_valid(id) ? BUS_ERROR_INVALID_CONFIG : BUS_ERROR_INVALID_ID;
-    else if (r == -EEXIST && manager_find_device(m, id))
+    else if (r == -EEXIST && (manager_find_device(m, id) || manager_id_busy(m, id)))
         name = BUS_ERROR_DEVICE_EXISTS;
     else if (r == -ENOENT && !plugins_find(m->plugins, type))
         name = BUS_ERROR_NO_SUCH_TYPE;

@@ -21,6 +21,9 @@ struct bus {
 int manager_object_register(struct bus *b);
 void manager_object_device_added(struct bus *b, struct device *d);
 void manager_object_device_removed(struct bus *b, struct device *d);
+/* DestroyDevice and Device.Destroy: answer msg once device id is gone.
+ * Returns what the method handler returns. */
+int bus_destroy_device(struct bus *b, sd_bus_message *msg, const char *id, sd_bus_error *error);
 
 /* device-object.c */
 int device_object_register(struct bus *b);

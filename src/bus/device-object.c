@@ -103,30 +103,56 @@ static struct bus *current_bus(sd_bus_message *msg)
 
 static int method_destroy(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 {
-    struct bus *b = current_bus(msg);
     struct device *d = userdata;
 
-    /* d and its id are freed by the destroy. */
+    /* d and its id go with the destroy. */
     _cleanup_free_ char *id = strdup(d->id);
     if (!id)
         return -ENOMEM;
-    int r = manager_destroy_device(b->manager, id);
-    if (r < 0)
-        return bus_error_no_device(error, id);
-    return sd_bus_reply_method_return(msg, NULL);
+    return bus_destroy_device(current_bus(msg), msg, id, error);
 }
 
+struct reset_call {
+    sd_bus_message *msg;
+    char *id;
+};
+
+static void on_reset(void *userdata, int r)
+{
+    struct reset_call *c = userdata;
+
+    if (r < 0)
+        r = sd_bus_reply_method_errorf(c->msg, BUS_ERROR_FAILED,
+                                       "Resetting device '%s' failed: %s.", c->id, strerror(-r));
+    else {
+        log_info("%s: reset by operator request.", c->id);
+        r = sd_bus_reply_method_return(c->msg, NULL);
+    }
+    if (r < 0)
+        log_debug_errno(r, "Cannot answer Reset of %s: %m", c->id);
+    sd_bus_message_unref(c->msg);
+    free(c->id);
+    free(c);
+}
+
+/* Answered when the device's thread has done it. */
 static int method_reset(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 {
     struct bus *b = current_bus(msg);
     struct device *d = userdata;
 
-    int r = manager_reset_device(b->manager, d->id);
-    if (r < 0)
-        return sd_bus_error_setf(error, BUS_ERROR_FAILED, "Resetting device '%s' failed: %s.",
-                                 d->id, strerror(-r));
-    log_info("%s: reset by operator request.", d->id);
-    return sd_bus_reply_method_return(msg, NULL);
+    struct reset_call *c = malloc(sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    *c = (struct reset_call){.msg = sd_bus_message_ref(msg), .id = strdup(d->id)};
+    int r = c->id ? manager_reset_device_async(b->manager, d->id, on_reset, c) : -ENOMEM;
+    if (r < 0) {
+        sd_bus_message_unref(c->msg);
+        free(c->id);
+        free(c);
+        return r == -ENOENT ? bus_error_no_device(error, d->id) : r;
+    }
+    return 1;
 }
 
 /* Order matters for the checked-in dbus/org.muserd1.Device.xml. */

@@ -10,40 +10,104 @@
 #include "bus-internal.h"
 #include "util/log.h"
 
+/* A CreateDevice waiting for the device's thread. */
+struct create_call {
+    sd_bus_message *msg;
+    struct manager *manager;
+    char *type, *id;
+};
+
+static void create_call_free(struct create_call *c)
+{
+    sd_bus_message_unref(c->msg);
+    free(c->type);
+    free(c->id);
+    free(c);
+}
+
+static void on_created(void *userdata, int r, struct device *d, const char *sentence)
+{
+    struct create_call *c = userdata;
+    _cleanup_free_ char *path = NULL;
+
+    if (r >= 0)
+        r = device_object_path(d->id, &path);
+    if (r >= 0)
+        r = sd_bus_reply_method_return(c->msg, "o", path);
+    else {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        log_debug_errno(r, "CreateDevice %s %s refused: %s", c->type, c->id,
+                        sentence ? sentence : "(no reason)");
+        bus_error_create_failed(&error, c->manager, c->type, c->id, r, sentence);
+        r = sd_bus_reply_method_error(c->msg, &error);
+        sd_bus_error_free(&error);
+    }
+    if (r < 0)
+        log_debug_errno(r, "Cannot answer CreateDevice %s: %m", c->id);
+    create_call_free(c);
+}
+
+/* Answered when the device's thread has built it: a thread stuck in a
+ * plugin holds up this call, not the bus. */
 static int method_create_device(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 {
     struct bus *b = userdata;
     const char *type, *id, *config;
-    _cleanup_free_ char *sentence = NULL, *path = NULL;
-    struct device *d;
+    _cleanup_free_ char *sentence = NULL;
 
     int r = sd_bus_message_read(msg, "sss", &type, &id, &config);
     if (r < 0)
         return r;
-    r = manager_create_device(b->manager, type, id, *config ? config : NULL, -1, &d, &sentence);
+    struct create_call *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    *c = (struct create_call){.msg = sd_bus_message_ref(msg),
+                              .manager = b->manager,
+                              .type = strdup(type),
+                              .id = strdup(id)};
+    if (!c->type || !c->id) {
+        create_call_free(c);
+        return -ENOMEM;
+    }
+    r = manager_create_device_async(b->manager, type, id, *config ? config : NULL, on_created, c,
+                                    &sentence);
     if (r < 0) {
+        create_call_free(c);
         log_debug_errno(r, "CreateDevice %s %s refused: %s", type, id,
                         sentence ? sentence : "(no reason)");
         return bus_error_create_failed(error, b->manager, type, id, r, sentence);
     }
-    r = device_object_path(d->id, &path);
+    return 1;
+}
+
+/* Replies to msg (whose reference it takes) once the device is gone. */
+static void on_destroyed(void *userdata, int r)
+{
+    sd_bus_message *msg = userdata;
+    r = sd_bus_reply_method_return(msg, NULL);
     if (r < 0)
-        return r;
-    return sd_bus_reply_method_return(msg, "o", path);
+        log_debug_errno(r, "Cannot answer a destroy: %m");
+    sd_bus_message_unref(msg);
+}
+
+int bus_destroy_device(struct bus *b, sd_bus_message *msg, const char *id, sd_bus_error *error)
+{
+    int r = manager_destroy_device_async(b->manager, id, on_destroyed, sd_bus_message_ref(msg));
+    if (r < 0) {
+        sd_bus_message_unref(msg);
+        return bus_error_no_device(error, id);
+    }
+    return 1;
 }
 
 static int method_destroy_device(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 {
-    struct bus *b = userdata;
     const char *id;
 
     int r = sd_bus_message_read(msg, "s", &id);
     if (r < 0)
         return r;
-    r = manager_destroy_device(b->manager, id);
-    if (r < 0)
-        return bus_error_no_device(error, id);
-    return sd_bus_reply_method_return(msg, NULL);
+    return bus_destroy_device(userdata, msg, id, error);
 }
 
 static int method_get_device(sd_bus_message *msg, void *userdata, sd_bus_error *error)

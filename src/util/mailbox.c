@@ -31,14 +31,17 @@ static struct letter *take_all(struct mailbox *mb)
     return all;
 }
 
-static void run_all(struct letter *l)
+static size_t run_all(struct letter *l)
 {
+    size_t n = 0;
     while (l) {
         struct letter *next = l->next;
         l->fn(l->arg);
         free(l);
         l = next;
+        n++;
     }
+    return n;
 }
 
 static int on_wakeup(sd_event_source *s, int fd, uint32_t revents, void *userdata)
@@ -48,7 +51,7 @@ static int on_wakeup(sd_event_source *s, int fd, uint32_t revents, void *userdat
 
     /* Read before taking the queue: a post after the take wakes us again. */
     (void)read(fd, &n, sizeof(n));
-    run_all(take_all(mb));
+    (void)run_all(take_all(mb));
     return 0;
 }
 
@@ -81,10 +84,15 @@ void mailbox_free(struct mailbox *mb)
     if (!mb)
         return;
     mb->source = sd_event_source_disable_unref(mb->source);
-    run_all(take_all(mb));
+    (void)run_all(take_all(mb));
     safe_close(mb->efd);
     pthread_mutex_destroy(&mb->lock);
     free(mb);
+}
+
+size_t mailbox_dispatch(struct mailbox *mb)
+{
+    return run_all(take_all(mb));
 }
 
 int mailbox_post(struct mailbox *mb, mailbox_fn fn, void *arg)

@@ -32,6 +32,10 @@ int mailbox_new(sd_event *event, struct mailbox **ret);
 void mailbox_free(struct mailbox *mb);
 DEFINE_FREEP(struct mailbox, mailbox_free)
 
+/* Run what is queued now, from the owning thread, without its loop (which
+ * may have finished: shutting down). Returns how many closures ran. */
+size_t mailbox_dispatch(struct mailbox *mb);
+
 /*
  * Queue fn(arg) for the owning loop. Returns 0, or -ENOMEM (nothing queued,
  * fn never runs). Never blocks on the owner's work.

@@ -131,6 +131,85 @@ START_TEST(test_slow_device_delays_nothing_else)
 END_TEST
 
 static void expect_create_error(const char *type, const char *id, const char *json,
+                                const char *needle);
+
+struct async_reply {
+    bool done;
+    char *error_name; /* NULL: success */
+};
+
+static int on_async_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+    struct async_reply *a = userdata;
+    const sd_bus_error *e = sd_bus_message_get_error(m);
+    a->error_name = e ? strdup(e->name) : NULL;
+    a->done = true;
+    return 0;
+}
+
+/* Process the bus until the reply came or timeout_ms passed. */
+static bool wait_reply(struct async_reply *a, int timeout_ms)
+{
+    uint64_t end = test_now_ns() + (uint64_t)timeout_ms * 1000000;
+    while (!a->done && test_now_ns() < end) {
+        int r = sd_bus_process(bus, NULL);
+        ck_assert_int_ge(r, 0);
+        if (r == 0)
+            (void)sd_bus_wait(bus, 100 * 1000);
+    }
+    return a->done;
+}
+
+/* Calls for the stuck device's own thread wait (answered when it is free
+ * again); everything else on D-Bus goes on meanwhile. */
+START_TEST(test_calls_for_a_stuck_thread_wait_alone)
+{
+    struct slow_write w = {.c = tu_open(daemon_, "s0")};
+    pthread_t writer;
+    ck_assert_int_eq(pthread_create(&writer, NULL, do_slow_write, &w), 0);
+    usleep(200 * 1000);
+
+    /* s1 goes to the slow plugin's thread, s0's: the reply waits. */
+    struct async_reply create = {0}, reset = {0};
+    ck_assert_int_ge(sd_bus_call_method_async(bus, NULL, NAME, MANAGER_PATH, MANAGER,
+                                              "CreateDevice", on_async_reply, &create, "sss",
+                                              "slow", "s1", ""),
+                     0);
+    ck_assert_int_ge(sd_bus_call_method_async(bus, NULL, NAME, "/org/muserd1/device/s0",
+                                              "org.muserd1.Device", "Reset", on_async_reply, &reset,
+                                              ""),
+                     0);
+    ck_assert(!wait_reply(&create, 300));
+    /* Meanwhile: the id is taken, and the rest of D-Bus answers. */
+    expect_create_error("slow", "s1", "", "being created");
+    sd_bus_error error = SD_BUS_ERROR_NULL;
+    sd_bus_message *reply = NULL;
+    ck_assert_int_ge(
+        sd_bus_call_method(bus, NAME, MANAGER_PATH, MANAGER, "ListDevices", &error, &reply, NULL),
+        0);
+    reply = sd_bus_message_unref(reply);
+    ck_assert_int_ge(sd_bus_call_method(bus, NAME, MANAGER_PATH, MANAGER, "DestroyDevice", &error,
+                                        &reply, "s", "t0"),
+                     0);
+    reply = sd_bus_message_unref(reply);
+    ck_assert_msg(!atomic_load(&w.done) && !create.done && !reset.done,
+                  "the stuck thread answered before the rest of D-Bus");
+
+    /* Once the write is through, both answers come, in order. */
+    ck_assert(wait_reply(&create, 10000));
+    ck_assert_msg(!create.error_name, "CreateDevice s1: %s", create.error_name);
+    ck_assert(wait_reply(&reset, 10000));
+    ck_assert_msg(!reset.error_name, "Reset s0: %s", reset.error_name);
+    free(create.error_name);
+    free(reset.error_name);
+    pthread_join(writer, NULL);
+    ck_assert_int_eq(w.result, 0);
+    tu_assert_log_line(daemon_, "slow device s1 on", "(I/O thread 0)");
+    vfu_client_free(w.c);
+}
+END_TEST
+
+static void expect_create_error(const char *type, const char *id, const char *json,
                                 const char *needle)
 {
     sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -184,6 +263,7 @@ static Suite *threads_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_slow_device_delays_nothing_else);
+    tcase_add_test(tc, test_calls_for_a_stuck_thread_wait_alone);
     tcase_add_test(tc, test_io_thread_config);
     suite_add_tcase(s, tc);
     TCase *opt = tcase_create("option");
