@@ -8,6 +8,7 @@
 
 #include "device-config.h"
 #include "device.h"
+#include "host-poller.h"
 #include "util/log.h"
 
 struct muserd_watch {
@@ -217,6 +218,9 @@ const struct muserd_host_services host_services = {
     .timer_set = host_timer_set,
     .timer_free = host_timer_free,
     .now_usec = host_now_usec,
+    .poller_new = host_poller_new,
+    .poller_wake = host_poller_wake,
+    .poller_free = host_poller_free,
 };
 
 void host_init(struct muserd_host *h, struct device *d, sd_event *event, const char *id,
@@ -227,8 +231,10 @@ void host_init(struct muserd_host *h, struct device *d, sd_event *event, const c
 
 void host_done(struct muserd_host *h)
 {
-    if (h->watches || h->timers)
-        log_warning("%s: the plugin left fd watches or timers behind; freeing them.", h->id);
+    if (h->watches || h->timers || h->pollers)
+        log_warning("%s: the plugin left fd watches, timers or pollers behind; freeing them.",
+                    h->id);
+    host_pollers_free_all(h);
     while (h->watches)
         host_unwatch_fd(h->watches);
     while (h->timers)

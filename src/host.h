@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The host side of the plugin ABI: struct muserd_host (one per device
- * instance) and the services table handed to plugins. Watches and timers a
- * plugin forgets to free are freed after its destroy(), with a warning.
+ * instance) and the services table handed to plugins. Watches, timers and
+ * pollers (host-poller.c) a plugin forgets to free are freed after its
+ * destroy(), with a warning.
  */
 #pragma once
 
@@ -20,6 +21,7 @@ struct muserd_host {
     char *error; /* set_error() text from create() */
     struct muserd_watch *watches;
     struct muserd_timer *timers;
+    struct muserd_poller *pollers;
 };
 
 extern const struct muserd_host_services host_services;

@@ -51,9 +51,10 @@ extern "C" {
 
 /* The host's handle for one device instance. Opaque. */
 struct muserd_host;
-/* A watched fd and a timer, owned by the plugin that created them. Opaque. */
+/* A watched fd, a timer and a poller, owned by the plugin that created them. Opaque. */
 struct muserd_watch;
 struct muserd_timer;
+struct muserd_poller;
 
 enum muserd_log_level {
     MUSERD_LOG_ERR = 3,
@@ -69,6 +70,8 @@ enum muserd_log_level {
 /* Events for watch_fd(): the same bits as poll(2)/epoll(7) (EPOLLIN, EPOLLOUT). */
 typedef void (*muserd_watch_fn)(void *opaque, int fd, uint32_t revents);
 typedef void (*muserd_timer_fn)(void *opaque);
+/* One round of a poller: > 0 it did work, 0 it found none. */
+typedef int (*muserd_poll_fn)(void *opaque);
 /* Completion of an asynchronous DMA access: status is 0 or a negative errno. */
 typedef void (*muserd_dma_done_fn)(void *opaque, int status);
 
@@ -158,6 +161,22 @@ struct muserd_host_services {
     void (*timer_free)(struct muserd_timer *timer);
     /* CLOCK_MONOTONIC now, in microseconds. */
     uint64_t (*now_usec)(struct muserd_host *host);
+
+    /*
+     * Pollers: present when services->size covers poller_free (hosts
+     * before them have a smaller table); check before calling. fn(opaque)
+     * runs from the device's loop
+     * again and again while it finds work (returns > 0); between two rounds
+     * the loop serves its other sources, so the other devices on its
+     * thread go on. Once fn has found nothing for idle_usec, the poller
+     * sleeps and costs no CPU until poller_wake(): call it where work
+     * arrives (a watch_fd callback on an ioeventfd, bar_access, a timer).
+     * A new poller is awake. Loop thread only, like every service of ABI 1.
+     */
+    int (*poller_new)(struct muserd_host *host, muserd_poll_fn fn, void *opaque, uint64_t idle_usec,
+                      struct muserd_poller **ret);
+    void (*poller_wake)(struct muserd_poller *poller);
+    void (*poller_free)(struct muserd_poller *poller);
 };
 
 /* One memory-mappable piece of a BAR, relative to the BAR's start. */

@@ -32,13 +32,14 @@ static sd_bus *bus;
 static void plugin_dir(struct test_daemon *d)
 {
     char dir[4096], link[4200];
-    const char *names[] = {"timer", "slow"};
-    /* Both return the same static buffer: copy. */
-    char *targets[] = {strdup(tu_plugin("timer")), strdup(tu_test_plugin("slow"))};
+    const char *names[] = {"timer", "slow", "poller"};
+    /* They return the same static buffer: copy. */
+    char *targets[] = {strdup(tu_plugin("timer")), strdup(tu_test_plugin("slow")),
+                       strdup(tu_test_plugin("poller"))};
 
     snprintf(dir, sizeof(dir), "%s/../plugins", test_daemon_runtime_dir(d));
     ck_assert_int_eq(mkdir(dir, 0700), 0);
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < ELEMENTSOF(names); i++) {
         char *target = realpath(targets[i], NULL);
         ck_assert_msg(target, "%s: %s (build it with make)", targets[i], strerror(errno));
         snprintf(link, sizeof(link), "%s/%s.so", dir, names[i]);
@@ -256,6 +257,109 @@ START_TEST(test_io_threads_option)
 }
 END_TEST
 
+/* ---- pollers ----------------------------------------------------------------------- */
+
+#define POLLER_REG_QUEUE  0x0
+#define POLLER_REG_DONE   0x4
+#define POLLER_REG_ROUNDS 0x8
+
+/* utime + stime of pid, in clock ticks. */
+static unsigned long long cpu_ticks(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    /* Fields after the ")" of the command name: state is field 3. */
+    const char *p = strrchr(buf, ')');
+    ck_assert_ptr_nonnull(p);
+    unsigned long long utime = 0, stime = 0;
+    ck_assert_int_eq(
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime), 2);
+    return utime + stime;
+}
+
+/* One I/O thread, the devices given (type, id, json, ...), started. */
+static struct test_daemon *one_thread_daemon(const char *const *devices)
+{
+    struct test_daemon *d;
+    ck_assert_int_eq(test_daemon_new(&d), 0);
+    plugin_dir(d);
+    const char *args[] = {"--io-threads", "1", "--no-bus"};
+    for (size_t i = 0; i < ELEMENTSOF(args); i++)
+        ck_assert_int_eq(test_daemon_add_arg(d, args[i]), 0);
+    for (size_t i = 0; devices[i]; i += 3)
+        ck_assert_int_eq(test_daemon_add_device(d, devices[i], devices[i + 1], devices[i + 2]), 0);
+    tu_start(d);
+    return d;
+}
+
+static uint32_t wait_done(struct vfu_client *c, uint32_t want)
+{
+    uint64_t end = test_now_ns() + 10000 * 1000000ull;
+    uint32_t done;
+    while ((done = tu_rd32(c, 0, POLLER_REG_DONE)) < want && test_now_ns() < end)
+        usleep(1000);
+    return done;
+}
+
+/* A poller does its work, then sleeps: an idle polling device costs no CPU,
+ * and a new write wakes it. */
+START_TEST(test_idle_poller_costs_nothing)
+{
+    struct test_daemon *d = one_thread_daemon((const char *const[]){"poller", "p0", NULL, NULL});
+    struct vfu_client *c = tu_open(d, "p0");
+
+    tu_wr32(c, 0, POLLER_REG_QUEUE, 20000);
+    ck_assert_uint_eq(wait_done(c, 20000), 20000);
+    usleep(100 * 1000); /* past its idle time (1 ms) */
+    uint32_t rounds = tu_rd32(c, 0, POLLER_REG_ROUNDS);
+    unsigned long long ticks = cpu_ticks(test_daemon_pid(d));
+    usleep(1000 * 1000);
+    unsigned long long used = cpu_ticks(test_daemon_pid(d)) - ticks;
+    ck_assert_uint_eq(tu_rd32(c, 0, POLLER_REG_ROUNDS), rounds);
+    long hz = sysconf(_SC_CLK_TCK);
+    ck_assert_msg(used * 100 <= (unsigned long long)hz * 5,
+                  "an idle poller cost muserd %llu of %ld ticks in a second", used, hz);
+
+    tu_wr32(c, 0, POLLER_REG_QUEUE, 10);
+    ck_assert_uint_eq(wait_done(c, 20010), 20010);
+    vfu_client_free(c);
+    tu_stop(d);
+}
+END_TEST
+
+/* A poller that never sleeps does not starve the other device on its thread. */
+START_TEST(test_busy_poller_starves_nobody)
+{
+    struct test_daemon *d = one_thread_daemon(
+        (const char *const[]){"poller", "p1", "{\"busy\": true}", "timer", "t0", NULL, NULL});
+    tu_assert_log_line(d, "poller device p1 on", "(I/O thread 0)");
+    tu_assert_log_line(d, "timer device t0 on", "(I/O thread 0)");
+    struct vfu_client *p = tu_open(d, "p1"), *t = tu_open(d, "t0");
+
+    uint32_t rounds = tu_rd32(p, 0, POLLER_REG_ROUNDS);
+    uint64_t start = test_now_ns(), worst = 0;
+    for (int i = 0; i < 200; i++) {
+        uint64_t t0 = test_now_ns();
+        ck_assert_uint_eq(tu_rd32(t, TIMER_REGS_BAR, TIMER_REG_ID), TIMER_ID_MAGIC);
+        uint64_t took = test_now_ns() - t0;
+        worst = took > worst ? took : worst;
+    }
+    uint64_t total_ms = (test_now_ns() - start) / 1000000;
+    ck_assert_msg(tu_rd32(p, 0, POLLER_REG_ROUNDS) - rounds > 1000,
+                  "the busy poller did not run meanwhile");
+    ck_assert_msg(total_ms < 5000, "200 reads beside a busy poller took %llu ms (worst %llu ms)",
+                  (unsigned long long)total_ms, (unsigned long long)(worst / 1000000));
+    vfu_client_free(t);
+    vfu_client_free(p);
+    tu_stop(d);
+}
+END_TEST
+
 static Suite *threads_suite(void)
 {
     Suite *s = suite_create("threads");
@@ -266,6 +370,11 @@ static Suite *threads_suite(void)
     tcase_add_test(tc, test_calls_for_a_stuck_thread_wait_alone);
     tcase_add_test(tc, test_io_thread_config);
     suite_add_tcase(s, tc);
+    TCase *poll = tcase_create("poller");
+    tcase_set_timeout(poll, 60);
+    tcase_add_test(poll, test_idle_poller_costs_nothing);
+    tcase_add_test(poll, test_busy_poller_starves_nobody);
+    suite_add_tcase(s, poll);
     TCase *opt = tcase_create("option");
     tcase_add_test(opt, test_io_threads_option);
     suite_add_tcase(s, opt);

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Pollers for plugins (struct muserd_host_services): a function the
+ * device's loop calls round after round while it finds work, as a defer
+ * source, so that the loop still serves its other sources between rounds;
+ * asleep (source off) once it found nothing for its idle time, until woken.
+ *
+ * Threads: the device's loop thread only.
+ */
+#pragma once
+
+#include <muserd/plugin.h>
+
+struct muserd_host;
+
+int host_poller_new(struct muserd_host *h, muserd_poll_fn fn, void *opaque, uint64_t idle_usec,
+                    struct muserd_poller **ret);
+void host_poller_wake(struct muserd_poller *p);
+void host_poller_free(struct muserd_poller *p);
+/* Free every poller of h (the plugin forgot them). Returns how many. */
+unsigned host_pollers_free_all(struct muserd_host *h);
