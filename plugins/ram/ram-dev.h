@@ -15,6 +15,8 @@
 /* The first try at a DMA chunk; halved while the host says it is too big. */
 #define RAM_DMA_CHUNK     (64u * 1024u)
 #define RAM_DMA_MIN_CHUNK 512u
+/* The DMA poller sleeps this long after a transfer has nothing to do. */
+#define RAM_DMA_POLL_IDLE_USEC 100u
 
 struct ram_dev {
     struct muserd_host *host;
@@ -25,6 +27,7 @@ struct ram_dev {
     uint8_t *mem;
     int doorbell_fd;
     struct muserd_watch *doorbell_watch;
+    struct muserd_poller *dma_poller; /* NULL: the host has no pollers */
 
     uint32_t scratch;
     uint32_t doorbell_count;
@@ -58,6 +61,8 @@ void ram_raise(struct ram_dev *d);
 void ram_dma_go(struct ram_dev *d);
 /* Move the running transfer on as far as it can go now. */
 void ram_dma_run(struct ram_dev *d);
+/* The DMA poller's round (muserd_poll_fn). */
+int ram_dma_poll(void *opaque);
 void ram_dma_abandon(struct ram_dev *d);
 
 /* ram.c */

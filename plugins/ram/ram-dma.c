@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The ram device's DMA engine: copies between guest memory and the RAM BAR
- * in chunks, through the host's DMA services, which may complete a chunk
- * later (guest memory reached over the socket). Register semantics are in
- * ram-regs.h.
+ * in chunks, one per round of a poller, through the host's DMA services,
+ * which may complete a chunk later (guest memory reached over the socket).
+ * Register semantics are in ram-regs.h.
  */
 #include <errno.h>
 #include <string.h>
@@ -35,40 +35,60 @@ static void ram_dma_complete(struct ram_dev *d, int r)
 static void ram_dma_chunk_done(void *opaque, int status);
 
 /*
- * Move the running transfer on, chunk by chunk, until it ends or a chunk goes
- * over the socket (then ram_dma_chunk_done() calls back here).
+ * One chunk of the running transfer. Returns 1 when there is more to do at
+ * once, 0 when the transfer ended, waits for a chunk over the socket (then
+ * ram_dma_chunk_done() moves it on), or is held by quiesce.
  */
+static int ram_dma_step(struct ram_dev *d)
+{
+    if (!(d->dma_status & RAM_DMA_STATUS_BUSY) || d->quiesced || d->in_flight_len != 0)
+        return 0;
+    uint32_t left = d->xfer_len - d->xfer_done;
+    uint32_t n = left < d->chunk ? left : d->chunk;
+    uint64_t iova = d->xfer_addr + d->xfer_done;
+    uint8_t *p = d->mem + d->xfer_offset + d->xfer_done;
+    int r;
+
+    if (left == 0) {
+        ram_dma_complete(d, 0);
+        return 0;
+    }
+    if (d->xfer_to_guest)
+        r = d->svc->dma_write(d->host, iova, p, n, ram_dma_chunk_done, d);
+    else
+        r = d->svc->dma_read(d->host, iova, p, n, ram_dma_chunk_done, d);
+    if (r == 1) {
+        d->in_flight_len = n;
+        return 0;
+    }
+    if (r == -E2BIG && d->chunk > RAM_DMA_MIN_CHUNK) {
+        d->chunk /= 2;
+        return 1;
+    }
+    if (r < 0) {
+        ram_dma_complete(d, r);
+        return 0;
+    }
+    d->xfer_done += n;
+    return 1;
+}
+
+/* The poller's round: a chunk, so that a 1 GiB copy never holds the loop up
+ * for long; the other devices on the thread go on between chunks. */
+int ram_dma_poll(void *opaque)
+{
+    return ram_dma_step(opaque);
+}
+
+/* Move the running transfer on: wake the poller, or, with a host that has
+ * none, copy chunk after chunk here. */
 void ram_dma_run(struct ram_dev *d)
 {
-    while ((d->dma_status & RAM_DMA_STATUS_BUSY) && !d->quiesced && d->in_flight_len == 0) {
-        uint32_t left = d->xfer_len - d->xfer_done;
-        uint32_t n = left < d->chunk ? left : d->chunk;
-        uint64_t iova = d->xfer_addr + d->xfer_done;
-        uint8_t *p = d->mem + d->xfer_offset + d->xfer_done;
-        int r;
-
-        if (left == 0) {
-            ram_dma_complete(d, 0);
-            return;
-        }
-        if (d->xfer_to_guest)
-            r = d->svc->dma_write(d->host, iova, p, n, ram_dma_chunk_done, d);
-        else
-            r = d->svc->dma_read(d->host, iova, p, n, ram_dma_chunk_done, d);
-        if (r == 1) {
-            d->in_flight_len = n;
-            return;
-        }
-        if (r == -E2BIG && d->chunk > RAM_DMA_MIN_CHUNK) {
-            d->chunk /= 2;
-            continue;
-        }
-        if (r < 0) {
-            ram_dma_complete(d, r);
-            return;
-        }
-        d->xfer_done += n;
-    }
+    if (d->dma_poller)
+        d->svc->poller_wake(d->dma_poller);
+    else
+        while (ram_dma_step(d))
+            ;
 }
 
 static void ram_dma_chunk_done(void *opaque, int status)

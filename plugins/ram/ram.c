@@ -191,6 +191,8 @@ static void ram_destroy(void *dev)
 
     if (d->doorbell_watch)
         d->svc->unwatch_fd(d->doorbell_watch);
+    if (d->dma_poller)
+        d->svc->poller_free(d->dma_poller);
     if (d->doorbell_fd >= 0)
         close(d->doorbell_fd);
     if (d->mem && d->mem != MAP_FAILED)
@@ -274,6 +276,16 @@ static int ram_setup(struct ram_dev *d)
     if (r < 0) {
         d->svc->set_error(d->host, "ram: cannot watch the doorbell eventfd: %s", strerror(-r));
         return r;
+    }
+    /* A host before pollers has a shorter services table: copy inline there. */
+    if (d->svc->size >=
+            offsetof(struct muserd_host_services, poller_free) + sizeof(d->svc->poller_free) &&
+        d->svc->poller_new) {
+        r = d->svc->poller_new(d->host, ram_dma_poll, d, RAM_DMA_POLL_IDLE_USEC, &d->dma_poller);
+        if (r < 0) {
+            d->svc->set_error(d->host, "ram: cannot set up the DMA poller: %s", strerror(-r));
+            return r;
+        }
     }
     return 0;
 }

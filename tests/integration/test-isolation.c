@@ -254,7 +254,7 @@ START_TEST(test_hostile_clients)
     tu_wr64(dmac, RAM_REGS_BAR, RAM_REG_DMA_ADDR, IOVA + sizeof(local));
     tu_wr32(dmac, RAM_REGS_BAR, RAM_REG_DMA_LEN, 4096);
     tu_wr32(dmac, RAM_REGS_BAR, RAM_REG_DMA_CTRL, RAM_DMA_CTRL_GO);
-    uint32_t status = tu_rd32(dmac, RAM_REGS_BAR, RAM_REG_DMA_STATUS);
+    uint32_t status = tu_wait_clear32(dmac, RAM_REGS_BAR, RAM_REG_DMA_STATUS, RAM_DMA_STATUS_BUSY);
     ck_assert_msg(status & RAM_DMA_STATUS_ERROR, "out-of-range DMA: status %#x", status);
     tu_wr64(dmac, RAM_REGS_BAR, RAM_REG_DMA_ADDR, IOVA);
     tu_wr32(dmac, RAM_REGS_BAR, RAM_REG_DMA_LEN, 65536);

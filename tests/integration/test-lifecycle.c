@@ -165,14 +165,15 @@ START_TEST(test_reconnect_keeps_device_state)
     tu_wr64(r, RAM_REGS_BAR, RAM_REG_DMA_ADDR, IOVA);
     tu_wr32(r, RAM_REGS_BAR, RAM_REG_DMA_LEN, 4096);
     tu_wr32(r, RAM_REGS_BAR, RAM_REG_DMA_CTRL, RAM_DMA_CTRL_GO);
-    uint32_t status = tu_rd32(r, RAM_REGS_BAR, RAM_REG_DMA_STATUS);
+    uint32_t status = tu_wait_clear32(r, RAM_REGS_BAR, RAM_REG_DMA_STATUS, RAM_DMA_STATUS_BUSY);
     ck_assert_msg(status & RAM_DMA_STATUS_ERROR, "DMA through a departed client's map: %#x",
                   status);
     /* The same range can be mapped anew. */
     ck_assert_int_eq(vfu_client_dma_map(r, IOVA, 65536, RW, memfd, 0), 0);
     tu_wr32(r, RAM_REGS_BAR, RAM_REG_DMA_STATUS, RAM_DMA_STATUS_ERROR);
     tu_wr32(r, RAM_REGS_BAR, RAM_REG_DMA_CTRL, RAM_DMA_CTRL_GO);
-    ck_assert_uint_eq(tu_rd32(r, RAM_REGS_BAR, RAM_REG_DMA_STATUS), RAM_DMA_STATUS_DONE);
+    ck_assert_uint_eq(tu_wait_clear32(r, RAM_REGS_BAR, RAM_REG_DMA_STATUS, RAM_DMA_STATUS_BUSY),
+                      RAM_DMA_STATUS_DONE);
     ck_assert_int_eq(vfu_client_region_read(r, RAM_MEM_BAR, 0x800, back, sizeof(back)), 0);
     ck_assert_uint_eq((uint8_t)back[0], 0x5c);
     vfu_client_free(r);

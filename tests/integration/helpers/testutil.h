@@ -199,6 +199,18 @@ static inline void tu_wr32(struct vfu_client *c, uint32_t region, uint64_t off, 
                   strerror(-r));
 }
 
+/* Read the 32-bit register until the bits in mask are clear (a BUSY bit),
+ * for up to TU_TIMEOUT_MS; returns the last value read. */
+static inline uint32_t tu_wait_clear32(struct vfu_client *c, uint32_t region, uint64_t off,
+                                       uint32_t mask)
+{
+    uint64_t end = test_now_ns() + TU_TIMEOUT_MS * 1000000ull;
+    uint32_t v;
+    while (((v = tu_rd32(c, region, off)) & mask) && test_now_ns() < end)
+        usleep(100);
+    return v;
+}
+
 static inline void tu_wr64(struct vfu_client *c, uint32_t region, uint64_t off, uint64_t v)
 {
     int r = vfu_client_region_write(c, region, off, &v, sizeof(v));
