@@ -3,13 +3,21 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "host.h"
+#include "util/macro.h"
 
 struct muserd_poller {
     struct muserd_poller *next, **prev_next;
     struct muserd_host *host;
-    sd_event_source *source; /* a defer source: on while awake */
+    /* An eventfd kept readable while awake, watched at normal priority: the
+     * loop re-queues a ready fd at every epoll_wait, so pollers, messages and
+     * timers take turns. (A defer source would not: sd-event keeps one
+     * pending for good, and the oldest pending source always wins.) */
+    int efd;
+    sd_event_source *source;
     muserd_poll_fn fn;
     void *opaque;
     uint64_t idle_usec;
@@ -24,7 +32,18 @@ static uint64_t now_usec(const struct muserd_poller *p)
     return now;
 }
 
-static int on_round(sd_event_source *s, void *userdata)
+static void set_awake(struct muserd_poller *p, bool awake)
+{
+    uint64_t v = 1;
+    p->awake = awake;
+    /* The counter is 1 while awake, 0 asleep. */
+    if (awake)
+        (void)write(p->efd, &v, sizeof(v));
+    else
+        (void)read(p->efd, &v, sizeof(v));
+}
+
+static int on_round(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
     struct muserd_poller *p = userdata;
     /* The loop time is taken once per iteration: cheap to ask each round. */
@@ -32,10 +51,8 @@ static int on_round(sd_event_source *s, void *userdata)
 
     if (p->fn(p->opaque) > 0)
         p->last_work = now;
-    else if (now - p->last_work >= p->idle_usec) {
-        p->awake = false;
-        (void)sd_event_source_set_enabled(s, SD_EVENT_OFF);
-    }
+    else if (now - p->last_work >= p->idle_usec)
+        set_awake(p, false);
     return 0;
 }
 
@@ -47,25 +64,17 @@ int host_poller_new(struct muserd_host *h, muserd_poll_fn fn, void *opaque, uint
     struct muserd_poller *p = calloc(1, sizeof(*p));
     if (!p)
         return -ENOMEM;
-    int r = sd_event_add_defer(h->event, &p->source, on_round, p);
-    /* Below every other source: the loop runs one source per iteration, the
-     * most urgent first, so a pending message, timer or mailbox call goes
-     * before the next round and a busy poller starves nobody. */
+    *p = (struct muserd_poller){.host = h, .fn = fn, .opaque = opaque, .idle_usec = idle_usec};
+    p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    int r = p->efd < 0 ? -errno : 0;
     if (r >= 0)
-        r = sd_event_source_set_priority(p->source, SD_EVENT_PRIORITY_IDLE);
-    if (r >= 0)
-        r = sd_event_source_set_enabled(p->source, SD_EVENT_ON);
+        r = sd_event_add_io(h->event, &p->source, p->efd, EPOLLIN, on_round, p);
     if (r < 0) {
-        sd_event_source_unref(p->source);
+        safe_close(p->efd);
         free(p);
         return r;
     }
-    *p = (struct muserd_poller){.host = h,
-                                .source = p->source,
-                                .fn = fn,
-                                .opaque = opaque,
-                                .idle_usec = idle_usec,
-                                .awake = true};
+    set_awake(p, true);
     p->last_work = now_usec(p);
     p->next = h->pollers;
     if (p->next)
@@ -81,10 +90,8 @@ void host_poller_wake(struct muserd_poller *p)
     if (!p)
         return;
     p->last_work = now_usec(p);
-    if (!p->awake) {
-        p->awake = true;
-        (void)sd_event_source_set_enabled(p->source, SD_EVENT_ON);
-    }
+    if (!p->awake)
+        set_awake(p, true);
 }
 
 void host_poller_free(struct muserd_poller *p)
@@ -95,6 +102,7 @@ void host_poller_free(struct muserd_poller *p)
     if (p->next)
         p->next->prev_next = p->prev_next;
     sd_event_source_disable_unref(p->source);
+    safe_close(p->efd);
     free(p);
 }
 

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Pollers for plugins (struct muserd_host_services): a function the
- * device's loop calls round after round while it finds work, as a defer
- * source, so that the loop still serves its other sources between rounds;
- * asleep (source off) once it found nothing for its idle time, until woken.
+ * device's loop calls round after round while it finds work, taking turns
+ * with the loop's other sources (and other pollers); asleep, costing
+ * nothing, once it found nothing for its idle time, until woken.
  *
  * Threads: the device's loop thread only.
  */

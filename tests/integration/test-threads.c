@@ -360,6 +360,30 @@ START_TEST(test_busy_poller_starves_nobody)
 }
 END_TEST
 
+/* Two busy pollers on one thread both run, and a client flooding another
+ * device with messages starves neither. */
+START_TEST(test_pollers_take_turns)
+{
+    struct test_daemon *d =
+        one_thread_daemon((const char *const[]){"poller", "p1", "{\"busy\": true}", "poller", "p2",
+                                                "{\"busy\": true}", "timer", "t0", NULL, NULL});
+    struct vfu_client *p1 = tu_open(d, "p1"), *p2 = tu_open(d, "p2"), *t = tu_open(d, "t0");
+
+    uint32_t r1 = tu_rd32(p1, 0, POLLER_REG_ROUNDS), r2 = tu_rd32(p2, 0, POLLER_REG_ROUNDS);
+    /* The flood: back-to-back reads of t0 for half a second. */
+    uint64_t end = test_now_ns() + 500 * 1000000ull;
+    while (test_now_ns() < end)
+        ck_assert_uint_eq(tu_rd32(t, TIMER_REGS_BAR, TIMER_REG_ID), TIMER_ID_MAGIC);
+    uint32_t d1 = tu_rd32(p1, 0, POLLER_REG_ROUNDS) - r1,
+             d2 = tu_rd32(p2, 0, POLLER_REG_ROUNDS) - r2;
+    ck_assert_msg(d1 > 1000 && d2 > 1000, "poller rounds beside a flood: p1 %u, p2 %u", d1, d2);
+    vfu_client_free(t);
+    vfu_client_free(p2);
+    vfu_client_free(p1);
+    tu_stop(d);
+}
+END_TEST
+
 static Suite *threads_suite(void)
 {
     Suite *s = suite_create("threads");
@@ -374,6 +398,7 @@ static Suite *threads_suite(void)
     tcase_set_timeout(poll, 60);
     tcase_add_test(poll, test_idle_poller_costs_nothing);
     tcase_add_test(poll, test_busy_poller_starves_nobody);
+    tcase_add_test(poll, test_pollers_take_turns);
     suite_add_tcase(s, poll);
     TCase *opt = tcase_create("option");
     tcase_add_test(opt, test_io_threads_option);
