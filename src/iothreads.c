@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/log.h"
@@ -94,8 +95,12 @@ static void *thread_main(void *arg)
      * before it. The mailbox and the loop are freed by the joiner: nothing
      * can post into a freed mailbox, even if the loop failed early. */
     r = sd_event_loop(t->event);
-    if (r < 0)
+    if (r < 0) {
+        /* A bug, not a client's doing: the devices of this thread and every
+         * call waiting for it are lost. Loudly, and let systemd restart us. */
         log_error_errno(r, "I/O thread %u: event loop failed: %m", t->index);
+        abort();
+    }
     return NULL;
 }
 
@@ -222,6 +227,7 @@ sd_event *io_thread_event(struct io_thread *t)
 /* ---- calls ----------------------------------------------------------------------- */
 
 struct call {
+    struct mailbox_letter answer_letter; /* posting the answer cannot fail */
     struct io_thread *t;
     io_call_fn fn;
     io_done_fn done;
@@ -242,10 +248,7 @@ static void run_call(void *arg)
     struct call *c = arg;
     c->result = c->fn(c->arg);
     /* The answers mailbox outlives every thread (freed after the joins). */
-    if (mailbox_post(c->t->pool->answers, answer, c) < 0) {
-        log_error("I/O thread %u: out of memory posting an answer; it is lost.", c->t->index);
-        free(c);
-    }
+    mailbox_post_letter(c->t->pool->answers, &c->answer_letter, answer, c);
 }
 
 int io_thread_call(struct io_thread *t, io_call_fn fn, io_done_fn done, void *arg)
@@ -260,6 +263,8 @@ int io_thread_call(struct io_thread *t, io_call_fn fn, io_done_fn done, void *ar
     return r;
 }
 
+/* Shared by the waiter and the thread: whoever lets go last frees it, so a
+ * waiter that gives up (io_threads_flush) leaves nothing dangling. */
 struct sync_call {
     io_call_fn fn;
     void *arg;
@@ -267,7 +272,20 @@ struct sync_call {
     pthread_cond_t cond;
     bool finished;
     int result;
+    int refs;
 };
+
+static void sync_call_unref(struct sync_call *c)
+{
+    pthread_mutex_lock(&c->lock);
+    bool last = --c->refs == 0;
+    pthread_mutex_unlock(&c->lock);
+    if (!last)
+        return;
+    pthread_cond_destroy(&c->cond);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
 
 static void run_sync_call(void *arg)
 {
@@ -278,24 +296,48 @@ static void run_sync_call(void *arg)
     c->finished = true;
     pthread_cond_signal(&c->cond);
     pthread_mutex_unlock(&c->lock);
+    sync_call_unref(c);
+}
+
+/* Wait for fn(arg) on t, for timeout_ms at most (-1: for ever). */
+static int call_and_wait(struct io_thread *t, io_call_fn fn, void *arg, int timeout_ms)
+{
+    struct sync_call *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    *c = (struct sync_call){.fn = fn, .arg = arg, .refs = 2};
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    int r = mailbox_post(t->mailbox, run_sync_call, c);
+    if (r < 0) {
+        c->refs = 1;
+        sync_call_unref(c);
+        return r;
+    }
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    if (timeout_ms >= 0) {
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+        if (deadline.tv_nsec >= 1000000000) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000;
+        }
+    }
+    pthread_mutex_lock(&c->lock);
+    r = 0;
+    while (!c->finished && r == 0)
+        r = timeout_ms < 0 ? pthread_cond_wait(&c->cond, &c->lock)
+                           : pthread_cond_timedwait(&c->cond, &c->lock, &deadline);
+    r = c->finished ? c->result : -ETIMEDOUT;
+    pthread_mutex_unlock(&c->lock);
+    sync_call_unref(c);
+    return r;
 }
 
 int io_thread_call_sync(struct io_thread *t, io_call_fn fn, void *arg)
 {
-    struct sync_call c = {.fn = fn, .arg = arg};
-    pthread_mutex_init(&c.lock, NULL);
-    pthread_cond_init(&c.cond, NULL);
-    int r = mailbox_post(t->mailbox, run_sync_call, &c);
-    if (r >= 0) {
-        pthread_mutex_lock(&c.lock);
-        while (!c.finished)
-            pthread_cond_wait(&c.cond, &c.lock);
-        r = c.result;
-        pthread_mutex_unlock(&c.lock);
-    }
-    pthread_cond_destroy(&c.cond);
-    pthread_mutex_destroy(&c.lock);
-    return r;
+    return call_and_wait(t, fn, arg, -1);
 }
 
 static int nothing(void *arg)
@@ -303,12 +345,19 @@ static int nothing(void *arg)
     return 0;
 }
 
-void io_threads_flush(struct io_threads *pool)
+int io_threads_flush(struct io_threads *pool, int timeout_ms)
 {
     /* Calls run in order: once this one ran, every earlier one did, and
      * posted its answer. An answer may post more calls: go round again. */
     do {
-        for (unsigned i = 0; i < pool->n; i++)
-            (void)io_thread_call_sync(&pool->threads[i], nothing, NULL);
+        for (unsigned i = 0; i < pool->n; i++) {
+            int r = call_and_wait(&pool->threads[i], nothing, NULL, timeout_ms);
+            if (r == -ETIMEDOUT)
+                return log_error_errno(r,
+                                       "I/O thread %u does not answer within %d ms: a "
+                                       "device's plugin does not return.",
+                                       i, timeout_ms);
+        }
     } while (mailbox_dispatch(pool->answers) > 0);
+    return 0;
 }

@@ -69,5 +69,6 @@ int io_thread_call(struct io_thread *t, io_call_fn fn, io_done_fn done, void *ar
 int io_thread_call_sync(struct io_thread *t, io_call_fn fn, void *arg);
 /* Wait until every call posted so far ran on its thread, then run their
  * answers now, on the main thread, even when the main loop has finished
- * (shutting down). */
-void io_threads_flush(struct io_threads *pool);
+ * (shutting down). -ETIMEDOUT (logged) when a thread does not answer within
+ * timeout_ms (-1: wait for ever): a plugin is stuck there. */
+int io_threads_flush(struct io_threads *pool, int timeout_ms);

@@ -21,8 +21,6 @@ void manager_schedule_trim(struct manager *m);
 
 /* manager-threads.c */
 int manager_threads_init(struct manager *m);
-/* Shutting down: wait for every job in flight and take its answer. */
-void manager_threads_flush(struct manager *m);
 /* Once the devices are gone: drop the notices still queued, free the rest. */
 void manager_threads_done(struct manager *m);
 

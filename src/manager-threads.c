@@ -20,6 +20,7 @@
 struct plugin_pin {
     const struct muserd_plugin *plugin;
     struct io_thread *thread;
+    unsigned devices; /* placed there, made or being made; 0: the pin goes */
 };
 
 struct busy_id {
@@ -64,12 +65,13 @@ int manager_threads_init(struct manager *m)
     return mailbox_new(m->event, &m->notices);
 }
 
-void manager_threads_flush(struct manager *m)
+int manager_flush(struct manager *m, int timeout_ms)
 {
     /* The main loop may have finished: take the answers directly. */
-    io_threads_flush(m->threads);
-    if (m->jobs_in_flight > 0)
+    int r = io_threads_flush(m->threads, timeout_ms);
+    if (r >= 0 && m->jobs_in_flight > 0)
         log_error("%u device job(s) still unanswered at exit.", m->jobs_in_flight);
+    return r;
 }
 
 void manager_threads_done(struct manager *m)
@@ -172,11 +174,24 @@ static int choose_thread(struct manager *m, const struct plugin_type *t, const c
             if (!p)
                 return -ENOMEM;
             m->pins = p;
-            m->pins[m->nr_pins++] = (struct plugin_pin){t->plugin, thread};
+            pin = &m->pins[m->nr_pins++];
+            *pin = (struct plugin_pin){t->plugin, thread, 0};
         }
+        pin->devices++;
     }
+    /* Counted from now on, so that creates in flight spread too. */
+    io_thread_add_load(thread, 1);
     *ret = thread;
     return 0;
+}
+
+/* A device placed by choose_thread() is gone (or was never made). */
+static void unplace(struct manager *m, const struct plugin_type *t, struct io_thread *thread)
+{
+    io_thread_add_load(thread, -1);
+    struct plugin_pin *pin = t->plugin->abi_version < 2 ? find_pin(m, t->plugin) : NULL;
+    if (pin && --pin->devices == 0)
+        *pin = m->pins[--m->nr_pins];
 }
 
 /* ---- jobs ---------------------------------------------------------------------------- */
@@ -256,6 +271,7 @@ static int new_create_job(struct manager *m, const struct create_request *req, s
     if (r >= 0)
         r = choose_thread(m, req->type, req->config_json, &j->thread, error);
     if (r < 0) {
+        j->thread = NULL;
         job_free(j);
         return r;
     }
@@ -269,10 +285,10 @@ static int adopt_device(struct manager *m, struct job *j)
     struct device *d = j->device;
     int r = manager_registry_add(m, d);
     if (r < 0) {
+        /* Out of memory: block the main loop rather than lose the device. */
         (void)io_thread_call_sync(j->thread, free_on_thread, j);
         return r;
     }
-    io_thread_add_load(j->thread, 1);
     log_info("Created %s device %s on %s (I/O thread %u).", j->type->type->name, d->id,
              d->socket_path, io_thread_index(j->thread));
     if (m->hooks && m->hooks->device_added)
@@ -292,8 +308,10 @@ int manager_threads_create(struct manager *m, const struct create_request *req, 
         r = adopt_device(m, j);
     if (r >= 0 && ret)
         *ret = j->device;
-    if (r < 0)
+    if (r < 0) {
+        unplace(m, j->type, j->thread);
         *error = TAKE_PTR(j->error);
+    }
     job_free(j);
     return r;
 }
@@ -307,6 +325,8 @@ static void create_answered(void *arg, int r)
     busy_remove(m, j->id);
     if (r >= 0)
         r = adopt_device(m, j);
+    if (r < 0)
+        unplace(m, j->type, j->thread);
     j->create_done(j->userdata, r, r >= 0 ? j->device : NULL, j->error);
     job_free(j);
 }
@@ -325,6 +345,7 @@ int manager_threads_create_async(struct manager *m, const struct create_request 
         r = io_thread_call(j->thread, create_on_thread, create_answered, j);
     if (r < 0) {
         busy_remove(m, j->id);
+        unplace(m, j->type, j->thread);
         job_free(j);
         return r;
     }
@@ -335,8 +356,9 @@ int manager_threads_create_async(struct manager *m, const struct create_request 
 void manager_threads_free(struct manager *m, struct device *d)
 {
     struct job j = {.m = m, .thread = device_thread(d), .device = d, .listen_fd = -1};
+    const struct plugin_type *type = d->type;
     (void)io_thread_call_sync(j.thread, free_on_thread, &j);
-    io_thread_add_load(j.thread, -1);
+    unplace(m, type, j.thread);
 }
 
 static void free_answered(void *arg, int r)
@@ -345,7 +367,7 @@ static void free_answered(void *arg, int r)
     struct manager *m = j->m;
 
     m->jobs_in_flight--;
-    io_thread_add_load(j->thread, -1);
+    unplace(m, j->type, j->thread);
     busy_remove(m, j->id);
     manager_schedule_trim(m);
     if (j->done)
@@ -374,6 +396,7 @@ int manager_threads_free_async(struct manager *m, struct device *d, manager_done
     struct job *j = new_device_job(m, d, done, userdata);
     if (!j)
         return -ENOMEM;
+    j->type = d->type; /* d is gone when the answer comes */
     j->id = strdup(d->id);
     int r = j->id ? busy_add(m, j->id) : -ENOMEM;
     if (r >= 0)

@@ -155,9 +155,11 @@ struct device *manager_registry_remove(struct manager *m, const char *id)
  * success req holds the type, the socket path (*path, to free) and the
  * listening socket systemd made for the id, if any. */
 static int check_create(struct manager *m, const char *type, const char *id,
-                        const char *config_json, int listen_fd, struct create_request *req,
+                        const char *config_json, int listen_fd_arg, struct create_request *req,
                         char **path, char **error)
 {
+    _cleanup_close_ int listen_fd = listen_fd_arg; /* taken, whatever happens */
+
     *error = NULL;
     if (!device_id_valid(id))
         return sentence_set(error, -EINVAL,
@@ -182,8 +184,11 @@ static int check_create(struct manager *m, const char *type, const char *id,
     /* A socket systemd made for this id wins over binding our own. */
     if (listen_fd < 0)
         listen_fd = activation_get(m->activation, id);
-    *req = (struct create_request){
-        .type = t, .id = id, .config_json = config_json, .path = *path, .listen_fd = listen_fd};
+    *req = (struct create_request){.type = t,
+                                   .id = id,
+                                   .config_json = config_json,
+                                   .path = *path,
+                                   .listen_fd = TAKE_FD(listen_fd)};
     return 0;
 }
 
@@ -329,7 +334,7 @@ void manager_free(struct manager *m)
     if (!m)
         return;
     /* Answers of calls in flight first: they may add or free devices. */
-    manager_threads_flush(m);
+    (void)manager_flush(m, -1);
     while (m->nr_devices > 0)
         manager_threads_free(m, m->devices[--m->nr_devices]);
     /* Notices still queued look their device up: an empty index says none. */

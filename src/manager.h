@@ -73,9 +73,9 @@ DEFINE_FREEP(struct manager, manager_free)
 
 /*
  * Create device `id` of `type` with config JSON (may be NULL), listening on
- * listen_fd if >= 0 (taken on success only), else on RUNTIME_DIR/ID.sock. Errors, with *error set
- * to a sentence for the operator: -ENOENT unknown type, -EEXIST id taken, -EINVAL bad id or config,
- * others from the plugin or the socket.
+ * listen_fd if >= 0 (always taken: closed on failure), else on RUNTIME_DIR/ID.sock. Errors, with
+ * *error set to a sentence for the operator: -ENOENT unknown type, -EEXIST id taken, -EINVAL bad id
+ * or config, others from the plugin or the socket.
  */
 int manager_create_device(struct manager *m, const char *type, const char *id,
                           const char *config_json, int listen_fd, struct device **ret,
@@ -104,6 +104,10 @@ int manager_reset_device_async(struct manager *m, const char *id, manager_done_f
                                void *userdata);
 /* The index of the I/O thread device d runs on. */
 unsigned manager_device_thread(const struct device *d);
+/* Shutting down: wait up to timeout_ms (-1: for ever) until every
+ * asynchronous call in flight is answered (a D-Bus caller gets its reply).
+ * -ETIMEDOUT when a device's thread does not answer: a plugin is stuck. */
+int manager_flush(struct manager *m, int timeout_ms);
 /* Is id being created or destroyed (asynchronously) right now? */
 bool manager_id_busy(const struct manager *m, const char *id);
 struct device *manager_find_device(const struct manager *m, const char *id);

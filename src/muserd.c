@@ -6,8 +6,10 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
@@ -201,6 +203,10 @@ static int parse_argv(int argc, char **argv, struct options *o)
     return 0;
 }
 
+/* How long SIGTERM waits for the I/O threads to answer before giving up on
+ * a plugin that does not return (systemd's own stop timeout is 90 s). */
+#define SHUTDOWN_TIMEOUT_MS 10000
+
 /* Below this many fds, say at start that the limit caps the device count:
  * an idle device holds one fd, a device with a VMM attached a dozen or more
  * (connection, interrupt eventfds, DMA maps). */
@@ -305,6 +311,13 @@ static int run_with_threads(struct options *o, sd_event *event, struct io_thread
     log_info("muserd %s ready: %zu device(s) in %s, %u I/O thread(s).", MUSERD_VERSION,
              m->nr_devices, o->runtime_dir, io_threads_count(threads));
     r = sd_event_loop(event);
+    /* D-Bus calls a device's thread is still working on get their replies
+     * while the bus is up. A thread stuck in a plugin will not let go of its
+     * devices: leave without tearing down, rather than hang until SIGKILL. */
+    if (manager_flush(m, SHUTDOWN_TIMEOUT_MS) == -ETIMEDOUT) {
+        log_error("Exiting without tearing the devices down: a plugin does not return.");
+        _exit(EXIT_FAILURE);
+    }
     bus_free(bus); /* before the manager: it holds the manager's hooks */
     return r;
 }

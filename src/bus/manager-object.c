@@ -95,6 +95,11 @@ int bus_destroy_device(struct bus *b, sd_bus_message *msg, const char *id, sd_bu
     int r = manager_destroy_device_async(b->manager, id, on_destroyed, sd_bus_message_ref(msg));
     if (r < 0) {
         sd_bus_message_unref(msg);
+        if (manager_id_busy(b->manager, id))
+            return sd_bus_error_setf(error, BUS_ERROR_FAILED,
+                                     "Device '%s' is being created or destroyed; try again when "
+                                     "that is done.",
+                                     id);
         return bus_error_no_device(error, id);
     }
     return 1;

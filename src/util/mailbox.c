@@ -7,37 +7,34 @@
 #include <stdlib.h>
 #include <sys/eventfd.h>
 
-struct letter {
-    struct letter *next;
-    mailbox_fn fn;
-    void *arg;
-};
-
 struct mailbox {
     int efd;
     sd_event_source *source;
     pthread_mutex_t lock; /* guards head and tail */
-    struct letter *head, *tail;
+    struct mailbox_letter *head, *tail;
 };
 
 /* Take the whole queue at once: closures posted while these run wait for
  * the next wakeup, so a closure that posts again cannot starve the loop. */
-static struct letter *take_all(struct mailbox *mb)
+static struct mailbox_letter *take_all(struct mailbox *mb)
 {
     pthread_mutex_lock(&mb->lock);
-    struct letter *all = mb->head;
+    struct mailbox_letter *all = mb->head;
     mb->head = mb->tail = NULL;
     pthread_mutex_unlock(&mb->lock);
     return all;
 }
 
-static size_t run_all(struct letter *l)
+static size_t run_all(struct mailbox_letter *l)
 {
     size_t n = 0;
     while (l) {
-        struct letter *next = l->next;
+        struct mailbox_letter *next = l->next;
+        bool embedded = l->embedded;
+        /* An embedded letter may be freed by fn: read it before. */
         l->fn(l->arg);
-        free(l);
+        if (!embedded)
+            free(l);
         l = next;
         n++;
     }
@@ -95,13 +92,8 @@ size_t mailbox_dispatch(struct mailbox *mb)
     return run_all(take_all(mb));
 }
 
-int mailbox_post(struct mailbox *mb, mailbox_fn fn, void *arg)
+static void enqueue(struct mailbox *mb, struct mailbox_letter *l)
 {
-    struct letter *l = malloc(sizeof(*l));
-    if (!l)
-        return -ENOMEM;
-    *l = (struct letter){.fn = fn, .arg = arg};
-
     pthread_mutex_lock(&mb->lock);
     if (mb->tail)
         mb->tail->next = l;
@@ -114,5 +106,20 @@ int mailbox_post(struct mailbox *mb, mailbox_fn fn, void *arg)
      * has a wakeup pending anyway. */
     uint64_t one = 1;
     (void)write(mb->efd, &one, sizeof(one));
+}
+
+int mailbox_post(struct mailbox *mb, mailbox_fn fn, void *arg)
+{
+    struct mailbox_letter *l = malloc(sizeof(*l));
+    if (!l)
+        return -ENOMEM;
+    *l = (struct mailbox_letter){.fn = fn, .arg = arg};
+    enqueue(mb, l);
     return 0;
+}
+
+void mailbox_post_letter(struct mailbox *mb, struct mailbox_letter *l, mailbox_fn fn, void *arg)
+{
+    *l = (struct mailbox_letter){.fn = fn, .arg = arg, .embedded = true};
+    enqueue(mb, l);
 }

@@ -13,6 +13,8 @@
  */
 #pragma once
 
+#include <stdbool.h>
+
 #include <systemd/sd-event.h>
 
 #include "util/macro.h"
@@ -20,6 +22,15 @@
 struct mailbox;
 
 typedef void (*mailbox_fn)(void *arg);
+
+/* A closure with its queue link, for posts that must not fail: embed one in
+ * the object posted and use mailbox_post_letter(). */
+struct mailbox_letter {
+    struct mailbox_letter *next;
+    mailbox_fn fn;
+    void *arg;
+    bool embedded; /* not ours to free */
+};
 
 /* A mailbox whose closures run on `event` (its loop's thread). */
 int mailbox_new(sd_event *event, struct mailbox **ret);
@@ -41,3 +52,6 @@ size_t mailbox_dispatch(struct mailbox *mb);
  * fn never runs). Never blocks on the owner's work.
  */
 int mailbox_post(struct mailbox *mb, mailbox_fn fn, void *arg);
+/* Queue fn(arg) in the caller's letter, which must live until fn runs.
+ * Cannot fail. */
+void mailbox_post_letter(struct mailbox *mb, struct mailbox_letter *l, mailbox_fn fn, void *arg);

@@ -9,7 +9,9 @@
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,6 +239,15 @@ START_TEST(test_io_thread_config)
     expect_create_error("timer", "t3", "{\"io_thread\": 2}", "runs 2 I/O thread(s), 0 to 1");
     expect_create_error("timer", "t3", "{\"io_thread\": -1}", "io_thread");
     expect_create_error("timer", "t3", "{\"io_thread\": \"one\"}", "io_thread");
+
+    /* A first device of a plugin that fails to be made does not tie the
+     * plugin to the thread it asked for. */
+    expect_create_error("poller", "p0", "{\"io_thread\": 1, \"busy\": \"yes\"}", "busy");
+    r = sd_bus_call_method(bus, NAME, MANAGER_PATH, MANAGER, "CreateDevice", &error, &reply, "sss",
+                           "poller", "p0", "{\"io_thread\": 0}");
+    ck_assert_msg(r >= 0, "CreateDevice poller on thread 0 after a failed one on 1: %s",
+                  error.message);
+    reply = sd_bus_message_unref(reply);
 }
 END_TEST
 
@@ -384,6 +395,32 @@ START_TEST(test_pollers_take_turns)
 }
 END_TEST
 
+/* SIGTERM while a plugin does not return: muserd says so and exits (1)
+ * within its shutdown bound rather than hang until systemd kills it. */
+START_TEST(test_sigterm_with_a_stuck_plugin)
+{
+    struct test_daemon *d = one_thread_daemon(
+        (const char *const[]){"slow", "s9", "{\"seconds\": 60}", "timer", "t0", NULL, NULL});
+    struct slow_write w = {.c = tu_open(d, "s9")};
+    pthread_t writer;
+    ck_assert_int_eq(pthread_create(&writer, NULL, do_slow_write, &w), 0);
+    usleep(300 * 1000);
+
+    uint64_t start = test_now_ns();
+    int status = -1;
+    ck_assert_int_eq(kill(test_daemon_pid(d), SIGTERM), 0);
+    ck_assert_int_eq(test_daemon_stop(d, 30000, &status), 0);
+    uint64_t took_ms = (test_now_ns() - start) / 1000000;
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1, "muserd exit status %#x", status);
+    ck_assert_msg(took_ms < 20000, "muserd took %llu ms to give up", (unsigned long long)took_ms);
+    tu_assert_log(d, "a plugin does not return");
+    pthread_join(writer, NULL); /* the connection died with muserd */
+    ck_assert_int_lt(w.result, 0);
+    vfu_client_free(w.c);
+    test_daemon_free(d);
+}
+END_TEST
+
 static Suite *threads_suite(void)
 {
     Suite *s = suite_create("threads");
@@ -399,6 +436,7 @@ static Suite *threads_suite(void)
     tcase_add_test(poll, test_idle_poller_costs_nothing);
     tcase_add_test(poll, test_busy_poller_starves_nobody);
     tcase_add_test(poll, test_pollers_take_turns);
+    tcase_add_test(poll, test_sigterm_with_a_stuck_plugin);
     suite_add_tcase(s, poll);
     TCase *opt = tcase_create("option");
     tcase_add_test(opt, test_io_threads_option);

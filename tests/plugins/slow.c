@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* A device whose BAR0 write blocks its caller for two seconds, as a plugin doing
- * synchronous disk I/O would: muserd must keep serving D-Bus and the devices
- * on other I/O threads meanwhile. Reads return how many writes finished. */
+/* A device whose BAR0 write blocks its caller for two seconds (config
+ * "seconds"), as a plugin doing synchronous disk I/O would: muserd must keep serving D-Bus and the
+ * devices on other I/O threads meanwhile. Reads return how many writes finished. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,9 +9,10 @@
 
 #include <muserd/plugin.h>
 
-#define SLOW_WRITE_USEC 2000000
+#define SLOW_WRITE_SECONDS 2
 
 struct slow {
+    uint64_t seconds; /* config "seconds": how long a write takes */
     uint32_t writes;
 };
 
@@ -23,7 +24,8 @@ static int slow_bar_access(void *dev, uint32_t bar, uint64_t offset, void *buf, 
     if (len != 4)
         return -EINVAL;
     if (is_write) {
-        usleep(SLOW_WRITE_USEC);
+        for (uint64_t i = 0; i < s->seconds * 10; i++)
+            usleep(100000);
         s->writes++;
     } else {
         memcpy(buf, &s->writes, 4);
@@ -48,6 +50,8 @@ static int slow_create(struct muserd_host *host, const struct muserd_host_servic
     struct slow *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
+    s->seconds = SLOW_WRITE_SECONDS;
+    (void)svc->config_uint(host, "seconds", &s->seconds);
     desc->ids.vendor_id = 0x4d55;
     desc->ids.device_id = 0x00f1;
     desc->ids.class_code = 0xff0000;
@@ -56,13 +60,16 @@ static int slow_create(struct muserd_host *host, const struct muserd_host_servic
     return 0;
 }
 
-static const struct muserd_config_key no_keys[] = {{NULL, 0, NULL}};
+static const struct muserd_config_key keys[] = {
+    {"seconds", MUSERD_CONFIG_UINT, "how long a BAR0 write takes (default 2)"},
+    {NULL, 0, NULL},
+};
 
 static const struct muserd_device_type slow_type = {
     .size = sizeof(struct muserd_device_type),
     .name = "slow",
     .description = "a BAR0 write takes two seconds",
-    .config_keys = no_keys,
+    .config_keys = keys,
     .ops = &slow_ops,
     .create = slow_create,
 };
