@@ -170,8 +170,8 @@ static int check_create(struct manager *m, const char *type, const char *id,
         return sentence_set(error, -EEXIST, "A device with id '%s' already exists.", id);
     if (manager_id_busy(m, id))
         return sentence_set(error, -EEXIST,
-                            "A device with id '%s' is being created or destroyed; try again when "
-                            "that is done.",
+                            "A device with id '%s' already exists: it is being created or "
+                            "destroyed; try again when that is done.",
                             id);
     const struct plugin_type *t = plugins_find(m->plugins, type);
     if (!t) {
