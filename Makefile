@@ -280,8 +280,8 @@ run: deps
 	    bus_arg="--bus-address=unix:path=$(RUN_DIR)/bus"; busctl_arg="--address=unix:path=$(RUN_DIR)/bus"; \
 	fi; \
 	echo "Demo devices timer0 and ram0. Connect QEMU (10.1 or later) with:"; \
-	echo "  qemu-system-x86_64 ... -device '{\"driver\":\"vfio-user-pci\",\"socket\":{\"type\":\"unix\",\"path\":\"$(RUN_DIR)/timer0.sock\"}}'"; \
-	echo "  qemu-system-x86_64 ... -device '{\"driver\":\"vfio-user-pci\",\"socket\":{\"type\":\"unix\",\"path\":\"$(RUN_DIR)/ram0.sock\"}}'"; \
+	echo "  $(or $(QEMU),qemu-system-x86_64) ... -device '{\"driver\":\"vfio-user-pci\",\"socket\":{\"type\":\"unix\",\"path\":\"$(RUN_DIR)/timer0.sock\"}}'"; \
+	echo "  $(or $(QEMU),qemu-system-x86_64) ... -device '{\"driver\":\"vfio-user-pci\",\"socket\":{\"type\":\"unix\",\"path\":\"$(RUN_DIR)/ram0.sock\"}}'"; \
 	echo "Inspect a device:  $(MUSERCTL) probe $(RUN_DIR)/timer0.sock"; \
 	echo "Manage devices:    busctl $$busctl_arg call org.muserd1 /org/muserd1 org.muserd1.Manager ListDevices"; \
 	echo "                   $(MUSERCTL) $$busctl_arg list"; \
