@@ -4,6 +4,9 @@
  * instance) and the services table handed to plugins. Watches, timers and
  * pollers (host-poller.c) a plugin forgets to free are freed after its
  * destroy(), with a warning.
+ *
+ * Threads: every service runs on the device's I/O thread, where ABI 1
+ * plugins call them from their callbacks; none is safe from another thread.
  */
 #pragma once
 

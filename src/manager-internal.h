@@ -30,15 +30,12 @@ struct create_request {
     const char *id, *config_json, *path;
     int listen_fd; /* taken, on success and on failure */
 };
-/* Build the device on its thread and wait. On failure *error may be set. */
-int manager_threads_create(struct manager *m, const struct create_request *req, struct device **ret,
-                           char **error);
-/* The same, answered later on the main loop with done(); -errno at once
- * (with *error) when the request cannot even be placed. */
+/* Build the device on its thread, answered later on the main loop with
+ * done(); -errno at once (with *error) when the request cannot be placed. */
 int manager_threads_create_async(struct manager *m, const struct create_request *req,
                                  manager_create_done_fn done, void *userdata, char **error);
-/* Free d on its thread: waiting, or answered later (d is out of the
- * registry already; its id stays busy until it is gone). */
+/* Free d on its thread: waiting (shutting down), or answered later (d is
+ * out of the registry already; its id stays busy until it is gone). */
 void manager_threads_free(struct manager *m, struct device *d);
 int manager_threads_free_async(struct manager *m, struct device *d, manager_done_fn done,
                                void *userdata);

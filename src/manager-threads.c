@@ -124,11 +124,6 @@ static struct io_thread *device_thread(const struct device *d)
     return d->manager_data;
 }
 
-unsigned manager_device_thread(const struct device *d)
-{
-    return io_thread_index(device_thread(d));
-}
-
 static struct plugin_pin *find_pin(struct manager *m, const struct muserd_plugin *plugin)
 {
     for (size_t i = 0; i < m->nr_pins; i++)
@@ -294,26 +289,6 @@ static int adopt_device(struct manager *m, struct job *j)
     if (m->hooks && m->hooks->device_added)
         m->hooks->device_added(m->hooks_userdata, d);
     return 0;
-}
-
-int manager_threads_create(struct manager *m, const struct create_request *req, struct device **ret,
-                           char **error)
-{
-    struct job *j;
-    int r = new_create_job(m, req, &j, error);
-    if (r < 0)
-        return r;
-    r = io_thread_call_sync(j->thread, create_on_thread, j);
-    if (r >= 0)
-        r = adopt_device(m, j);
-    if (r >= 0 && ret)
-        *ret = j->device;
-    if (r < 0) {
-        unplace(m, j->type, j->thread);
-        *error = TAKE_PTR(j->error);
-    }
-    job_free(j);
-    return r;
 }
 
 static void create_answered(void *arg, int r)

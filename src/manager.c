@@ -155,11 +155,9 @@ struct device *manager_registry_remove(struct manager *m, const char *id)
  * success req holds the type, the socket path (*path, to free) and the
  * listening socket systemd made for the id, if any. */
 static int check_create(struct manager *m, const char *type, const char *id,
-                        const char *config_json, int listen_fd_arg, struct create_request *req,
-                        char **path, char **error)
+                        const char *config_json, struct create_request *req, char **path,
+                        char **error)
 {
-    _cleanup_close_ int listen_fd = listen_fd_arg; /* taken, whatever happens */
-
     *error = NULL;
     if (!device_id_valid(id))
         return sentence_set(error, -EINVAL,
@@ -182,25 +180,12 @@ static int check_create(struct manager *m, const char *type, const char *id,
     if (asprintf(path, "%s/%s.sock", m->runtime_dir, id) < 0)
         return -ENOMEM;
     /* A socket systemd made for this id wins over binding our own. */
-    if (listen_fd < 0)
-        listen_fd = activation_get(m->activation, id);
     *req = (struct create_request){.type = t,
                                    .id = id,
                                    .config_json = config_json,
                                    .path = *path,
-                                   .listen_fd = TAKE_FD(listen_fd)};
+                                   .listen_fd = activation_get(m->activation, id)};
     return 0;
-}
-
-int manager_create_device(struct manager *m, const char *type, const char *id,
-                          const char *config_json, int listen_fd, struct device **ret, char **error)
-{
-    _cleanup_free_ char *path = NULL;
-    struct create_request req;
-    int r = check_create(m, type, id, config_json, listen_fd, &req, &path, error);
-    if (r < 0)
-        return r;
-    return manager_threads_create(m, &req, ret, error);
 }
 
 int manager_create_device_async(struct manager *m, const char *type, const char *id,
@@ -209,7 +194,7 @@ int manager_create_device_async(struct manager *m, const char *type, const char 
 {
     _cleanup_free_ char *path = NULL;
     struct create_request req;
-    int r = check_create(m, type, id, config_json, -1, &req, &path, error);
+    int r = check_create(m, type, id, config_json, &req, &path, error);
     if (r < 0)
         return r;
     return manager_threads_create_async(m, &req, done, userdata, error);
@@ -252,16 +237,6 @@ static struct device *take_out(struct manager *m, const char *id)
     if (m->hooks && m->hooks->device_removed)
         m->hooks->device_removed(m->hooks_userdata, d);
     return d;
-}
-
-int manager_destroy_device(struct manager *m, const char *id)
-{
-    struct device *d = take_out(m, id);
-    if (!d)
-        return -ENOENT;
-    manager_threads_free(m, d);
-    manager_schedule_trim(m);
-    return 0;
 }
 
 int manager_destroy_device_async(struct manager *m, const char *id, manager_done_fn done,

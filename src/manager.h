@@ -7,10 +7,9 @@
  * Threads: the manager and its registry belong to the main loop; every
  * function here is called from it. Each device lives on an I/O thread: the
  * manager builds, resets and frees it there, and forwards its state changes
- * to the main loop, where the hooks run. The plain calls wait for the
- * device's thread (start-up, shutdown); the _async ones answer on the main
- * loop once the thread is done, so that a device stuck in its plugin holds
- * up nothing but the calls for its own thread (D-Bus uses these).
+ * to the main loop, where the hooks run. The calls answer on the main loop
+ * once the thread is done, so that a device stuck in its plugin holds up
+ * nothing but the calls for its own thread.
  */
 #pragma once
 
@@ -71,39 +70,29 @@ int manager_new(sd_event *event, struct io_threads *threads, const char *plugin_
 void manager_free(struct manager *m);
 DEFINE_FREEP(struct manager, manager_free)
 
-/*
- * Create device `id` of `type` with config JSON (may be NULL), listening on
- * listen_fd if >= 0 (always taken: closed on failure), else on RUNTIME_DIR/ID.sock. Errors, with
- * *error set to a sentence for the operator: -ENOENT unknown type, -EEXIST id taken, -EINVAL bad id
- * or config, others from the plugin or the socket.
- */
-int manager_create_device(struct manager *m, const char *type, const char *id,
-                          const char *config_json, int listen_fd, struct device **ret,
-                          char **error);
 void manager_set_hooks(struct manager *m, const struct manager_hooks *hooks, void *userdata);
 
 /*
- * manager_create_device, answered later: returns 0 and calls done once the
- * device exists (or could not be made), or returns -errno at once, with
- * *error set, when the request is refused before any thread sees it (bad id,
- * id taken or busy, unknown type, no such io_thread).
+ * Create device `id` of `type` with config JSON (may be NULL), listening on
+ * the socket systemd passed for the id, else on RUNTIME_DIR/ID.sock. Built on
+ * its I/O thread: returns 0 and calls done once the device exists (or could
+ * not be made), or returns -errno at once, with *error set to a sentence for
+ * the operator, when the request is refused before any thread sees it:
+ * -EINVAL bad id or io_thread, -EEXIST id taken or busy, -ENOENT unknown
+ * type. done's errors: -EINVAL bad config, others from the plugin or socket.
  */
 int manager_create_device_async(struct manager *m, const char *type, const char *id,
                                 const char *config_json, manager_create_done_fn done,
                                 void *userdata, char **error);
 
-/* -ENOENT when there is no such device. */
-int manager_destroy_device(struct manager *m, const char *id);
-/* The same, answered later: the device leaves the registry (and D-Bus) at
- * once; done runs when it is gone, socket file and all. -ENOENT at once. */
+/* Destroy device id: it leaves the registry (and D-Bus) at once; done runs
+ * when it is gone, socket file and all. -ENOENT at once when there is none. */
 int manager_destroy_device_async(struct manager *m, const char *id, manager_done_fn done,
                                  void *userdata);
 /* Reset device id as if its client had sent DEVICE_RESET; done gets the
  * plugin's answer. -ENOENT at once when there is no such device. */
 int manager_reset_device_async(struct manager *m, const char *id, manager_done_fn done,
                                void *userdata);
-/* The index of the I/O thread device d runs on. */
-unsigned manager_device_thread(const struct device *d);
 /* Shutting down: wait up to timeout_ms (-1: for ever) until every
  * asynchronous call in flight is answered (a D-Bus caller gets its reply).
  * -ETIMEDOUT when a device's thread does not answer: a plugin is stuck. */

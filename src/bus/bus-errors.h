@@ -20,7 +20,7 @@
 extern const sd_bus_error_map bus_error_map[];
 
 /*
- * Turn a failed manager_create_device() into a named error: r and the
+ * Turn a failed manager_create_device_async() into a named error: r and the
  * manager's sentence (may be NULL). Returns the negative errno to return
  * from the method handler.
  */

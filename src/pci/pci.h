@@ -10,6 +10,8 @@
  * The MSI-X table and PBA live in a BAR; the BAR access path asks
  * pci_msix_claims() first and hands those accesses to pci_msix_access().
  *
+ * Threads: a pci_dev belongs to its device's I/O thread; nothing here locks.
+ *
  * This module knows nothing of vfio-user or plugins beyond the descriptor
  * types in <muserd/pci.h> and <muserd/plugin.h>; it tells its owner about
  * interrupts through the callback below.

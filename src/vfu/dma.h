@@ -6,7 +6,8 @@
  * search over a sorted array. Room for dirty-page logging (migration) is kept
  * per region.
  *
- * Threads: ABI 1 calls all of this from the loop thread only. The table is
+ * Threads: the device's I/O thread only (ABI 1 plugins reach it from their
+ * callbacks there). The table is
  * replaced, never edited in place, so a later I/O-thread design can hand
  * readers an immutable snapshot (see design.md).
  */

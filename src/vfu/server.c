@@ -331,11 +331,6 @@ static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *us
     return 0;
 }
 
-bool vfu_server_connected(const struct vfu_server *s)
-{
-    return s->conn != NULL;
-}
-
 int vfu_server_client(const struct vfu_server *s, pid_t *pid, uid_t *uid)
 {
     if (!s->conn)

@@ -9,6 +9,9 @@
  * On client disconnect all DMA is unmapped, IRQ eventfds are closed, the
  * device state is kept and the next client is accepted (the spec's rule). A
  * second client while one is connected is accepted and closed at once.
+ *
+ * Threads: everything here runs on the thread of the loop given to
+ * vfu_server_new() (the device's I/O thread), as do the ops callbacks.
  */
 #pragma once
 
@@ -70,7 +73,6 @@ int vfu_server_new(sd_event *event, int listen_fd, const struct vfu_device_layou
 void vfu_server_free(struct vfu_server *server);
 DEFINE_FREEP(struct vfu_server, vfu_server_free)
 
-bool vfu_server_connected(const struct vfu_server *server);
 /* Credentials of the connected client (-ENOTCONN when none). */
 int vfu_server_client(const struct vfu_server *server, pid_t *pid, uid_t *uid);
 /* Drop the client now (device destroyed, operator request). */
