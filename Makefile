@@ -54,6 +54,8 @@ PLUGINS := $(notdir $(wildcard plugins/*))
 UNIT_TESTS := $(basename $(notdir $(wildcard tests/unit/test-*.c)))
 INTEGRATION_TESTS := $(basename $(notdir $(wildcard tests/integration/test-*.c)))
 TEST_PLUGINS := $(basename $(notdir $(wildcard tests/plugins/*.c)))
+# ABI 1 plugins, built against the frozen ABI 1 header as an old plugin was.
+TEST_PLUGINS_ABI1 := $(basename $(notdir $(wildcard tests/plugins/abi1/*.c)))
 BENCHES := $(basename $(notdir $(wildcard tests/bench/bench-*.c)))
 TEST_HELPERS := $(wildcard tests/integration/helpers/*.c)
 
@@ -76,7 +78,7 @@ MUSERCTL := $(BUILD)/muserctl
 PLUGIN_SOS := $(patsubst %,$(BUILD)/plugins/%.so,$(PLUGINS))
 UNIT_BINS := $(patsubst %,$(BUILD)/tests/unit/%,$(UNIT_TESTS))
 INTEGRATION_BINS := $(patsubst %,$(BUILD)/tests/integration/%,$(INTEGRATION_TESTS))
-TEST_PLUGIN_SOS := $(patsubst %,$(BUILD)/test-plugins/%.so,$(TEST_PLUGINS))
+TEST_PLUGIN_SOS := $(patsubst %,$(BUILD)/test-plugins/%.so,$(TEST_PLUGINS) $(TEST_PLUGINS_ABI1))
 BENCH_BINS := $(patsubst %,$(BUILD)/tests/%,$(BENCHES))
 
 .SECONDEXPANSION:
@@ -150,7 +152,11 @@ $(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/%/*.h) $(w
 $(BUILD)/test-plugins/%.so: tests/plugins/%.c $(wildcard include/muserd/*.h)
 	@mkdir -p $(dir $@)
 	$(call say,CC,$@)$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden $(WARNFLAGS) $(SANFLAGS) \
-	    -Iinclude $(CFLAGS) $< -o $@ $(LDFLAGS_ALL)
+	    -Iinclude $(CFLAGS) $< -o $@ $(LDFLAGS_ALL) -lpthread
+$(BUILD)/test-plugins/%.so: tests/plugins/abi1/%.c $(wildcard tests/plugins/abi1/include/muserd/*.h)
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden $(WARNFLAGS) $(SANFLAGS) \
+	    -Itests/plugins/abi1/include $(CFLAGS) $< -o $@ $(LDFLAGS_ALL)
 
 $(BUILD)/tests/unit/test-%: $(call obj,tests/unit/test-%.c) $(CORE_LIB) $(CLIENT_LIB)
 	@mkdir -p $(dir $@)
@@ -241,8 +247,8 @@ integration-check:
 # The suites of code that runs on several threads, built with -fsanitize=thread:
 # unit suites, and integration suites against a ThreadSanitizer muserd (whose
 # devices run on I/O threads; a race makes it exit non-zero, failing the test).
-TSAN_TESTS := test-iothreads test-dma-guard
-TSAN_INTEGRATION := test-threads test-dbus test-lifecycle test-interrupts
+TSAN_TESTS := test-iothreads test-dma-guard test-dma-refs
+TSAN_INTEGRATION := test-threads test-races test-dbus test-lifecycle test-interrupts
 TSAN_BINS = $(patsubst %,$(BUILD)/tests/unit/%,$(TSAN_TESTS)) \
             $(patsubst %,$(BUILD)/tests/integration/%,$(TSAN_INTEGRATION))
 tsan-tests: all $(TSAN_BINS) $(TEST_PLUGIN_SOS)

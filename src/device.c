@@ -8,10 +8,13 @@
 #include <string.h>
 
 #include "device-config.h"
+#include "device-reset.h"
+#include "irq-routes.h"
 #include "pci/pci.h"
 #include "socket-access.h"
 #include "util/log.h"
 #include "util/socket-util.h"
+#include "vfu/dma.h"
 #include "vfu/server.h"
 
 static int set_error(char **error, const char *fmt, ...) _printf_(2, 3);
@@ -45,33 +48,38 @@ static int config_access(struct device *d, uint64_t offset, uint8_t *buf, uint32
     return 0;
 }
 
+/* After every change to config space or the MSI-X table: raises from other
+ * threads see it before the client hears the change is done. */
+static void publish_irq_routes(struct device *d)
+{
+    if (irq_routes_publish(d->routes, pci_nr_vectors(d->pci)) < 0)
+        log_warning("%s: out of memory for interrupt routes; raises take the slow path.", d->id);
+}
+
 static int on_region_access(void *opaque, uint32_t index, uint64_t offset, void *buf,
                             uint32_t count, bool is_write)
 {
     struct device *d = opaque;
     const struct muserd_device_ops *ops = d->type->type->ops;
 
-    if (index == VFIO_PCI_CONFIG_REGION_INDEX)
-        return config_access(d, offset, buf, count, is_write);
+    if (index == VFIO_PCI_CONFIG_REGION_INDEX) {
+        int r = config_access(d, offset, buf, count, is_write);
+        if (is_write)
+            publish_irq_routes(d);
+        return r;
+    }
     if (index > VFIO_PCI_BAR5_REGION_INDEX)
         return -EINVAL;
-    if (pci_msix_claims(d->pci, index, offset, count))
-        return pci_msix_access(d->pci, index, offset, buf, count, is_write);
+    if (pci_msix_claims(d->pci, index, offset, count)) {
+        int r = pci_msix_access(d->pci, index, offset, buf, count, is_write);
+        if (is_write)
+            publish_irq_routes(d);
+        return r;
+    }
     if (PLUGIN_OP(ops, bar_access))
         return ops->bar_access(d->plugin_dev, index, offset, buf, count, is_write);
     if (!is_write)
         memset(buf, 0, count);
-    return 0;
-}
-
-static int on_reset(void *opaque)
-{
-    struct device *d = opaque;
-    const struct muserd_device_ops *ops = d->type->type->ops;
-
-    pci_dev_reset(d->pci);
-    if (PLUGIN_OP(ops, reset))
-        return ops->reset(d->plugin_dev);
     return 0;
 }
 
@@ -110,7 +118,7 @@ static void on_client_changed(void *opaque, bool connected)
 
 static const struct vfu_device_ops vfu_ops = {
     .region_access = on_region_access,
-    .reset = on_reset,
+    .reset = device_reset_for_client,
     .dma_unmap = on_dma_unmap,
     .client_changed = on_client_changed,
 };
@@ -125,6 +133,30 @@ static void on_pci_fire(void *opaque, uint32_t index, uint32_t vector)
         log_debug_errno(r, "%s: failed to deliver interrupt %u/%u: %m", d->id, index, vector);
 }
 
+static int route_fire(void *opaque, uint32_t index, uint32_t vector)
+{
+    struct device *d = opaque;
+    return vfu_server_irq_trigger(d->server, index, vector);
+}
+
+static int route_raise(void *opaque, uint32_t vector)
+{
+    struct device *d = opaque;
+    return pci_raise(d->pci, vector);
+}
+
+static int route_of(void *opaque, uint32_t vector)
+{
+    struct device *d = opaque;
+    return pci_direct_route(d->pci, vector);
+}
+
+static const struct irq_routes_ops route_ops = {
+    .fire = route_fire,
+    .raise = route_raise,
+    .route = route_of,
+};
+
 /* ---- services for host.c ----------------------------------------------------------- */
 
 /* A plugin may call services from create() (before the PCI model and the
@@ -137,9 +169,7 @@ static bool device_live(const struct device *d)
 
 int device_irq_raise(struct device *d, uint32_t vector)
 {
-    if (!device_live(d))
-        return -ENOTCONN;
-    return pci_raise(d->pci, vector);
+    return irq_routes_raise(d->routes, vector);
 }
 
 int device_irq_lower(struct device *d)
@@ -155,6 +185,37 @@ int device_dma_translate(struct device *d, uint64_t iova, uint64_t len, uint32_t
     if (!device_live(d))
         return -ENOTCONN;
     return vfu_server_dma_translate(d->server, iova, len, prot, ptr);
+}
+
+int device_dma_get(struct device *d, struct muserd_dma_ref *ref)
+{
+    uint32_t prot = 0;
+    if (ref->prot & MUSERD_DMA_READ)
+        prot |= VFU_DMA_FLAG_READ;
+    if (ref->prot & MUSERD_DMA_WRITE)
+        prot |= VFU_DMA_FLAG_WRITE;
+    if (prot == 0 || (ref->prot & ~(MUSERD_DMA_READ | MUSERD_DMA_WRITE)))
+        return -EINVAL;
+    struct vfu_dma_region *region = NULL;
+    int r = vfu_dma_get(d->dma, ref->iova, ref->len, prot, &ref->ptr, &region);
+    if (r < 0)
+        return r;
+    ref->host_private = region;
+    return 0;
+}
+
+void device_dma_put(struct device *d, struct muserd_dma_ref *ref, bool written)
+{
+    if (!ref->host_private)
+        return;
+    vfu_dma_put(d->dma, ref->host_private, ref->iova, ref->len, written);
+    ref->host_private = NULL;
+    ref->ptr = NULL;
+}
+
+void device_dma_mark_dirty(struct device *d, uint64_t iova, uint64_t len)
+{
+    vfu_dma_mark_dirty(d->dma, iova, len);
 }
 
 int device_dma_rw(struct device *d, uint64_t iova, void *buf, size_t len, bool is_write,
@@ -206,129 +267,59 @@ void device_set_change_callback(struct device *d, void (*changed)(void *userdata
     d->changed_userdata = userdata;
 }
 
-int device_reset(struct device *d)
-{
-    return on_reset(d);
-}
-
 /* ---- building the device ---------------------------------------------------------- */
-
-/* Keep our own copies of the plugin's fds: it may close its own. On failure
- * the fds not yet copied are forgotten (-1), never closed: they are the
- * plugin's. */
-static int dup_desc_fds(struct muserd_device_desc *desc)
-{
-    int *fds[ELEMENTSOF(desc->bars) + ELEMENTSOF(desc->ioeventfds)];
-    size_t n = 0;
-    int r = 0;
-
-    for (size_t i = 0; i < ELEMENTSOF(desc->bars); i++)
-        fds[n++] = &desc->bars[i].fd;
-    for (size_t i = 0; i < ELEMENTSOF(desc->ioeventfds); i++)
-        fds[n++] = &desc->ioeventfds[i].fd;
-    for (size_t i = 0; i < n; i++) {
-        if (*fds[i] < 0)
-            continue;
-        *fds[i] = r < 0 ? -1 : fcntl(*fds[i], F_DUPFD_CLOEXEC, 3);
-        if (*fds[i] < 0 && r == 0)
-            r = -errno;
-    }
-    return r;
-}
-
-static void reset_desc_fds(struct muserd_device_desc *desc)
-{
-    for (size_t i = 0; i < ELEMENTSOF(desc->bars); i++)
-        desc->bars[i].fd = -1;
-    for (size_t i = 0; i < ELEMENTSOF(desc->ioeventfds); i++)
-        desc->ioeventfds[i].fd = -1;
-}
-
-static void close_desc_fds(struct muserd_device_desc *desc)
-{
-    for (size_t i = 0; i < ELEMENTSOF(desc->bars); i++)
-        desc->bars[i].fd = safe_close(desc->bars[i].fd);
-    for (size_t i = 0; i < ELEMENTSOF(desc->ioeventfds); i++)
-        desc->ioeventfds[i].fd = safe_close(desc->ioeventfds[i].fd);
-}
-
-/* Check what pci/ does not: mmap areas inside their BAR, ioeventfds inside theirs. */
-static int check_desc(const struct muserd_device_desc *desc, char **error)
-{
-    for (size_t i = 0; i < ELEMENTSOF(desc->bars); i++) {
-        const struct muserd_bar *b = &desc->bars[i];
-        if (b->nr_areas > MUSERD_MAX_MMAP_AREAS)
-            return set_error(error, "BAR %zu lists %u mmap areas, at most %d are allowed.", i,
-                             b->nr_areas, MUSERD_MAX_MMAP_AREAS);
-        for (uint32_t a = 0; a < b->nr_areas; a++)
-            if (!range_within(b->areas[a].offset, b->areas[a].size, b->size) ||
-                b->areas[a].size == 0)
-                return set_error(error, "BAR %zu mmap area %u lies outside the BAR.", i, a);
-        if (b->nr_areas > 0 && b->fd < 0)
-            return set_error(error, "BAR %zu lists mmap areas but no fd to map.", i);
-    }
-    if (desc->nr_ioeventfds > MUSERD_MAX_IOEVENTFDS)
-        return set_error(error, "The device declares %u ioeventfds, at most %d are allowed.",
-                         desc->nr_ioeventfds, MUSERD_MAX_IOEVENTFDS);
-    for (uint32_t i = 0; i < desc->nr_ioeventfds; i++) {
-        const struct muserd_ioeventfd *e = &desc->ioeventfds[i];
-        if (e->bar >= ELEMENTSOF(desc->bars) || e->fd < 0 ||
-            !range_within(e->offset, e->size ? e->size : 1, desc->bars[e->bar].size))
-            return set_error(error, "ioeventfd %u is not inside a BAR of the device.", i);
-    }
-    return 0;
-}
 
 static void build_layout(const struct device *d, struct vfu_device_layout *l)
 {
-    const struct muserd_device_desc *desc = &d->desc;
-
-    *l = (struct vfu_device_layout){0};
-    for (size_t i = 0; i < VFIO_PCI_NUM_REGIONS; i++)
-        l->regions[i].fd = -1;
-    for (size_t i = 0; i < ELEMENTSOF(desc->bars); i++) {
-        const struct muserd_bar *b = &desc->bars[i];
-        struct vfu_region_desc *r = &l->regions[i];
-        if (b->size == 0)
-            continue;
-        r->size = b->size;
-        r->flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
-        r->fd = b->fd;
-        r->fd_offset = b->fd_offset;
-        r->nr_areas = b->nr_areas;
-        for (uint32_t a = 0; a < b->nr_areas; a++)
-            r->areas[a] = (struct vfu_sparse_mmap_area){b->areas[a].offset, b->areas[a].size};
-        if (b->flags & MUSERD_BAR_MEM64)
-            i++; /* the next slot is this BAR's upper half */
-    }
+    *l = d->desc.layout; /* the BARs and ioeventfds; fds stay the device's */
     l->regions[VFIO_PCI_CONFIG_REGION_INDEX] = (struct vfu_region_desc){
         .size = pci_config_size(d->pci),
         .flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE,
         .fd = -1,
     };
     pci_irq_counts(d->pci, l->irq_counts);
-    for (uint32_t i = 0; i < desc->nr_ioeventfds; i++) {
-        const struct muserd_ioeventfd *e = &desc->ioeventfds[i];
-        l->io_fds[l->nr_io_fds++] = (struct vfu_io_fd_desc){
-            .region = e->bar,
-            .offset = e->offset,
-            .size = e->size,
-            .fd = e->fd,
-            .flags = e->has_datamatch ? 1u /* KVM_IOEVENTFD_FLAG_DATAMATCH */ : 0,
-            .datamatch = e->datamatch,
-        };
+}
+
+/* ABI 1 plugins fill a descriptor with fixed arrays; ABI 2 plugins fill a
+ * sized one and add BARs and ioeventfds through the services. */
+static int call_create(struct device *d, const char **why)
+{
+    const struct muserd_device_type *t = d->type->type;
+
+    if (d->type->plugin->abi_version < 2) {
+        struct abi1_device_desc old = {0};
+        for (size_t i = 0; i < ELEMENTSOF(old.bars); i++)
+            old.bars[i].fd = -1;
+        for (size_t i = 0; i < ELEMENTSOF(old.ioeventfds); i++)
+            old.ioeventfds[i].fd = -1;
+        int r =
+            t->create(&d->host, &host_services, (struct muserd_device_desc *)&old, &d->plugin_dev);
+        if (r < 0) {
+            d->plugin_dev = NULL;
+            return r;
+        }
+        return device_desc_from_abi1(&d->desc, &old, why) < 0 ? -EINVAL : 0;
     }
+    struct muserd_device_desc desc = {.size = sizeof(desc)};
+    d->host.building = &d->desc;
+    int r = t->create(&d->host, &host_services, &desc, &d->plugin_dev);
+    d->host.building = NULL;
+    if (r < 0) {
+        d->plugin_dev = NULL;
+        return r;
+    }
+    d->desc.pci.ids = desc.ids;
+    d->desc.pci.caps = desc.caps;
+    return 0;
 }
 
 static int create_plugin_device(struct device *d, char **error)
 {
     const struct muserd_device_type *t = d->type->type;
+    const char *why = NULL;
 
-    reset_desc_fds(&d->desc);
-    int r = t->create(&d->host, &host_services, &d->desc, &d->plugin_dev);
-    if (r < 0) {
-        d->plugin_dev = NULL;
-        reset_desc_fds(&d->desc);
+    int r = call_create(d, &why);
+    if (r < 0 && !d->plugin_dev) {
         if (d->host.error)
             *error = TAKE_PTR(d->host.error);
         else
@@ -336,10 +327,13 @@ static int create_plugin_device(struct device *d, char **error)
                       strerror(-r));
         return r;
     }
-    r = dup_desc_fds(&d->desc);
-    if (r < 0)
-        return r;
-    return check_desc(&d->desc, error);
+    if (r < 0 || d->host.desc_error)
+        return set_error(error, "The %s plugin describes a device muserd cannot emulate: %s.",
+                         t->name,
+                         why                  ? why
+                         : d->host.desc_error ? d->host.desc_error
+                                              : strerror(-r));
+    return 0;
 }
 
 int device_new(sd_event *event, const struct plugin_type *type, const char *id,
@@ -357,7 +351,7 @@ int device_new(sd_event *event, const struct plugin_type *type, const char *id,
     if (!d)
         return -ENOMEM;
     pthread_mutex_init(&d->published_lock, NULL);
-    reset_desc_fds(&d->desc);
+    device_desc_init(&d->desc);
     d->type = type;
     d->id = strdup(id);
     d->socket_path = strdup(socket_path);
@@ -373,11 +367,22 @@ int device_new(sd_event *event, const struct plugin_type *type, const char *id,
     if (!d->config_text)
         return -ENOMEM;
     host_init(&d->host, d, event, d->id, d->config);
+    r = irq_routes_new(event, &route_ops, d, &d->routes);
+    if (r < 0)
+        return r;
+    r = device_reset_setup(d);
+    if (r < 0)
+        return r;
+    /* Before create(): the plugin's threads may ask for guest memory (and
+     * find none) from the start. The client's caps set its limit later. */
+    r = vfu_dma_new(VFU_DEFAULT_MAX_DMA_MAPS, &d->dma);
+    if (r < 0)
+        return r;
 
     r = create_plugin_device(d, error);
     if (r < 0)
         return r;
-    r = pci_dev_new(&d->desc, on_pci_fire, d, &d->pci, &why);
+    r = pci_dev_new(&d->desc.pci, on_pci_fire, d, &d->pci, &why);
     if (r < 0)
         return set_error(error, "The %s plugin describes a device muserd cannot emulate: %s",
                          type->type->name, why ? why : strerror(-r));
@@ -407,10 +412,11 @@ int device_new(sd_event *event, const struct plugin_type *type, const char *id,
     }
     struct vfu_device_layout layout;
     build_layout(d, &layout);
-    r = vfu_server_new(event, fd, &layout, &vfu_ops, d, &d->server);
+    r = vfu_server_new(event, fd, &layout, d->dma, &vfu_ops, d, &d->server);
     if (r < 0)
         return r;
-    own_fd = -1; /* the server has it */
+    own_fd = -1;           /* the server has it */
+    publish_irq_routes(d); /* raises work from here on */
     *ret = TAKE_PTR(d);
     return 0;
 }
@@ -422,13 +428,18 @@ void device_free(struct device *d)
     /* The client goes first: its DMA unmaps reach the plugin while it exists.
      * Nobody listens for changes of a device being freed. */
     d->changed = NULL;
+    if (d->routes)
+        irq_routes_close(d->routes); /* raises from the plugin's threads stop here */
+    device_reset_teardown(d);
     vfu_server_free(d->server);
     d->server = NULL; /* destroy() below may still call services */
     if (d->plugin_dev && PLUGIN_OP(d->type->type->ops, destroy))
         d->type->type->ops->destroy(d->plugin_dev);
     host_done(&d->host);
+    irq_routes_free(d->routes);
+    vfu_dma_free(d->dma); /* the plugin's threads are gone: nobody holds it */
     pci_dev_free(d->pci);
-    close_desc_fds(&d->desc);
+    device_desc_close_fds(&d->desc);
     if (d->owns_socket_file)
         (void)unlink(d->socket_path);
     json_object_put(d->config);

@@ -15,6 +15,7 @@
 #include <json-c/json.h>
 #include <systemd/sd-event.h>
 
+#include "device-desc.h"
 #include "host.h"
 #include "plugins.h"
 #include "util/macro.h"
@@ -23,7 +24,7 @@
  * Threads: a device lives on one I/O thread (manager.c places it and calls
  * device_new, device_free and device_reset there). Everything below runs on
  * that thread, except what is marked "any thread": the immutable identity
- * (id, type, config_text, desc.ids) and the state the device publishes for
+ * (id, type, config_text, desc.pci.ids) and the state the device publishes for
  * D-Bus (device_get_state, device_get_client).
  */
 struct device {
@@ -36,9 +37,12 @@ struct device {
 
     struct muserd_host host;
     void *plugin_dev;
-    struct muserd_device_desc desc; /* fds here are our dups */
+    struct device_desc desc; /* fds here are our dups */
     struct pci_dev *pci;
     struct vfu_server *server;
+    struct irq_routes *routes;        /* raises from any thread */
+    struct vfu_dma *dma;              /* guest memory, also for the plugin's threads */
+    struct device_reset_state *reset; /* device-reset.c's */
 
     void (*changed)(void *userdata, struct device *d);
     void *changed_userdata;
@@ -81,12 +85,15 @@ int device_get_client(const struct device *d, pid_t *pid, uid_t *uid);
  * manager forwards to the main loop, and so to D-Bus). */
 void device_set_change_callback(struct device *d, void (*changed)(void *userdata, struct device *d),
                                 void *userdata);
-/* Reset as if the client had sent DEVICE_RESET (operator request). */
-int device_reset(struct device *d);
+/* device_reset() (operator request) is in device-reset.h. */
 
 /* Used by host.c to serve the plugin. */
 int device_irq_raise(struct device *d, uint32_t vector);
 int device_irq_lower(struct device *d);
 int device_dma_translate(struct device *d, uint64_t iova, uint64_t len, uint32_t prot, void **ptr);
+/* Any thread (ABI 2 dma_get/dma_put/dma_mark_dirty). */
+int device_dma_get(struct device *d, struct muserd_dma_ref *ref);
+void device_dma_put(struct device *d, struct muserd_dma_ref *ref, bool written);
+void device_dma_mark_dirty(struct device *d, uint64_t iova, uint64_t len);
 int device_dma_rw(struct device *d, uint64_t iova, void *buf, size_t len, bool is_write,
                   muserd_dma_done_fn done, void *opaque);

@@ -3,10 +3,14 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "device-config.h"
+#include "device-desc.h"
+#include "device-reset.h"
 #include "device.h"
 #include "host-poller.h"
 #include "util/log.h"
@@ -66,6 +70,32 @@ static int host_config_bool(struct muserd_host *h, const char *key, bool *value)
     return device_config_bool(h->config, key, value);
 }
 
+static int host_desc_refused(struct muserd_host *h, int r, const char *why)
+{
+    if (!h->desc_error)
+        h->desc_error = why;
+    log_error("%s: the plugin's device description is refused: %s.", h->id, why);
+    return r;
+}
+
+static int host_bar_add(struct muserd_host *h, const struct muserd_bar *bar)
+{
+    const char *why = "bar_add() may only be called from create()";
+    if (!h->building)
+        return host_desc_refused(h, -EINVAL, why);
+    int r = device_desc_add_bar(h->building, bar, &why);
+    return r < 0 ? host_desc_refused(h, r, why) : 0;
+}
+
+static int host_ioeventfd_add(struct muserd_host *h, const struct muserd_ioeventfd *e)
+{
+    const char *why = "ioeventfd_add() may only be called from create()";
+    if (!h->building)
+        return host_desc_refused(h, -EINVAL, why);
+    int r = device_desc_add_ioeventfd(h->building, e, &why);
+    return r < 0 ? host_desc_refused(h, r, why) : 0;
+}
+
 static int host_dma_translate(struct muserd_host *h, uint64_t iova, uint64_t len, uint32_t prot,
                               void **ptr)
 {
@@ -82,6 +112,30 @@ static int host_dma_write(struct muserd_host *h, uint64_t iova, const void *buf,
                           muserd_dma_done_fn done, void *opaque)
 {
     return device_dma_rw(h->device, iova, (void *)buf, len, true, done, opaque);
+}
+
+static int host_dma_get(struct muserd_host *h, struct muserd_dma_ref *ref)
+{
+    if (!ref || ref->size < offsetof(struct muserd_dma_ref, host_private) + sizeof(void *))
+        return -EINVAL;
+    ref->host_private = NULL;
+    return device_dma_get(h->device, ref);
+}
+
+static void host_dma_put(struct muserd_host *h, struct muserd_dma_ref *ref, bool written)
+{
+    if (ref && ref->size >= offsetof(struct muserd_dma_ref, host_private) + sizeof(void *))
+        device_dma_put(h->device, ref, written);
+}
+
+static void host_dma_mark_dirty(struct muserd_host *h, uint64_t iova, uint64_t len)
+{
+    device_dma_mark_dirty(h->device, iova, len);
+}
+
+static void host_quiesce_done(struct muserd_host *h, int status)
+{
+    device_quiesce_done(h->device, status);
 }
 
 static int host_irq_raise(struct muserd_host *h, uint32_t vector)
@@ -192,11 +246,12 @@ static void host_timer_free(struct muserd_timer *t)
     free(t);
 }
 
+/* Not sd_event_now(): that is the loop's, and this may run on any thread. */
 static uint64_t host_now_usec(struct muserd_host *h)
 {
-    uint64_t now = 0;
-    (void)sd_event_now(h->event, CLOCK_MONOTONIC, &now);
-    return now;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 const struct muserd_host_services host_services = {
@@ -221,6 +276,12 @@ const struct muserd_host_services host_services = {
     .poller_new = host_poller_new,
     .poller_wake = host_poller_wake,
     .poller_free = host_poller_free,
+    .bar_add = host_bar_add,
+    .ioeventfd_add = host_ioeventfd_add,
+    .dma_get = host_dma_get,
+    .dma_put = host_dma_put,
+    .dma_mark_dirty = host_dma_mark_dirty,
+    .quiesce_done = host_quiesce_done,
 };
 
 void host_init(struct muserd_host *h, struct device *d, sd_event *event, const char *id,

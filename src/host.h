@@ -15,13 +15,16 @@
 #include <systemd/sd-event.h>
 
 struct device;
+struct device_desc;
 
 struct muserd_host {
     struct device *device;
     sd_event *event;
     const char *id;
     struct json_object *config;
-    char *error; /* set_error() text from create() */
+    char *error;                  /* set_error() text from create() */
+    struct device_desc *building; /* during an ABI 2 create(): what bar_add() fills */
+    const char *desc_error;       /* the first bar_add()/ioeventfd_add() refusal */
     struct muserd_watch *watches;
     struct muserd_timer *timers;
     struct muserd_poller *pollers;

@@ -243,12 +243,44 @@ static void answer(void *arg)
     free(c);
 }
 
+/* The call running on this thread, for io_call_defer(). */
+static _Thread_local struct call *current_call;
+static _Thread_local bool current_deferred;
+
+static void post_answer(struct call *c)
+{
+    /* The answers mailbox outlives every thread (freed after the joins). */
+    mailbox_post_letter(c->t->pool->answers, &c->answer_letter, answer, c);
+}
+
 static void run_call(void *arg)
 {
     struct call *c = arg;
-    c->result = c->fn(c->arg);
-    /* The answers mailbox outlives every thread (freed after the joins). */
-    mailbox_post_letter(c->t->pool->answers, &c->answer_letter, answer, c);
+    current_call = c;
+    current_deferred = false;
+    int r = c->fn(c->arg);
+    bool deferred = current_deferred;
+    current_call = NULL;
+    /* A deferred call may be answered, and freed, already: hands off. */
+    if (!deferred) {
+        c->result = r;
+        post_answer(c);
+    }
+}
+
+struct io_call *io_call_defer(void)
+{
+    if (!current_call)
+        return NULL;
+    current_deferred = true;
+    return (struct io_call *)current_call;
+}
+
+void io_call_answer(struct io_call *handle, int result)
+{
+    struct call *c = (struct call *)handle;
+    c->result = result;
+    post_answer(c);
 }
 
 int io_thread_call(struct io_thread *t, io_call_fn fn, io_done_fn done, void *arg)

@@ -64,6 +64,15 @@ typedef void (*io_done_fn)(void *arg, int result);
  * (nothing runs).
  */
 int io_thread_call(struct io_thread *t, io_call_fn fn, io_done_fn done, void *arg);
+/*
+ * From inside an io_call_fn run by io_thread_call(): answer later, with
+ * io_call_answer() from the same thread (fn's return value is ignored).
+ * NULL when not inside such a call (then answer by returning).
+ */
+struct io_call;
+struct io_call *io_call_defer(void);
+void io_call_answer(struct io_call *call, int result);
+
 /* Run fn(arg) on t and wait for its result: only where the main loop may
  * block (starting up, shutting down). */
 int io_thread_call_sync(struct io_thread *t, io_call_fn fn, void *arg);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "device-config.h"
+#include "device-reset.h"
 #include "iothreads.h"
 #include "manager-internal.h"
 #include "util/log.h"

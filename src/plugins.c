@@ -17,6 +17,9 @@ struct plugins {
     size_t nr_handles;
 };
 
+/* The oldest ABI this host still loads (see abi1.h). */
+#define PLUGIN_ABI_OLDEST 1
+
 /* The smallest struct sizes ABI 1 has ever had: a plugin may be newer (larger),
  * never smaller. */
 #define MIN_PLUGIN_SIZE (offsetof(struct muserd_plugin, types) + sizeof(void *))
@@ -39,10 +42,10 @@ static int check_descriptor(const struct plugins *p, const char *path,
         log_error("Refusing plugin %s: its entry point returned no descriptor.", path);
         return -EINVAL;
     }
-    if (d->abi_version != MUSERD_PLUGIN_ABI_VERSION) {
-        log_error("Refusing plugin %s: built for plugin ABI %u, this muserd supports ABI %u. "
-                  "Rebuild it against this muserd's headers.",
-                  path, d->abi_version, MUSERD_PLUGIN_ABI_VERSION);
+    if (d->abi_version < PLUGIN_ABI_OLDEST || d->abi_version > MUSERD_PLUGIN_ABI_VERSION) {
+        log_error("Refusing plugin %s: built for plugin ABI %u, this muserd supports ABI %u "
+                  "to %u. Rebuild it against this muserd's headers.",
+                  path, d->abi_version, PLUGIN_ABI_OLDEST, MUSERD_PLUGIN_ABI_VERSION);
         return -EPROTONOSUPPORT;
     }
     if (d->size < MIN_PLUGIN_SIZE || !d->name || (d->nr_types > 0 && !d->types)) {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * PCI identity and capabilities a plugin asks muserd to emulate in the
- * device's configuration space. Part of plugin ABI 1 (see <muserd/plugin.h>).
+ * device's configuration space. Part of the plugin ABI (see <muserd/plugin.h>).
  */
 #pragma once
 

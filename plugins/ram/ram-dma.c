@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The ram device's DMA engine: copies between guest memory and the RAM BAR
- * in chunks, one per round of a poller, through the host's DMA services,
- * which may complete a chunk later (guest memory reached over the socket).
+ * in chunks, one per round of a poller. Guest memory shared with an fd is
+ * held with dma_get/dma_put around each chunk's copy; memory reached over
+ * the socket goes through dma_read/dma_write, which may complete later.
  * Register semantics are in ram-regs.h.
  */
 #include <errno.h>
@@ -53,6 +54,30 @@ static int ram_dma_step(struct ram_dev *d)
         ram_dma_complete(d, 0);
         return 0;
     }
+    /* Memory the client shared with an fd: hold it for the copy (the host
+     * answers an unmap meanwhile only after the put) and say what we wrote,
+     * for dirty logging. */
+    struct muserd_dma_ref ref = {
+        .size = sizeof(ref),
+        .prot = d->xfer_to_guest ? MUSERD_DMA_WRITE : MUSERD_DMA_READ,
+        .iova = iova,
+        .len = n,
+    };
+    r = d->svc->dma_get(d->host, &ref);
+    if (r == 0) {
+        if (d->xfer_to_guest)
+            memcpy(ref.ptr, p, n);
+        else
+            memcpy(p, ref.ptr, n);
+        d->svc->dma_put(d->host, &ref, d->xfer_to_guest);
+        d->xfer_done += n;
+        return 1;
+    }
+    if (r != -EREMOTE) {
+        ram_dma_complete(d, r);
+        return 0;
+    }
+    /* Mapped without an fd: over the socket, possibly completing later. */
     if (d->xfer_to_guest)
         r = d->svc->dma_write(d->host, iova, p, n, ram_dma_chunk_done, d);
     else

@@ -278,9 +278,7 @@ static int ram_setup(struct ram_dev *d)
         return r;
     }
     /* A host before pollers has a shorter services table: copy inline there. */
-    if (d->svc->size >=
-            offsetof(struct muserd_host_services, poller_free) + sizeof(d->svc->poller_free) &&
-        d->svc->poller_new) {
+    if (MUSERD_HAS_SERVICE(d->svc, poller_new)) {
         r = d->svc->poller_new(d->host, ram_dma_poll, d, RAM_DMA_POLL_IDLE_USEC, &d->dma_poller);
         if (r < 0) {
             d->svc->set_error(d->host, "ram: cannot set up the DMA poller: %s", strerror(-r));
@@ -288,6 +286,52 @@ static int ram_setup(struct ram_dev *d)
         }
     }
     return 0;
+}
+
+/* The BARs and the doorbell, as the host is told in create(). */
+static int ram_describe(struct ram_dev *d)
+{
+    const struct muserd_mmap_area whole = {.offset = 0, .size = d->size};
+    const struct muserd_bar bars[] = {
+        {.size = sizeof(struct muserd_bar),
+         .index = RAM_REGS_BAR,
+         .length = RAM_REGS_SIZE,
+         .fd = -1},
+        /* 64-bit: a 1 GiB BAR does not fit below 4 GiB on many guests. */
+        {.size = sizeof(struct muserd_bar),
+         .index = RAM_MEM_BAR,
+         .length = d->size,
+         .flags = MUSERD_BAR_MEM64 | MUSERD_BAR_PREFETCH,
+         .fd = d->mem_fd,
+         .nr_areas = 1,
+         .areas = &whole},
+        {.size = sizeof(struct muserd_bar),
+         .index = RAM_MSIX_BAR,
+         .length = RAM_MSIX_SIZE,
+         .fd = -1},
+    };
+    const struct muserd_ioeventfd doorbell = {
+        .size = sizeof(doorbell),
+        .bar = RAM_REGS_BAR,
+        .offset = RAM_REG_DOORBELL,
+        .length = 4,
+        .fd = d->doorbell_fd,
+    };
+    int r;
+
+    for (size_t i = 0; i < sizeof(bars) / sizeof(bars[0]); i++) {
+        r = d->svc->bar_add(d->host, &bars[i]);
+        if (r < 0) {
+            d->svc->set_error(d->host, "ram: the host refused BAR %u: %s", bars[i].index,
+                              strerror(-r));
+            return r;
+        }
+    }
+    r = d->svc->ioeventfd_add(d->host, &doorbell);
+    if (r < 0)
+        d->svc->set_error(d->host, "ram: the host refused the doorbell ioeventfd: %s",
+                          strerror(-r));
+    return r;
 }
 
 static int ram_create(struct muserd_host *host, const struct muserd_host_services *svc,
@@ -337,24 +381,11 @@ static int ram_create(struct muserd_host *host, const struct muserd_host_service
         .msix_pba_offset = RAM_MSIX_PBA,
         .pcie = true,
     };
-    desc->bars[RAM_REGS_BAR] = (struct muserd_bar){.size = RAM_REGS_SIZE, .fd = -1};
-    /* 64-bit: a 1 GiB BAR does not fit below 4 GiB on many guests. */
-    desc->bars[RAM_MEM_BAR] = (struct muserd_bar){
-        .size = size,
-        .flags = MUSERD_BAR_MEM64 | MUSERD_BAR_PREFETCH,
-        .fd = d->mem_fd,
-        .fd_offset = 0,
-        .nr_areas = 1,
-        .areas = {{.offset = 0, .size = size}},
-    };
-    desc->bars[RAM_MSIX_BAR] = (struct muserd_bar){.size = RAM_MSIX_SIZE, .fd = -1};
-    desc->nr_ioeventfds = 1;
-    desc->ioeventfds[0] = (struct muserd_ioeventfd){
-        .bar = RAM_REGS_BAR,
-        .offset = RAM_REG_DOORBELL,
-        .size = 4,
-        .fd = d->doorbell_fd,
-    };
+    r = ram_describe(d);
+    if (r < 0) {
+        ram_destroy(d);
+        return r;
+    }
     *dev = d;
     return 0;
 }

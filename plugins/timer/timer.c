@@ -348,8 +348,25 @@ static int timer_create(struct muserd_host *host, const struct muserd_host_servi
         .msix_pba_offset = TIMER_MSIX_PBA,
         .pcie = true,
     };
-    desc->bars[TIMER_REGS_BAR] = (struct muserd_bar){.size = TIMER_REGS_SIZE, .fd = -1};
-    desc->bars[TIMER_MSIX_BAR] = (struct muserd_bar){.size = TIMER_MSIX_SIZE, .fd = -1};
+    const struct muserd_bar bars[] = {
+        {.size = sizeof(struct muserd_bar),
+         .index = TIMER_REGS_BAR,
+         .length = TIMER_REGS_SIZE,
+         .fd = -1},
+        {.size = sizeof(struct muserd_bar),
+         .index = TIMER_MSIX_BAR,
+         .length = TIMER_MSIX_SIZE,
+         .fd = -1},
+    };
+    for (size_t i = 0; i < sizeof(bars) / sizeof(bars[0]); i++) {
+        r = svc->bar_add(host, &bars[i]);
+        if (r < 0) {
+            svc->set_error(host, "timer: the host refused BAR %u: %s", bars[i].index, strerror(-r));
+            svc->timer_free(d->timer);
+            free(d);
+            return r;
+        }
+    }
     *dev = d;
     return 0;
 }

@@ -29,10 +29,10 @@ static const char *const bar_err_upper[6] =
 
 #define BAR_KNOWN_FLAGS (MUSERD_BAR_MEM64 | MUSERD_BAR_PREFETCH | MUSERD_BAR_IO)
 
-static int validate_bars(const struct muserd_device_desc *desc, const char **error)
+static int validate_bars(const struct pci_device_desc *desc, const char **error)
 {
     for (unsigned i = 0; i < 6; i++) {
-        const struct muserd_bar *bar = &desc->bars[i];
+        const struct pci_bar_desc *bar = &desc->bars[i];
 
         if (bar->size == 0)
             continue;
@@ -83,10 +83,10 @@ static int validate_bars(const struct muserd_device_desc *desc, const char **err
     return 0;
 }
 
-static void build_bars(struct pci_dev *dev, const struct muserd_device_desc *desc)
+static void build_bars(struct pci_dev *dev, const struct pci_device_desc *desc)
 {
     for (unsigned i = 0; i < 6; i++) {
-        const struct muserd_bar *bar = &desc->bars[i];
+        const struct pci_bar_desc *bar = &desc->bars[i];
         uint32_t off = PCI_BASE_ADDRESS_0 + 4 * i;
         uint64_t addr_mask = ~(bar->size - 1);
 
@@ -115,7 +115,7 @@ static void build_bars(struct pci_dev *dev, const struct muserd_device_desc *des
     }
 }
 
-static void build_header(struct pci_dev *dev, const struct muserd_device_desc *desc)
+static void build_header(struct pci_dev *dev, const struct pci_device_desc *desc)
 {
     const struct muserd_pci_ids *ids = &desc->ids;
     bool has_io = false;
@@ -161,7 +161,7 @@ static void build_header(struct pci_dev *dev, const struct muserd_device_desc *d
     dev->cfg[PCI_INTERRUPT_PIN] = desc->caps.intx ? 1 : 0;
 }
 
-int pci_dev_new(const struct muserd_device_desc *desc, pci_fire_fn fire, void *opaque,
+int pci_dev_new(const struct pci_device_desc *desc, pci_fire_fn fire, void *opaque,
                 struct pci_dev **ret, const char **error)
 {
     const char *dummy;

@@ -35,6 +35,22 @@ int pci_raise(struct pci_dev *dev, uint32_t vector)
     return 0;
 }
 
+int pci_direct_route(const struct pci_dev *dev, uint32_t vector)
+{
+    if (pci_msix_enabled(dev))
+        return pci_msix_direct(dev, vector) ? VFIO_PCI_MSIX_IRQ_INDEX : -1;
+    if (pci_msi_enabled(dev))
+        return pci_msi_direct(dev, vector) ? VFIO_PCI_MSI_IRQ_INDEX : -1;
+    return -1;
+}
+
+uint32_t pci_nr_vectors(const struct pci_dev *dev)
+{
+    uint32_t n = dev->caps.msix_vectors > dev->caps.msi_vectors ? dev->caps.msix_vectors
+                                                                : dev->caps.msi_vectors;
+    return n > 0 ? n : 1;
+}
+
 void pci_lower_intx(struct pci_dev *dev)
 {
     cfg_set16(dev, PCI_STATUS, cfg_get16(dev, PCI_STATUS) & ~PCI_STATUS_INTERRUPT);

@@ -67,6 +67,12 @@ int pci_msi_raise(struct pci_dev *dev, uint32_t vector)
     return 0;
 }
 
+bool pci_msi_direct(const struct pci_dev *dev, uint32_t vector)
+{
+    return vector < enabled_vectors(dev) &&
+           !(cfg_get32(dev, dev->msi_off + PCI_MSI_MASK_64) & (UINT32_C(1) << vector));
+}
+
 void pci_msi_write(struct pci_dev *dev)
 {
     uint32_t flags_reg = dev->msi_off + PCI_MSI_FLAGS;

@@ -162,6 +162,12 @@ int pci_msix_raise(struct pci_dev *dev, uint32_t vector)
     return 0;
 }
 
+bool pci_msix_direct(const struct pci_dev *dev, uint32_t vector)
+{
+    return vector < dev->caps.msix_vectors && !(msix_flags(dev) & PCI_MSIX_FLAGS_MASKALL) &&
+           !entry_masked(dev, vector);
+}
+
 void pci_msix_write(struct pci_dev *dev)
 {
     if (!pci_msix_enabled(dev) || (msix_flags(dev) & PCI_MSIX_FLAGS_MASKALL))

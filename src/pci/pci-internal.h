@@ -118,6 +118,7 @@ int pci_msi_validate(const struct muserd_pci_caps *caps, const char **error);
 void pci_msi_build(struct pci_dev *dev, uint8_t off);
 bool pci_msi_enabled(const struct pci_dev *dev);
 int pci_msi_raise(struct pci_dev *dev, uint32_t vector);
+bool pci_msi_direct(const struct pci_dev *dev, uint32_t vector);
 /* After a guest write to the MSI capability: clamp, deliver unmasked pending vectors. */
 void pci_msi_write(struct pci_dev *dev);
 
@@ -129,5 +130,6 @@ void pci_msix_reset(struct pci_dev *dev);
 void pci_msix_free(struct pci_dev *dev);
 bool pci_msix_enabled(const struct pci_dev *dev);
 int pci_msix_raise(struct pci_dev *dev, uint32_t vector);
+bool pci_msix_direct(const struct pci_dev *dev, uint32_t vector);
 /* After a guest write to the MSI-X capability: deliver unmasked pending vectors. */
 void pci_msix_write(struct pci_dev *dev);

@@ -27,6 +27,19 @@
 
 struct pci_dev;
 
+/* A BAR as config space sees it: size 0 for none, MUSERD_BAR_* flags. */
+struct pci_bar_desc {
+    uint64_t size;
+    uint32_t flags;
+};
+
+/* What the config space is built from (device.c fills it from the plugin). */
+struct pci_device_desc {
+    struct muserd_pci_ids ids;
+    struct muserd_pci_caps caps;
+    struct pci_bar_desc bars[6];
+};
+
 /*
  * Deliver interrupt `vector` of VFIO IRQ index `index`
  * (VFIO_PCI_INTX_IRQ_INDEX, _MSI_, _MSIX_). Called by pci_raise() and when
@@ -35,13 +48,13 @@ struct pci_dev;
 typedef void (*pci_fire_fn)(void *opaque, uint32_t index, uint32_t vector);
 
 /*
- * Build the config space from a plugin's device descriptor. Returns -EINVAL
+ * Build the config space from a device descriptor. Returns -EINVAL
  * and sets *error to a static sentence for a descriptor that cannot be
  * emulated (BAR size not a power of two, a 64-bit BAR in slot 5, MSI-X table
  * outside its BAR or overlapping the PBA, an MSI vector count that is not a
  * power of two up to 32, ...).
  */
-int pci_dev_new(const struct muserd_device_desc *desc, pci_fire_fn fire, void *opaque,
+int pci_dev_new(const struct pci_device_desc *desc, pci_fire_fn fire, void *opaque,
                 struct pci_dev **ret, const char **error);
 void pci_dev_free(struct pci_dev *dev);
 
@@ -75,6 +88,15 @@ enum pci_irq_mode pci_irq_mode(const struct pci_dev *dev);
  * pending or disabled).
  */
 int pci_raise(struct pci_dev *dev, uint32_t vector);
+/*
+ * Would pci_raise(vector) deliver at once, changing no config state? Then the
+ * VFIO IRQ index it would fire (MSI or MSI-X), else -1 (INTx, masked, not
+ * enabled). What irq-routes.c publishes for raises from other threads.
+ */
+int pci_direct_route(const struct pci_dev *dev, uint32_t vector);
+/* The most vectors any mechanism of the device has (at least 1). */
+uint32_t pci_nr_vectors(const struct pci_dev *dev);
+
 /* Clear the INTx status bit (level-triggered INTx deasserted). */
 void pci_lower_intx(struct pci_dev *dev);
 

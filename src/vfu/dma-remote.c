@@ -55,7 +55,7 @@ static int send_request(struct vfu_server *s, struct remote_req *req, const void
 int vfu_server_dma_rw(struct vfu_server *s, uint64_t iova, void *buf, size_t len, bool is_write,
                       vfu_dma_done_fn done, void *opaque)
 {
-    if (!s->conn || !s->dma)
+    if (!s->conn || !s->negotiated)
         return -ENOTCONN;
     const struct vfu_dma_region *region = vfu_dma_find(s->dma, iova, len);
     if (!region)
@@ -64,9 +64,10 @@ int vfu_server_dma_rw(struct vfu_server *s, uint64_t iova, void *buf, size_t len
         return -EACCES;
     if (region->vaddr) {
         uint8_t *p = (uint8_t *)region->vaddr + (iova - region->iova);
-        if (is_write)
+        if (is_write) {
             memcpy(p, buf, len);
-        else
+            vfu_dma_mark_dirty(s->dma, iova, len);
+        } else
             memcpy(buf, p, len);
         return 0;
     }

@@ -2,6 +2,7 @@
 #include "vfu/dma.h"
 
 #include <errno.h>
+#include <sys/eventfd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/magic.h>
@@ -12,16 +13,7 @@
 
 #include "util/macro.h"
 #include "vfu/dma-guard.h"
-
-struct vfu_dma {
-    uint32_t max_maps;
-    size_t n;
-    /* Sorted by iova, never overlapping. Each change builds a new array and
-     * swaps it in, so a reader holding the old one keeps a consistent view. */
-    struct vfu_dma_region *regions;
-    /* Set by the SIGBUS guard when the client shrank a mapped file. */
-    volatile sig_atomic_t faulted;
-};
+#include "vfu/dma-internal.h"
 
 int vfu_dma_new(uint32_t max_maps, struct vfu_dma **ret)
 {
@@ -29,8 +21,19 @@ int vfu_dma_new(uint32_t max_maps, struct vfu_dma **ret)
     if (!dma)
         return -ENOMEM;
     dma->max_maps = max_maps;
+    dma->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (dma->event_fd < 0) {
+        free(dma);
+        return -errno;
+    }
+    pthread_mutex_init(&dma->lock, NULL);
     *ret = dma;
     return 0;
+}
+
+void vfu_dma_set_max_maps(struct vfu_dma *dma, uint32_t max_maps)
+{
+    dma->max_maps = max_maps;
 }
 
 static void region_release(struct vfu_dma_region *r)
@@ -40,6 +43,7 @@ static void region_release(struct vfu_dma_region *r)
         munmap(r->mmap_base, r->mmap_len);
     }
     free(r->dirty);
+    free(r);
 }
 
 void vfu_dma_free(struct vfu_dma *dma)
@@ -47,9 +51,29 @@ void vfu_dma_free(struct vfu_dma *dma)
     if (!dma)
         return;
     for (size_t i = 0; i < dma->n; i++)
-        region_release(&dma->regions[i]);
+        region_release(dma->regions[i]);
+    while (dma->retired) {
+        struct vfu_dma_region *r = dma->retired;
+        dma->retired = r->next_retired;
+        region_release(r);
+    }
     free(dma->regions);
+    safe_close(dma->event_fd);
+    pthread_mutex_destroy(&dma->lock);
     free(dma);
+}
+
+/* Swap in a new array (the device's thread; readers elsewhere hold the
+ * lock). Returns the old one for the caller to free. */
+static struct vfu_dma_region **publish(struct vfu_dma *dma, struct vfu_dma_region **regions,
+                                       size_t n)
+{
+    pthread_mutex_lock(&dma->lock);
+    struct vfu_dma_region **old = dma->regions;
+    dma->regions = regions;
+    dma->n = n;
+    pthread_mutex_unlock(&dma->lock);
+    return old;
 }
 
 /* Index of the first region whose iova is >= iova (dma->n if none). */
@@ -58,7 +82,7 @@ static size_t lower_bound(const struct vfu_dma *dma, uint64_t iova)
     size_t lo = 0, hi = dma->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (dma->regions[mid].iova < iova)
+        if (dma->regions[mid]->iova < iova)
             lo = mid + 1;
         else
             hi = mid;
@@ -148,30 +172,36 @@ int vfu_dma_map(struct vfu_dma *dma, const struct vfu_dma_map *req, int fd)
 
     size_t i = lower_bound(dma, req->address);
     if (i > 0) {
-        const struct vfu_dma_region *prev = &dma->regions[i - 1];
+        const struct vfu_dma_region *prev = dma->regions[i - 1];
         if (prev->iova + prev->size > req->address)
             return -EEXIST;
     }
-    if (i < dma->n && dma->regions[i].iova < end)
+    if (i < dma->n && dma->regions[i]->iova < end)
         return -EEXIST;
     if (dma->n >= dma->max_maps)
         return -ENOSPC;
 
-    struct vfu_dma_region region = {
+    struct vfu_dma_region *region = calloc(1, sizeof(*region));
+    if (!region)
+        return -ENOMEM;
+    *region = (struct vfu_dma_region){
         .iova = req->address,
         .size = req->size,
         .prot = req->flags,
     };
     if (fd >= 0) {
-        region.offset = req->offset;
-        r = map_fd(dma, &region, fd);
-        if (r < 0)
+        region->offset = req->offset;
+        r = map_fd(dma, region, fd);
+        if (r < 0) {
+            free(region);
             return r;
+        }
     }
-
-    struct vfu_dma_region *regions = malloc((dma->n + 1) * sizeof(*regions));
-    if (!regions) {
-        region_release(&region);
+    uint64_t pgsize = atomic_load(&dma->dirty_pgsize);
+    struct vfu_dma_region **regions = malloc((dma->n + 1) * sizeof(*regions));
+    if (!regions || (pgsize && dma_dirty_alloc(region, pgsize) < 0)) {
+        free(regions);
+        region_release(region);
         return -ENOMEM;
     }
     if (dma->n > 0) {
@@ -181,11 +211,55 @@ int vfu_dma_map(struct vfu_dma *dma, const struct vfu_dma_map *req, int fd)
     regions[i] = region;
     /* The mapping keeps the memory; the fd would only cost one per map. */
     safe_close(fd);
-
-    free(dma->regions);
-    dma->regions = regions;
-    dma->n++;
+    free(publish(dma, regions, dma->n + 1));
     return 0;
+}
+
+/* A region the client unmapped: gone now, or once its last user put it. */
+static bool retire(struct vfu_dma *dma, struct vfu_dma_region *r)
+{
+    r->unmap_seq = dma->unmap_seq;
+    /* Under the lock vfu_dma_put() drops its user with: either it sees
+     * `removed` and wakes the reaper, or we see no user and free now. */
+    pthread_mutex_lock(&dma->lock);
+    atomic_store(&r->removed, true);
+    bool in_use = atomic_load(&r->users) != 0;
+    pthread_mutex_unlock(&dma->lock);
+    if (!in_use) {
+        region_release(r);
+        return false;
+    }
+    r->next_retired = dma->retired;
+    dma->retired = r;
+    return true;
+}
+
+/* Remove regions [first, last) of the array: the client unmapped them. */
+static int unmap_slice(struct vfu_dma *dma, size_t first, size_t last, vfu_dma_unmap_fn notify,
+                       void *opaque)
+{
+    size_t gone_n = last - first;
+    struct vfu_dma_region **regions = NULL;
+    bool held = false;
+
+    if (gone_n == 0)
+        return 0;
+    if (dma->n > gone_n) {
+        regions = malloc((dma->n - gone_n) * sizeof(*regions));
+        if (!regions)
+            return -ENOMEM;
+        memcpy(regions, dma->regions, first * sizeof(*regions));
+        memcpy(regions + first, dma->regions + last, (dma->n - last) * sizeof(*regions));
+    }
+    struct vfu_dma_region **old = publish(dma, regions, dma->n - gone_n);
+    dma->unmap_seq++;
+    for (size_t i = first; i < last; i++) {
+        if (notify)
+            notify(opaque, old[i]->iova, old[i]->size);
+        held |= retire(dma, old[i]);
+    }
+    free(old);
+    return held ? VFU_DMA_HELD : 0;
 }
 
 int vfu_dma_unmap(struct vfu_dma *dma, uint64_t iova, uint64_t size, vfu_dma_unmap_fn notify,
@@ -199,55 +273,55 @@ int vfu_dma_unmap(struct vfu_dma *dma, uint64_t iova, uint64_t size, vfu_dma_unm
      * overlaps it at either edge cannot be split. */
     size_t first = lower_bound(dma, iova);
     if (first > 0) {
-        const struct vfu_dma_region *prev = &dma->regions[first - 1];
+        const struct vfu_dma_region *prev = dma->regions[first - 1];
         if (prev->iova + prev->size > iova)
             return -EINVAL;
     }
     size_t last = first;
-    while (last < dma->n && dma->regions[last].iova < end) {
-        const struct vfu_dma_region *r = &dma->regions[last];
+    while (last < dma->n && dma->regions[last]->iova < end) {
+        const struct vfu_dma_region *r = dma->regions[last];
         if (r->iova + r->size > end)
             return -EINVAL;
         last++;
     }
-    size_t gone_n = last - first;
-    if (gone_n == 0)
-        return 0;
-
-    struct vfu_dma_region *regions = NULL;
-    if (dma->n > gone_n) {
-        regions = malloc((dma->n - gone_n) * sizeof(*regions));
-        if (!regions)
-            return -ENOMEM;
-        memcpy(regions, dma->regions, first * sizeof(*regions));
-        memcpy(regions + first, dma->regions + last, (dma->n - last) * sizeof(*regions));
-    }
-
-    struct vfu_dma_region *old = TAKE_PTR(dma->regions);
-    dma->regions = regions;
-    dma->n -= gone_n;
-
-    for (size_t i = first; i < last; i++) {
-        if (notify)
-            notify(opaque, old[i].iova, old[i].size);
-        region_release(&old[i]);
-    }
-    free(old);
-    return 0;
+    return unmap_slice(dma, first, last, notify, opaque);
 }
 
-void vfu_dma_unmap_all(struct vfu_dma *dma, vfu_dma_unmap_fn notify, void *opaque)
+int vfu_dma_unmap_all(struct vfu_dma *dma, vfu_dma_unmap_fn notify, void *opaque)
 {
-    struct vfu_dma_region *regions = TAKE_PTR(dma->regions);
-    size_t n = dma->n;
+    return unmap_slice(dma, 0, dma->n, notify, opaque);
+}
 
-    dma->n = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (notify)
-            notify(opaque, regions[i].iova, regions[i].size);
-        region_release(&regions[i]);
+uint64_t vfu_dma_unmap_seq(const struct vfu_dma *dma)
+{
+    return dma->unmap_seq;
+}
+
+int vfu_dma_event_fd(const struct vfu_dma *dma)
+{
+    return dma->event_fd;
+}
+
+uint64_t vfu_dma_reap(struct vfu_dma *dma)
+{
+    uint64_t n, oldest = UINT64_MAX;
+
+    (void)read(dma->event_fd, &n, sizeof(n));
+    for (struct vfu_dma_region **p = &dma->retired; *p;) {
+        struct vfu_dma_region *r = *p;
+        pthread_mutex_lock(&dma->lock);
+        bool in_use = atomic_load(&r->users) != 0;
+        pthread_mutex_unlock(&dma->lock);
+        if (!in_use) {
+            *p = r->next_retired;
+            region_release(r);
+            continue;
+        }
+        if (r->unmap_seq < oldest)
+            oldest = r->unmap_seq;
+        p = &r->next_retired;
     }
-    free(regions);
+    return oldest;
 }
 
 const struct vfu_dma_region *vfu_dma_find(const struct vfu_dma *dma, uint64_t iova, uint64_t len)
@@ -258,11 +332,11 @@ const struct vfu_dma_region *vfu_dma_find(const struct vfu_dma *dma, uint64_t io
 
     /* The candidate is the last region starting at or below iova. */
     size_t i = lower_bound(dma, iova);
-    if (i < dma->n && dma->regions[i].iova == iova)
+    if (i < dma->n && dma->regions[i]->iova == iova)
         i++;
     if (i == 0)
         return NULL;
-    const struct vfu_dma_region *r = &dma->regions[i - 1];
+    const struct vfu_dma_region *r = dma->regions[i - 1];
     return range_within(iova - r->iova, len, r->size) ? r : NULL;
 }
 
@@ -277,7 +351,47 @@ int vfu_dma_translate(const struct vfu_dma *dma, uint64_t iova, uint64_t len, ui
     if (!r->vaddr)
         return -EREMOTE;
     *ptr = (uint8_t *)r->vaddr + (iova - r->iova);
+    if ((prot & VFU_DMA_FLAG_WRITE) && vfu_dma_logging(dma))
+        vfu_dma_mark_dirty((struct vfu_dma *)dma, iova, len);
     return 0;
+}
+
+int vfu_dma_get(struct vfu_dma *dma, uint64_t iova, uint64_t len, uint32_t prot, void **ptr,
+                struct vfu_dma_region **region)
+{
+    pthread_mutex_lock(&dma->lock);
+    const struct vfu_dma_region *r = vfu_dma_find(dma, iova, len);
+    int ret = 0;
+    if (!r)
+        ret = -ENOENT;
+    else if (r->prot == 0 || (prot & ~r->prot) != 0)
+        ret = -EACCES;
+    else if (!r->vaddr)
+        ret = -EREMOTE;
+    if (ret == 0) {
+        struct vfu_dma_region *held = (struct vfu_dma_region *)r;
+        atomic_fetch_add(&held->users, 1);
+        *ptr = (uint8_t *)r->vaddr + (iova - r->iova);
+        *region = held;
+    }
+    pthread_mutex_unlock(&dma->lock);
+    return ret;
+}
+
+void vfu_dma_put(struct vfu_dma *dma, struct vfu_dma_region *r, uint64_t iova, uint64_t len,
+                 bool written)
+{
+    pthread_mutex_lock(&dma->lock);
+    uint64_t pgsize = atomic_load(&dma->dirty_pgsize);
+    if (written && pgsize && !atomic_load(&r->removed))
+        dma_dirty_mark(r, pgsize, iova, len);
+    /* Nothing of r is touched after the lock is dropped: the device's
+     * thread may free it then. */
+    if (atomic_fetch_sub(&r->users, 1) == 1 && atomic_load(&r->removed)) {
+        uint64_t one = 1;
+        (void)write(dma->event_fd, &one, sizeof(one));
+    }
+    pthread_mutex_unlock(&dma->lock);
 }
 
 size_t vfu_dma_count(const struct vfu_dma *dma)

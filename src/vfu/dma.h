@@ -1,18 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The DMA map table of one client connection: what guest memory the client
- * shared (DMA_MAP), mmap()ed when it came with an fd, and bounds-checked
- * translation of guest addresses. Regions never overlap; lookups are a binary
- * search over a sorted array. Room for dirty-page logging (migration) is kept
- * per region.
+ * The DMA map table of one device's client: what guest memory the client
+ * shared (DMA_MAP), mmap()ed when it came with an fd, bounds-checked
+ * translation of guest addresses, references held by other threads, and
+ * dirty-page logging. Regions never overlap; lookups are a binary search
+ * over a sorted array of regions.
  *
- * Threads: the device's I/O thread only (ABI 1 plugins reach it from their
- * callbacks there). The table is
- * replaced, never edited in place, so a later I/O-thread design can hand
- * readers an immutable snapshot (see design.md).
+ * Threads: the device's thread owns the table: vfu_dma_new/_free, map,
+ * unmap, reap, find, translate and the logging calls. vfu_dma_get, _put and
+ * _mark_dirty may be called from any thread. Each change builds a new array
+ * and swaps it in under a short lock, which is also what vfu_dma_get takes
+ * to find a region and count a user on it. A region that a DMA_UNMAP removes
+ * while it has users is retired, not unmapped: its memory stays until the
+ * last vfu_dma_put(), which makes vfu_dma_event_fd() readable, so the
+ * device's thread reaps it and only then answers that DMA_UNMAP.
  */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,15 +35,27 @@ struct vfu_dma_region {
                       * reached with DMA_READ/DMA_WRITE messages */
     void *mmap_base; /* what munmap() gets (page-aligned below vaddr) */
     size_t mmap_len;
-    uint64_t *dirty; /* dirty-page bitmap while logging (migration), else NULL */
+    uint64_t *dirty; /* dirty-page bitmap while logging (migration), else NULL;
+                      * bits set atomically, the pointer changed under the lock */
+    /* The table's own bookkeeping. */
+    _Atomic unsigned users; /* vfu_dma_get()s not yet put */
+    _Atomic bool removed;   /* unmapped by the client; gone with the last user */
+    uint64_t unmap_seq;     /* which unmap removed it */
+    struct vfu_dma_region *next_retired;
 };
+
+/* vfu_dma_unmap(): removed, but still in use by another thread. */
+#define VFU_DMA_HELD 1
 
 /* Called for each region just before it goes away, so the device can drop
  * pointers into it (and, later, in-flight DMA can finish). */
 typedef void (*vfu_dma_unmap_fn)(void *opaque, uint64_t iova, uint64_t size);
 
 int vfu_dma_new(uint32_t max_maps, struct vfu_dma **ret);
-void vfu_dma_free(struct vfu_dma *dma); /* unmaps everything, no notification */
+/* Unmaps everything, also what is still held: every user must be gone. */
+void vfu_dma_free(struct vfu_dma *dma);
+/* The client's max_dma_maps, once negotiated. */
+void vfu_dma_set_max_maps(struct vfu_dma *dma, uint32_t max_maps);
 
 /*
  * Add a mapping. With fd >= 0 it is mmap()ed (MAP_SHARED, protection from
@@ -59,8 +76,48 @@ int vfu_dma_map(struct vfu_dma *dma, const struct vfu_dma_map *req, int fd);
  */
 int vfu_dma_unmap(struct vfu_dma *dma, uint64_t iova, uint64_t size, vfu_dma_unmap_fn notify,
                   void *opaque);
-/* Remove all mappings (DMA_UNMAP with FLAG_ALL, client disconnect). */
-void vfu_dma_unmap_all(struct vfu_dma *dma, vfu_dma_unmap_fn notify, void *opaque);
+/* Remove all mappings (DMA_UNMAP with FLAG_ALL, client disconnect); may
+ * return VFU_DMA_HELD as vfu_dma_unmap() does. */
+int vfu_dma_unmap_all(struct vfu_dma *dma, vfu_dma_unmap_fn notify, void *opaque);
+
+/* The number of the last unmap (1, 2, ...). */
+uint64_t vfu_dma_unmap_seq(const struct vfu_dma *dma);
+/* Unmap retired regions nobody holds any more. Returns the number of the
+ * oldest unmap that still waits for a user, or UINT64_MAX when none does. */
+uint64_t vfu_dma_reap(struct vfu_dma *dma);
+/* An eventfd, readable when a retired region lost its last user. */
+int vfu_dma_event_fd(const struct vfu_dma *dma);
+
+/*
+ * Any thread: hold [iova, iova+len) with `prot` until vfu_dma_put(). Errors
+ * as vfu_dma_translate(). *region is what vfu_dma_put() takes back.
+ */
+int vfu_dma_get(struct vfu_dma *dma, uint64_t iova, uint64_t len, uint32_t prot, void **ptr,
+                struct vfu_dma_region **region);
+/* Any thread: give back what vfu_dma_get() held; `written` marks
+ * [iova, iova+len) dirty while logging. */
+void vfu_dma_put(struct vfu_dma *dma, struct vfu_dma_region *region, uint64_t iova, uint64_t len,
+                 bool written);
+
+/*
+ * Dirty-page logging (migration). While on, every page of a mapping that the
+ * device writes (vfu_dma_mark_dirty, vfu_dma_put with written, a translate
+ * for writing) has its bit set. pgsize is a power of two >= 4096.
+ */
+int vfu_dma_logging_start(struct vfu_dma *dma, uint64_t pgsize);
+void vfu_dma_logging_stop(struct vfu_dma *dma);
+bool vfu_dma_logging(const struct vfu_dma *dma);
+/* Any thread. Marks the pages of [iova, iova+len) inside mappings. */
+void vfu_dma_mark_dirty(struct vfu_dma *dma, uint64_t iova, uint64_t len);
+/*
+ * Copy the bits of [iova, iova+size) (inside one mapping, page-aligned to
+ * the logging page size) into bitmap (bit i: page i of the range) and clear
+ * them, as VFIO's DMA_LOGGING_REPORT does. bitmap_bytes must cover the
+ * range. -EINVAL for a range outside one mapping or a misaligned one,
+ * -ENOENT when logging is off.
+ */
+int vfu_dma_logging_report(struct vfu_dma *dma, uint64_t iova, uint64_t size, uint64_t *bitmap,
+                           size_t bitmap_bytes);
 
 /* The region holding all of [iova, iova+len), or NULL (also for len 0 or overflow). */
 const struct vfu_dma_region *vfu_dma_find(const struct vfu_dma *dma, uint64_t iova, uint64_t len);
@@ -68,7 +125,7 @@ const struct vfu_dma_region *vfu_dma_find(const struct vfu_dma *dma, uint64_t io
 /*
  * Pointer to [iova, iova+len) in our address space. -ENOENT not mapped (or
  * not inside one region), -EACCES the region lacks `prot`, -EREMOTE mapped
- * without an fd.
+ * without an fd. With VFU_DMA_FLAG_WRITE the range is marked dirty.
  */
 int vfu_dma_translate(const struct vfu_dma *dma, uint64_t iova, uint64_t len, uint32_t prot,
                       void **ptr);

@@ -2,6 +2,7 @@
 #include "vfu/irq.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,9 @@ struct irq_vec {
 };
 
 struct vfu_irqs {
+    /* Guards the vectors: the device's thread changes them (SET_IRQS,
+     * disconnect) while any thread may trigger one (irq-routes.c). */
+    pthread_mutex_t lock;
     uint32_t counts[VFIO_PCI_NUM_IRQS];
     struct irq_vec *vecs[VFIO_PCI_NUM_IRQS];
 };
@@ -37,6 +41,7 @@ int vfu_irqs_new(const uint32_t counts[VFIO_PCI_NUM_IRQS], struct vfu_irqs **ret
     struct vfu_irqs *irqs = calloc(1, sizeof(*irqs));
     if (!irqs)
         return -ENOMEM;
+    pthread_mutex_init(&irqs->lock, NULL);
 
     for (uint32_t i = 0; i < VFIO_PCI_NUM_IRQS; i++) {
         if (counts[i] > IRQ_MAX_PER_INDEX) {
@@ -60,9 +65,11 @@ int vfu_irqs_new(const uint32_t counts[VFIO_PCI_NUM_IRQS], struct vfu_irqs **ret
 
 void vfu_irqs_reset(struct vfu_irqs *irqs)
 {
+    pthread_mutex_lock(&irqs->lock);
     for (uint32_t i = 0; i < VFIO_PCI_NUM_IRQS; i++)
         for (uint32_t s = 0; s < irqs->counts[i]; s++)
             vec_clear(&irqs->vecs[i][s]);
+    pthread_mutex_unlock(&irqs->lock);
 }
 
 void vfu_irqs_free(struct vfu_irqs *irqs)
@@ -72,6 +79,7 @@ void vfu_irqs_free(struct vfu_irqs *irqs)
     vfu_irqs_reset(irqs);
     for (uint32_t i = 0; i < VFIO_PCI_NUM_IRQS; i++)
         free(irqs->vecs[i]);
+    pthread_mutex_destroy(&irqs->lock);
     free(irqs);
 }
 
@@ -167,7 +175,8 @@ static int vec_set_fd(struct irq_vec *v, uint32_t index, uint32_t action, int fd
     return 0;
 }
 
-int vfu_irqs_set(struct vfu_irqs *irqs, const struct vfu_irq_set_req *req, struct vfu_msg *msg)
+static int irqs_set_locked(struct vfu_irqs *irqs, const struct vfu_irq_set_req *req,
+                           struct vfu_msg *msg)
 {
     const struct vfu_irq_set *set = &req->set;
     const uint32_t action = set->flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
@@ -237,12 +246,23 @@ int vfu_irqs_set(struct vfu_irqs *irqs, const struct vfu_irq_set_req *req, struc
     }
 }
 
+int vfu_irqs_set(struct vfu_irqs *irqs, const struct vfu_irq_set_req *req, struct vfu_msg *msg)
+{
+    pthread_mutex_lock(&irqs->lock);
+    int r = irqs_set_locked(irqs, req, msg);
+    pthread_mutex_unlock(&irqs->lock);
+    return r;
+}
+
 int vfu_irqs_trigger(struct vfu_irqs *irqs, uint32_t index, uint32_t sub)
 {
     struct irq_vec *v = vec_get(irqs, index, sub);
     if (!v)
         return -EINVAL;
-    return vec_fire(v, index);
+    pthread_mutex_lock(&irqs->lock);
+    int r = vec_fire(v, index);
+    pthread_mutex_unlock(&irqs->lock);
+    return r;
 }
 
 int vfu_irqs_unmask(struct vfu_irqs *irqs, uint32_t index, uint32_t sub)
@@ -250,13 +270,27 @@ int vfu_irqs_unmask(struct vfu_irqs *irqs, uint32_t index, uint32_t sub)
     struct irq_vec *v = vec_get(irqs, index, sub);
     if (!v)
         return -EINVAL;
-    return vec_unmask(v, index);
+    pthread_mutex_lock(&irqs->lock);
+    int r = vec_unmask(v, index);
+    pthread_mutex_unlock(&irqs->lock);
+    return r;
+}
+
+/* Reading takes the lock too; it changes nothing. */
+static pthread_mutex_t *irqs_lock(const struct vfu_irqs *irqs)
+{
+    return (pthread_mutex_t *)&irqs->lock;
 }
 
 bool vfu_irqs_has_eventfd(const struct vfu_irqs *irqs, uint32_t index, uint32_t sub)
 {
     const struct irq_vec *v = vec_get(irqs, index, sub);
-    return v && v->trigger_fd >= 0;
+    if (!v)
+        return false;
+    pthread_mutex_lock(irqs_lock(irqs));
+    bool has = v->trigger_fd >= 0;
+    pthread_mutex_unlock(irqs_lock(irqs));
+    return has;
 }
 
 int vfu_irqs_action_fd(const struct vfu_irqs *irqs, uint32_t index, uint32_t sub, uint32_t action)
@@ -267,5 +301,8 @@ int vfu_irqs_action_fd(const struct vfu_irqs *irqs, uint32_t index, uint32_t sub
     if (action != VFIO_IRQ_SET_ACTION_MASK && action != VFIO_IRQ_SET_ACTION_UNMASK &&
         action != VFIO_IRQ_SET_ACTION_TRIGGER)
         return -EINVAL;
-    return *vec_fd_slot(v, action);
+    pthread_mutex_lock(irqs_lock(irqs));
+    int fd = *vec_fd_slot(v, action);
+    pthread_mutex_unlock(irqs_lock(irqs));
+    return fd;
 }

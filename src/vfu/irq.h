@@ -6,6 +6,11 @@
  * MASK/UNMASK actions, a pending bit, and optional mask/unmask notification
  * eventfds. The device model (pci/) decides which index and vector to raise;
  * this layer only delivers.
+ *
+ * Threads: vfu_irqs_trigger() may be called from any thread (raises from a
+ * plugin's threads, see irq-routes.h); everything else runs on the device's
+ * thread. A mutex per device serialises them, so a trigger that follows a
+ * MASK sees the mask.
  */
 #pragma once
 

@@ -14,6 +14,14 @@
 
 struct remote_req;
 
+/* A DMA_UNMAP answered once no other thread holds what it removed. */
+struct deferred_unmap {
+    struct deferred_unmap *next;
+    struct vfu_header hdr; /* the request's */
+    struct vfu_dma_unmap req;
+    uint64_t seq; /* vfu_dma_unmap_seq() after it */
+};
+
 struct vfu_server {
     sd_event *event;
     sd_event_source *listen_source;
@@ -26,7 +34,11 @@ struct vfu_server {
     struct vfu_conn *conn;
     bool negotiated;
     struct vfu_session_caps caps;
-    struct vfu_dma *dma; /* created by VERSION, freed on disconnect */
+    struct vfu_dma *dma;               /* the device's; emptied on disconnect */
+    sd_event_source *dma_event_source; /* a held region was let go */
+    struct deferred_unmap *unmaps;     /* DMA_UNMAP replies waiting for users */
+    bool reset_pending;                /* DEVICE_RESET waits for vfu_server_reset_done() */
+    struct vfu_header reset_hdr;
     struct vfu_irqs *irqs;
     /* The INTx unmask eventfd (KVM's resample fd): a guest EOI unmasks INTx. */
     sd_event_source *intx_unmask_source;

@@ -74,9 +74,7 @@ static int handle_version(struct vfu_server *s, struct vfu_msg *msg)
     r = vfu_negotiate(&req, &server_caps, &s->caps, &json, &why);
     if (r < 0)
         return log_debug_errno(r, "Refusing client's VERSION: %s", why ? why : "invalid");
-    r = vfu_dma_new(s->caps.max_dma_maps, &s->dma);
-    if (r < 0)
-        return r;
+    vfu_dma_set_max_maps(s->dma, s->caps.max_dma_maps);
     s->negotiated = true;
 
     struct vfu_version v = {.major = VFU_VERSION_MAJOR, .minor = s->caps.minor};
@@ -106,6 +104,49 @@ static int handle_dma_map(struct vfu_server *s, struct vfu_msg *msg)
     return vfu_reply(s, msg, NULL, 0, NULL, 0);
 }
 
+/* The spec: the reply carries the original DMA entry of the request. */
+static int reply_unmap(struct vfu_server *s, const struct vfu_msg *msg,
+                       const struct vfu_dma_unmap *req)
+{
+    struct iovec iov = {(void *)req, sizeof(*req)};
+    return vfu_reply(s, msg, &iov, 1, NULL, 0);
+}
+
+/* Answer the DMA_UNMAPs whose regions nobody holds any more, in order. */
+static void complete_unmaps(struct vfu_server *s)
+{
+    uint64_t oldest_held = vfu_dma_reap(s->dma);
+    struct deferred_unmap **p = &s->unmaps;
+
+    while (*p) {
+        struct deferred_unmap *u = *p;
+        if (u->seq >= oldest_held) {
+            p = &u->next;
+            continue;
+        }
+        *p = u->next;
+        struct vfu_msg msg = {.hdr = u->hdr};
+        if (s->conn)
+            (void)reply_unmap(s, &msg, &u->req);
+        free(u);
+    }
+}
+
+static int on_dma_event(sd_event_source *source, int fd, uint32_t revents, void *userdata)
+{
+    complete_unmaps(userdata);
+    return 0;
+}
+
+static void drop_unmaps(struct vfu_server *s)
+{
+    while (s->unmaps) {
+        struct deferred_unmap *u = s->unmaps;
+        s->unmaps = u->next;
+        free(u);
+    }
+}
+
 static int handle_dma_unmap(struct vfu_server *s, struct vfu_msg *msg)
 {
     struct vfu_dma_unmap req;
@@ -113,15 +154,26 @@ static int handle_dma_unmap(struct vfu_server *s, struct vfu_msg *msg)
     if (r < 0)
         return r;
     if (req.flags & VFIO_DMA_UNMAP_FLAG_ALL)
-        vfu_dma_unmap_all(s->dma, notify_unmap, s);
-    else {
+        r = vfu_dma_unmap_all(s->dma, notify_unmap, s);
+    else
         r = vfu_dma_unmap(s->dma, req.address, req.size, notify_unmap, s);
-        if (r < 0)
-            return r;
-    }
-    /* The spec: the reply carries the original DMA entry of the request. */
-    struct iovec iov = {&req, sizeof(req)};
-    return vfu_reply(s, msg, &iov, 1, NULL, 0);
+    if (r < 0)
+        return r;
+    if (r != VFU_DMA_HELD && !s->unmaps)
+        return reply_unmap(s, msg, &req);
+
+    /* A plugin thread still holds guest memory in the range: the spec has
+     * DMA in flight end before the reply. Later unmaps queue behind. */
+    struct deferred_unmap *u = calloc(1, sizeof(*u));
+    if (!u)
+        return -ENOMEM; /* the range is unmapped all the same */
+    *u = (struct deferred_unmap){.hdr = msg->hdr, .req = req, .seq = vfu_dma_unmap_seq(s->dma)};
+    struct deferred_unmap **tail = &s->unmaps;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = u;
+    complete_unmaps(s); /* the user may have let go meanwhile */
+    return 0;
 }
 
 static int handle_irq_info(struct vfu_server *s, struct vfu_msg *msg)
@@ -199,12 +251,33 @@ static int handle_reset(struct vfu_server *s, struct vfu_msg *msg)
 {
     if (msg->payload_len != 0)
         return -EINVAL;
+    if (s->reset_pending)
+        return -EBUSY; /* a reset is still waiting for the device to quiesce */
     if (s->ops->reset) {
         int r = s->ops->reset(s->opaque);
         if (r < 0)
             return r;
+        if (r == VFU_RESET_LATER) {
+            s->reset_pending = true;
+            s->reset_hdr = msg->hdr;
+            return 0;
+        }
     }
     return vfu_reply(s, msg, NULL, 0, NULL, 0);
+}
+
+void vfu_server_reset_done(struct vfu_server *s, int status)
+{
+    if (!s->reset_pending)
+        return;
+    s->reset_pending = false;
+    if (!s->conn)
+        return;
+    struct vfu_msg msg = {.hdr = s->reset_hdr};
+    if (status < 0)
+        (void)vfu_reply_error(s, &msg, status);
+    else
+        (void)vfu_reply(s, &msg, NULL, 0, NULL, 0);
 }
 
 static int dispatch_command(struct vfu_server *s, struct vfu_msg *msg)
@@ -260,7 +333,7 @@ static void on_message(void *opaque, struct vfu_msg *msg)
     if (r < 0)
         (void)vfu_reply_error(s, msg, r);
     /* Checked per message: a fault from a timer callback is noticed here too. */
-    if (vfu_dma_take_fault(s->dma)) {
+    if (s->conn && vfu_dma_take_fault(s->dma)) {
         log_warning("Client shrank a file it shared for DMA; the device read zeros. "
                     "Dropping the client.");
         vfu_conn_close(s->conn, -EFAULT);
@@ -269,11 +342,10 @@ static void on_message(void *opaque, struct vfu_msg *msg)
 
 static void teardown_client(struct vfu_server *s)
 {
-    if (s->dma) {
-        vfu_dma_unmap_all(s->dma, notify_unmap, s);
-        vfu_dma_free(s->dma);
-        s->dma = NULL;
-    }
+    /* What plugin threads still hold stays mapped until they put it. */
+    (void)vfu_dma_unmap_all(s->dma, notify_unmap, s);
+    drop_unmaps(s);
+    s->reset_pending = false; /* the device still finishes it; nobody to tell */
     /* After the table is gone, so a callback that retries fails at once. */
     vfu_remote_cancel_all(s);
     s->intx_unmask_source = sd_event_source_disable_unref(s->intx_unmask_source);
@@ -352,13 +424,12 @@ int vfu_server_irq_trigger(struct vfu_server *s, uint32_t index, uint32_t sub)
 int vfu_server_dma_translate(struct vfu_server *s, uint64_t iova, uint64_t len, uint32_t prot,
                              void **ptr)
 {
-    if (!s->dma)
-        return -ENOENT;
     return vfu_dma_translate(s->dma, iova, len, prot, ptr);
 }
 
 int vfu_server_new(sd_event *event, int listen_fd, const struct vfu_device_layout *layout,
-                   const struct vfu_device_ops *ops, void *opaque, struct vfu_server **ret)
+                   struct vfu_dma *dma, const struct vfu_device_ops *ops, void *opaque,
+                   struct vfu_server **ret)
 {
     _cleanup_(vfu_server_freep) struct vfu_server *s = NULL;
     int r;
@@ -371,7 +442,12 @@ int vfu_server_new(sd_event *event, int listen_fd, const struct vfu_device_layou
     s->layout = *layout;
     s->ops = ops;
     s->opaque = opaque;
+    s->dma = dma;
     r = vfu_irqs_new(layout->irq_counts, &s->irqs);
+    if (r < 0)
+        return r;
+    r = sd_event_add_io(event, &s->dma_event_source, vfu_dma_event_fd(dma), EPOLLIN, on_dma_event,
+                        s);
     if (r < 0)
         return r;
     r = sd_event_add_io(event, &s->listen_source, listen_fd, EPOLLIN, on_accept, s);
@@ -387,6 +463,7 @@ void vfu_server_free(struct vfu_server *s)
     if (!s)
         return;
     vfu_server_disconnect(s);
+    sd_event_source_disable_unref(s->dma_event_source);
     sd_event_source_disable_unref(s->listen_source);
     safe_close(s->listen_fd);
     vfu_irqs_free(s->irqs);

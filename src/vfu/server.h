@@ -11,7 +11,8 @@
  * second client while one is connected is accepted and closed at once.
  *
  * Threads: everything here runs on the thread of the loop given to
- * vfu_server_new() (the device's I/O thread), as do the ops callbacks.
+ * vfu_server_new() (the device's I/O thread), as do the ops callbacks;
+ * vfu_server_irq_trigger() also from any thread (see vfu/irq.h).
  */
 #pragma once
 
@@ -59,7 +60,8 @@ struct vfu_device_ops {
     /* A region access inside the region's size (checked here). 0 or -errno. */
     int (*region_access)(void *opaque, uint32_t index, uint64_t offset, void *buf, uint32_t count,
                          bool is_write);
-    /* DEVICE_RESET. */
+    /* DEVICE_RESET: 0 done, -errno, or VFU_RESET_LATER when the device
+     * answers with vfu_server_reset_done(). */
     int (*reset)(void *opaque);
     /* [iova, iova+size) is about to be unmapped. */
     void (*dma_unmap)(void *opaque, uint64_t iova, uint64_t size);
@@ -67,11 +69,20 @@ struct vfu_device_ops {
     void (*client_changed)(void *opaque, bool connected);
 };
 
-/* Takes listen_fd (a bound, listening UNIX stream socket) on success. */
+/* Takes listen_fd (a bound, listening UNIX stream socket) on success. The
+ * DMA table is the device's (it outlives the server: plugin threads may hold
+ * guest memory until the plugin is destroyed); the server fills and empties
+ * it for each client. */
+struct vfu_dma;
 int vfu_server_new(sd_event *event, int listen_fd, const struct vfu_device_layout *layout,
-                   const struct vfu_device_ops *ops, void *opaque, struct vfu_server **ret);
+                   struct vfu_dma *dma, const struct vfu_device_ops *ops, void *opaque,
+                   struct vfu_server **ret);
 void vfu_server_free(struct vfu_server *server);
 DEFINE_FREEP(struct vfu_server, vfu_server_free)
+
+#define VFU_RESET_LATER 1
+/* The DEVICE_RESET that ops->reset deferred is done: reply now. */
+void vfu_server_reset_done(struct vfu_server *server, int status);
 
 /* Credentials of the connected client (-ENOTCONN when none). */
 int vfu_server_client(const struct vfu_server *server, pid_t *pid, uid_t *uid);

@@ -6,7 +6,8 @@
  * each gets its own; ABI 1 plugins keep one thread per plugin). Prints the
  * aggregate rate of each run and their ratio, and the load of the machine's
  * CPUs, which bounds it: on 2 cores the two clients and muserd's threads
- * share two CPUs.
+ * share two CPUs. Then devices per thread: one client's rate on a thread
+ * that serves 1,000 idle devices besides, against the same thread alone.
  *
  * Prints numbers; fails only when something is broken, never because the
  * machine is slow. MUSERD_BENCH_SECONDS overrides the measuring time (2 s).
@@ -54,8 +55,9 @@ static void client_loop(const char *socket, uint32_t reg, uint64_t start, uint64
     _exit(0);
 }
 
-/* Reads per second of both clients together, against muserd --io-threads n. */
-static int measure(unsigned n, double *rate)
+/* Reads per second of `clients` clients together (1: on t0 alone), against
+ * muserd --io-threads n with `idle` more timer devices nobody uses. */
+static int measure(unsigned n, unsigned clients, unsigned idle, double *rate)
 {
     _cleanup_(test_daemon_freep) struct test_daemon *d = NULL;
     char threads[16];
@@ -67,6 +69,12 @@ static int measure(unsigned n, double *rate)
         (r = test_daemon_add_device(d, "timer", "t0", NULL)) < 0 ||
         (r = test_daemon_add_device(d, "ram", "r0", "{\"size\":1048576}")) < 0)
         return r;
+    for (unsigned i = 0; i < idle; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "idle%u", i);
+        if ((r = test_daemon_add_device(d, "timer", id, NULL)) < 0)
+            return r;
+    }
     if ((r = test_daemon_start(d)) < 0 || (r = test_daemon_wait_accepting(d, 30000)) < 0) {
         fprintf(stderr, "bench-threads: muserd did not start: %s\n", strerror(-r));
         test_daemon_dump_log(d, 4096);
@@ -82,7 +90,7 @@ static int measure(unsigned n, double *rate)
     uint64_t start = test_now_ns() + 300 * 1000000ull;
     uint64_t end = start + (uint64_t)(seconds * 1e9);
     pid_t kids[2];
-    for (int i = 0; i < 2; i++) {
+    for (unsigned i = 0; i < clients; i++) {
         char socket[4096];
         snprintf(socket, sizeof(socket), "%s", test_daemon_socket(d, ids[i]));
         kids[i] = fork();
@@ -99,9 +107,9 @@ static int measure(unsigned n, double *rate)
         got++;
     }
     close(fds[0]);
-    for (int i = 0; i < 2; i++)
+    for (unsigned i = 0; i < clients; i++)
         waitpid(kids[i], NULL, 0);
-    if (got != 2) {
+    if (got != (int)clients) {
         fprintf(stderr, "bench-threads: a client failed\n");
         test_daemon_dump_log(d, 4096);
         return -EIO;
@@ -118,10 +126,15 @@ int main(void)
         seconds = atof(env);
     signal(SIGPIPE, SIG_IGN);
 
-    double one, two;
-    int r = measure(1, &one);
+    double one, two, alone, crowded;
+    const unsigned neighbours = 1000;
+    int r = measure(1, 2, 0, &one);
     if (r >= 0)
-        r = measure(2, &two);
+        r = measure(2, 2, 0, &two);
+    if (r >= 0)
+        r = measure(1, 1, 0, &alone);
+    if (r >= 0)
+        r = measure(1, 1, neighbours, &crowded);
     if (r < 0) {
         fprintf(stderr, "bench-threads: %s\n", strerror(-r));
         return 1;
@@ -133,5 +146,10 @@ int main(void)
     printf("  2 I/O threads: %8.0f reads/s  (x%.2f; the 2 clients and muserd's threads share "
            "%ld CPU(s))\n",
            two, two / one, cpus);
+    printf("bench-threads: devices per thread, one client on one of them, 1 I/O thread\n");
+    printf("  1 device:     %8.0f reads/s\n", alone);
+    printf("  %u devices: %8.0f reads/s  (x%.2f: idle devices cost their thread nothing "
+           "per request)\n",
+           neighbours + 2, crowded, crowded / alone);
     return 0;
 }

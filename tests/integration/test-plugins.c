@@ -82,7 +82,7 @@ START_TEST(test_bad_plugins_refused_good_ones_load)
 
     /* Each refusal names the file and the problem, on one line. */
     char abi[32];
-    snprintf(abi, sizeof(abi), "ABI %d", MUSERD_PLUGIN_ABI_VERSION);
+    snprintf(abi, sizeof(abi), "ABI 1 to %d", MUSERD_PLUGIN_ABI_VERSION);
     tu_assert_log_line(d, "bad-abi.so", "ABI 999", abi);
     tu_assert_log_line(d, "no-entry.so", MUSERD_PLUGIN_ENTRY_SYMBOL);
     tu_assert_log_line(d, "zz-dup-timer.so", "'timer'", "/timer.so");

@@ -116,7 +116,7 @@ START_TEST(test_slow_device_delays_nothing_else)
         0);
     reply = sd_bus_message_unref(reply);
     int r = sd_bus_call_method(bus, NAME, MANAGER_PATH, MANAGER, "CreateDevice", &error, &reply,
-                               "sss", "timer", "t1", "");
+                               "sss", "timer", "t1", "{\"io_thread\": 1}");
     ck_assert_msg(r >= 0, "CreateDevice: %s", error.message);
     reply = sd_bus_message_unref(reply);
     struct vfu_client *t1 = tu_open(daemon_, "t1");
@@ -227,15 +227,22 @@ static void expect_create_error(const char *type, const char *id, const char *js
 
 START_TEST(test_io_thread_config)
 {
-    /* The timer plugin (ABI 1) has its devices on thread 1: a second one
-     * asked onto thread 1 is fine, one asked onto thread 0 is refused. */
+    /* The timer plugin (ABI 2) may have devices on any thread. */
     sd_bus_error error = SD_BUS_ERROR_NULL;
     sd_bus_message *reply = NULL;
-    int r = sd_bus_call_method(bus, NAME, MANAGER_PATH, MANAGER, "CreateDevice", &error, &reply,
-                               "sss", "timer", "t2", "{\"io_thread\": 1}");
-    ck_assert_msg(r >= 0, "CreateDevice io_thread 1: %s", error.message);
-    reply = sd_bus_message_unref(reply);
-    expect_create_error("timer", "t3", "{\"io_thread\": 0}", "plugin ABI 1");
+    for (int t = 0; t < 2; t++) {
+        char id[8], json[32];
+        snprintf(id, sizeof(id), "tt%d", t);
+        snprintf(json, sizeof(json), "{\"io_thread\": %d}", t);
+        int r = sd_bus_call_method(bus, NAME, MANAGER_PATH, MANAGER, "CreateDevice", &error, &reply,
+                                   "sss", "timer", id, json);
+        ck_assert_msg(r >= 0, "CreateDevice timer %s: %s", json, error.message);
+        reply = sd_bus_message_unref(reply);
+        tu_assert_log_line(daemon_, id, "(I/O thread");
+    }
+    /* The slow plugin (ABI 1) has its devices on thread 0: one asked onto
+     * thread 1 is refused. */
+    expect_create_error("slow", "s3", "{\"io_thread\": 1}", "plugin ABI 1");
     expect_create_error("timer", "t3", "{\"io_thread\": 2}", "runs 2 I/O thread(s), 0 to 1");
     expect_create_error("timer", "t3", "{\"io_thread\": -1}", "io_thread");
     expect_create_error("timer", "t3", "{\"io_thread\": \"one\"}", "io_thread");
@@ -243,8 +250,8 @@ START_TEST(test_io_thread_config)
     /* A first device of a plugin that fails to be made does not tie the
      * plugin to the thread it asked for. */
     expect_create_error("poller", "p0", "{\"io_thread\": 1, \"busy\": \"yes\"}", "busy");
-    r = sd_bus_call_method(bus, NAME, MANAGER_PATH, MANAGER, "CreateDevice", &error, &reply, "sss",
-                           "poller", "p0", "{\"io_thread\": 0}");
+    int r = sd_bus_call_method(bus, NAME, MANAGER_PATH, MANAGER, "CreateDevice", &error, &reply,
+                               "sss", "poller", "p0", "{\"io_thread\": 0}");
     ck_assert_msg(r >= 0, "CreateDevice poller on thread 0 after a failed one on 1: %s",
                   error.message);
     reply = sd_bus_message_unref(reply);

@@ -38,9 +38,9 @@ static void assert_fired_once(uint32_t index, uint32_t vector)
 
 /* A device with every capability: BAR0 32-bit 4 KiB, BAR2+3 64-bit
  * prefetchable 8 GiB, BAR4 MSI-X 64-bit 16 KiB, no BAR5 (upper half). */
-static struct muserd_device_desc full_desc(void)
+static struct pci_device_desc full_desc(void)
 {
-    struct muserd_device_desc d = {
+    struct pci_device_desc d = {
         .ids = {.vendor_id = 0x1b36,
                 .device_id = 0x0010,
                 .subsystem_vendor_id = 0x1af4,
@@ -61,12 +61,10 @@ static struct muserd_device_desc full_desc(void)
     d.bars[2].flags = MUSERD_BAR_MEM64 | MUSERD_BAR_PREFETCH;
     d.bars[4].size = 16384;
     d.bars[4].flags = MUSERD_BAR_MEM64;
-    for (int i = 0; i < 6; i++)
-        d.bars[i].fd = -1;
     return d;
 }
 
-static struct pci_dev *new_dev(const struct muserd_device_desc *d)
+static struct pci_dev *new_dev(const struct pci_device_desc *d)
 {
     struct pci_dev *dev = NULL;
     const char *error = NULL;
@@ -132,7 +130,7 @@ static uint8_t find_cap(struct pci_dev *dev, uint8_t id)
 
 START_TEST(test_identity)
 {
-    struct muserd_device_desc d = full_desc();
+    struct pci_device_desc d = full_desc();
     struct pci_dev *dev = new_dev(&d);
 
     ck_assert_uint_eq(rd(dev, PCI_VENDOR_ID, 2), 0x1b36);
@@ -179,7 +177,7 @@ END_TEST
 
 START_TEST(test_bar_sizing)
 {
-    struct muserd_device_desc d = full_desc();
+    struct pci_device_desc d = full_desc();
     d.bars[1].size = 32;
     d.bars[1].flags = MUSERD_BAR_IO;
     struct pci_dev *dev = new_dev(&d);
@@ -227,7 +225,7 @@ END_TEST
 
 START_TEST(test_command_status)
 {
-    struct muserd_device_desc d = full_desc();
+    struct pci_device_desc d = full_desc();
     struct pci_dev *dev = new_dev(&d);
 
     /* Only the enables the device honours stick; no I/O BAR, no I/O enable. */
@@ -270,7 +268,7 @@ END_TEST
 
 START_TEST(test_intx)
 {
-    struct muserd_device_desc d = full_desc();
+    struct pci_device_desc d = full_desc();
     struct pci_dev *dev = new_dev(&d);
 
     ck_assert_int_eq(pci_irq_mode(dev), PCI_IRQ_INTX);
@@ -314,7 +312,7 @@ END_TEST
 
 START_TEST(test_cap_chain)
 {
-    struct muserd_device_desc d = full_desc();
+    struct pci_device_desc d = full_desc();
     struct pci_dev *dev = new_dev(&d);
     uint8_t ids[8], offs[8];
 
@@ -356,7 +354,7 @@ END_TEST
 
 START_TEST(test_pm)
 {
-    struct muserd_device_desc d = full_desc();
+    struct pci_device_desc d = full_desc();
     struct pci_dev *dev = new_dev(&d);
     uint8_t pm = find_cap(dev, PCI_CAP_ID_PM);
     uint32_t pmcsr = pm + PCI_PM_CTRL;
@@ -379,7 +377,7 @@ END_TEST
 
 START_TEST(test_msix)
 {
-    struct muserd_device_desc d = full_desc();
+    struct pci_device_desc d = full_desc();
     struct pci_dev *dev = new_dev(&d);
     uint8_t cap = find_cap(dev, PCI_CAP_ID_MSIX);
     uint32_t ctl = cap + PCI_MSIX_FLAGS;
@@ -472,7 +470,7 @@ END_TEST
  * which QEMU does forward through config space, still holds vectors back. */
 START_TEST(test_msix_table_never_written)
 {
-    struct muserd_device_desc d = full_desc();
+    struct pci_device_desc d = full_desc();
     struct pci_dev *dev = new_dev(&d);
     uint32_t ctl = find_cap(dev, PCI_CAP_ID_MSIX) + PCI_MSIX_FLAGS;
 
@@ -505,7 +503,7 @@ END_TEST
 
 START_TEST(test_msi)
 {
-    struct muserd_device_desc d = full_desc();
+    struct pci_device_desc d = full_desc();
     struct pci_dev *dev = new_dev(&d);
     uint8_t cap = find_cap(dev, PCI_CAP_ID_MSI);
     uint32_t ctl = cap + PCI_MSI_FLAGS, mask = cap + PCI_MSI_MASK_64,
@@ -559,7 +557,7 @@ END_TEST
 
 START_TEST(test_pcie)
 {
-    struct muserd_device_desc d = full_desc();
+    struct pci_device_desc d = full_desc();
     struct pci_dev *dev = new_dev(&d);
     uint8_t cap = find_cap(dev, PCI_CAP_ID_EXP);
     uint8_t all[PCI_CFG_SPACE_EXP_SIZE];
@@ -597,7 +595,7 @@ END_TEST
 
 START_TEST(test_access_bounds)
 {
-    struct muserd_device_desc d = full_desc();
+    struct pci_device_desc d = full_desc();
     uint8_t b[8] = {0};
     d.caps.pcie = false;
     struct pci_dev *dev = new_dev(&d);
@@ -622,7 +620,7 @@ END_TEST
 
 START_TEST(test_reset)
 {
-    struct muserd_device_desc d = full_desc();
+    struct pci_device_desc d = full_desc();
     struct pci_dev *dev = new_dev(&d);
     uint8_t before[PCI_CFG_SPACE_EXP_SIZE], after[PCI_CFG_SPACE_EXP_SIZE];
     uint8_t msi = find_cap(dev, PCI_CAP_ID_MSI), msix = find_cap(dev, PCI_CAP_ID_MSIX);
@@ -652,7 +650,7 @@ END_TEST
 
 START_TEST(test_irq_counts)
 {
-    struct muserd_device_desc d = full_desc();
+    struct pci_device_desc d = full_desc();
     struct pci_dev *dev = new_dev(&d);
     uint32_t counts[VFIO_PCI_NUM_IRQS];
 
@@ -677,98 +675,98 @@ START_TEST(test_irq_counts)
 END_TEST
 
 /* Each case breaks one thing in full_desc(). */
-static void bad_pow2(struct muserd_device_desc *d)
+static void bad_pow2(struct pci_device_desc *d)
 {
     d->bars[0].size = 4096 + 16;
 }
-static void bad_mem_small(struct muserd_device_desc *d)
+static void bad_mem_small(struct pci_device_desc *d)
 {
     d->bars[0].size = 8;
 }
-static void bad_io_small(struct muserd_device_desc *d)
+static void bad_io_small(struct pci_device_desc *d)
 {
     d->bars[1].size = 2;
     d->bars[1].flags = MUSERD_BAR_IO;
 }
-static void bad_io_big(struct muserd_device_desc *d)
+static void bad_io_big(struct pci_device_desc *d)
 {
     d->bars[1].size = 512;
     d->bars[1].flags = MUSERD_BAR_IO;
 }
-static void bad_io_64(struct muserd_device_desc *d)
+static void bad_io_64(struct pci_device_desc *d)
 {
     d->bars[1].size = 16;
     d->bars[1].flags = MUSERD_BAR_IO | MUSERD_BAR_PREFETCH;
 }
-static void bad_slot5(struct muserd_device_desc *d)
+static void bad_slot5(struct pci_device_desc *d)
 {
     d->caps.msix_bar = 0;
-    d->bars[4] = (struct muserd_bar){0};
+    d->bars[4] = (struct pci_bar_desc){0};
     d->bars[5].size = 4096;
     d->bars[5].flags = MUSERD_BAR_MEM64;
 }
-static void bad_upper(struct muserd_device_desc *d)
+static void bad_upper(struct pci_device_desc *d)
 {
     d->bars[3].size = 4096;
 }
-static void bad_flags(struct muserd_device_desc *d)
+static void bad_flags(struct pci_device_desc *d)
 {
     d->bars[0].flags = 0x80;
 }
-static void bad_mem32_big(struct muserd_device_desc *d)
+static void bad_mem32_big(struct pci_device_desc *d)
 {
     d->bars[2].flags = 0;
     d->bars[2].size = UINT64_C(4) << 30;
 }
-static void bad_msi(struct muserd_device_desc *d)
+static void bad_msi(struct pci_device_desc *d)
 {
     d->caps.msi_vectors = 3;
 }
-static void bad_msi_big(struct muserd_device_desc *d)
+static void bad_msi_big(struct pci_device_desc *d)
 {
     d->caps.msi_vectors = 64;
 }
-static void bad_msix_many(struct muserd_device_desc *d)
+static void bad_msix_many(struct pci_device_desc *d)
 {
     d->caps.msix_vectors = 2049;
 }
-static void bad_msix_bar(struct muserd_device_desc *d)
+static void bad_msix_bar(struct pci_device_desc *d)
 {
     d->caps.msix_bar = 1;
 }
-static void bad_msix_bar6(struct muserd_device_desc *d)
+static void bad_msix_bar6(struct pci_device_desc *d)
 {
     d->caps.msix_bar = 6;
 }
-static void bad_msix_io(struct muserd_device_desc *d)
+static void bad_msix_io(struct pci_device_desc *d)
 {
     d->caps.msix_bar = 1;
     d->bars[1].size = 256;
     d->bars[1].flags = MUSERD_BAR_IO;
 }
-static void bad_table_fit(struct muserd_device_desc *d)
+static void bad_table_fit(struct pci_device_desc *d)
 {
     d->caps.msix_table_offset = 0x3c00;
 }
-static void bad_pba_fit(struct muserd_device_desc *d)
+static void bad_pba_fit(struct pci_device_desc *d)
 {
     d->caps.msix_pba_offset = 0x3ff8;
 }
-static void bad_overlap(struct muserd_device_desc *d)
+static void bad_overlap(struct pci_device_desc *d)
 {
     d->caps.msix_pba_offset = 0x400;
 }
-static void bad_table_align(struct muserd_device_desc *d)
+static void bad_table_align(struct pci_device_desc *d)
 {
     d->caps.msix_table_offset = 4;
 }
-static void bad_pba_align(struct muserd_device_desc *d)
+static void bad_pba_align(struct pci_device_desc *d)
 {
     d->caps.msix_pba_offset = 0x2004;
 }
 
 static const struct bad_desc {
-    void (*breakit)(struct muserd_device_desc *d);
+    void (*breakit)(struct pci_device_desc *d);
     const char *error;
 } bad_descs[] = {
     {bad_pow2, "BAR 0 size is not a power of two"},
@@ -796,7 +794,7 @@ static const struct bad_desc {
 START_TEST(test_bad_desc)
 {
     const struct bad_desc *c = &bad_descs[_i];
-    struct muserd_device_desc d = full_desc();
+    struct pci_device_desc d = full_desc();
     struct pci_dev *dev = NULL;
     const char *error = NULL;
 
@@ -810,7 +808,7 @@ END_TEST
 
 START_TEST(test_good_edges)
 {
-    struct muserd_device_desc d = {0};
+    struct pci_device_desc d = {0};
     struct pci_dev *dev;
 
     /* Smallest BARs, 32 MSI vectors, 2048 MSI-X vectors with the PBA first. */

@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: MIT */
+#include "device-reset.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "device.h"
+#include "iothreads.h"
+#include "irq-routes.h"
+#include "pci/pci.h"
+#include "util/log.h"
+#include "vfu/server.h"
+
+/* Who waits for the reset in progress. */
+enum reset_waiter {
+    RESET_NOBODY,
+    RESET_CLIENT,   /* a DEVICE_RESET reply */
+    RESET_OPERATOR, /* an io_thread_call() answer */
+};
+
+struct device_reset_state {
+    int efd;
+    sd_event_source *source;
+    bool pending; /* quiesce answered -EBUSY; on_quiesced() goes on */
+    enum reset_waiter waiter;
+    struct io_call *call;
+    _Atomic int status; /* what quiesce_done() said */
+};
+
+static int quiesce(struct device *d, bool on)
+{
+    const struct muserd_device_ops *ops = d->type->type->ops;
+    if (!PLUGIN_OP(ops, quiesce))
+        return 0;
+    int r = ops->quiesce(d->plugin_dev, on);
+    /* -EBUSY means "later" only in ABI 2; ABI 1 never promised to call back. */
+    if (r == -EBUSY && d->type->plugin->abi_version < 2)
+        return -EIO;
+    return r;
+}
+
+/* Quiesced: back to power-on state, then running again. */
+static int reset_now(struct device *d)
+{
+    const struct muserd_device_ops *ops = d->type->type->ops;
+    int r = 0;
+
+    pci_dev_reset(d->pci);
+    if (irq_routes_publish(d->routes, pci_nr_vectors(d->pci)) < 0)
+        log_warning("%s: out of memory for interrupt routes; raises take the slow path.", d->id);
+    if (PLUGIN_OP(ops, reset))
+        r = ops->reset(d->plugin_dev);
+    int k = quiesce(d, false);
+    return r < 0 ? r : k < 0 ? k : 0;
+}
+
+static void finish(struct device *d, int r)
+{
+    struct device_reset_state *st = d->reset;
+    enum reset_waiter waiter = st->waiter;
+    struct io_call *call = st->call;
+
+    st->pending = false;
+    st->waiter = RESET_NOBODY;
+    st->call = NULL;
+    if (r < 0)
+        log_warning_errno(r, "%s: reset failed: %m", d->id);
+    if (waiter == RESET_CLIENT)
+        vfu_server_reset_done(d->server, r);
+    else if (waiter == RESET_OPERATOR)
+        io_call_answer(call, r);
+}
+
+static int on_quiesced(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+    struct device *d = userdata;
+    uint64_t n;
+
+    (void)read(fd, &n, sizeof(n));
+    if (!d->reset->pending)
+        return 0; /* a late or repeated quiesce_done() */
+    int status = atomic_load(&d->reset->status);
+    finish(d, status < 0 ? status : reset_now(d));
+    return 0;
+}
+
+int device_reset_setup(struct device *d)
+{
+    struct device_reset_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return -ENOMEM;
+    d->reset = st;
+    st->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (st->efd < 0)
+        return -errno;
+    return sd_event_add_io(d->host.event, &st->source, st->efd, EPOLLIN, on_quiesced, d);
+}
+
+void device_reset_teardown(struct device *d)
+{
+    struct device_reset_state *st = d->reset;
+    if (!st)
+        return;
+    if (st->pending)
+        finish(d, -ECANCELED);
+    sd_event_source_disable_unref(st->source);
+    safe_close(st->efd);
+    free(st);
+    d->reset = NULL;
+}
+
+static int begin(struct device *d, enum reset_waiter waiter)
+{
+    if (d->reset->pending)
+        return -EBUSY;
+    int r = quiesce(d, true);
+    if (r == -EBUSY) {
+        d->reset->pending = true;
+        d->reset->waiter = waiter;
+        return 1; /* on_quiesced() goes on */
+    }
+    if (r < 0)
+        return r;
+    return reset_now(d);
+}
+
+int device_reset_for_client(void *opaque)
+{
+    int r = begin(opaque, RESET_CLIENT);
+    return r == 1 ? VFU_RESET_LATER : r;
+}
+
+int device_reset(struct device *d)
+{
+    struct io_call *call = io_call_defer();
+    int r = begin(d, call ? RESET_OPERATOR : RESET_NOBODY);
+    if (r == 1 && call) {
+        d->reset->call = call;
+        return 0; /* answered by finish() */
+    }
+    if (call)
+        io_call_answer(call, r == 1 ? 0 : r);
+    return r == 1 ? 0 : r;
+}
+
+void device_quiesce_done(struct device *d, int status)
+{
+    atomic_store(&d->reset->status, status);
+    uint64_t one = 1;
+    (void)write(d->reset->efd, &one, sizeof(one));
+}

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Resetting a device, with the plugin quiesced around it. An ABI 2 plugin's
+ * quiesce may answer -EBUSY (work in flight must end first) and call
+ * services->quiesce_done() later, from any thread: the reset then waits, and
+ * so does its answer (the client's DEVICE_RESET reply, the operator's D-Bus
+ * Reset). An ABI 1 plugin is reset at once, as before.
+ *
+ * Threads: everything on the device's thread except device_quiesce_done(),
+ * which any thread may call (it wakes the device's loop).
+ */
+#pragma once
+
+struct device;
+
+int device_reset_setup(struct device *d);
+/* The device goes: a reset still waiting is answered -ECANCELED. */
+void device_reset_teardown(struct device *d);
+
+/* vfu_device_ops.reset: 0, -errno, or VFU_RESET_LATER. */
+int device_reset_for_client(void *opaque);
+/* The operator's Reset, inside an io_thread_call(): answers it now or later. */
+int device_reset(struct device *d);
+
+/* services->quiesce_done(). */
+void device_quiesce_done(struct device *d, int status);

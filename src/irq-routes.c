@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: MIT */
+#include "irq-routes.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define ROUTE_SLOW 0 /* in direct[]: not a VFIO index + 1 */
+
+struct irq_routes {
+    const struct irq_routes_ops *ops;
+    void *opaque;
+    pthread_t owner;
+
+    pthread_mutex_t lock; /* guards what follows */
+    bool live;
+    uint32_t nr_vectors;
+    uint8_t *direct; /* per vector: VFIO index + 1, or ROUTE_SLOW */
+
+    /* Vectors raised on another thread that need the PCI model. */
+    uint32_t nr_words;
+    _Atomic uint64_t *posted;
+    int wake_fd;
+    sd_event_source *wake_source;
+};
+
+static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+    struct irq_routes *r = userdata;
+    uint64_t n;
+
+    (void)read(fd, &n, sizeof(n));
+    pthread_mutex_lock(&r->lock);
+    bool live = r->live;
+    pthread_mutex_unlock(&r->lock);
+    if (!live)
+        return 0; /* the device is going: nobody to raise to */
+    for (uint32_t w = 0; w < r->nr_words; w++)
+        for (uint64_t bits = atomic_exchange(&r->posted[w], 0); bits; bits &= bits - 1)
+            (void)r->ops->raise(r->opaque, w * 64 + (uint32_t)__builtin_ctzll(bits));
+    return 0;
+}
+
+int irq_routes_new(sd_event *event, const struct irq_routes_ops *ops, void *opaque,
+                   struct irq_routes **ret)
+{
+    _cleanup_(irq_routes_freep) struct irq_routes *r = calloc(1, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    r->ops = ops;
+    r->opaque = opaque;
+    r->owner = pthread_self();
+    r->wake_fd = -1;
+    pthread_mutex_init(&r->lock, NULL);
+    r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (r->wake_fd < 0)
+        return -errno;
+    int k = sd_event_add_io(event, &r->wake_source, r->wake_fd, EPOLLIN, on_wake, r);
+    if (k < 0)
+        return k;
+    *ret = TAKE_PTR(r);
+    return 0;
+}
+
+void irq_routes_free(struct irq_routes *r)
+{
+    if (!r)
+        return;
+    sd_event_source_disable_unref(r->wake_source);
+    safe_close(r->wake_fd);
+    pthread_mutex_destroy(&r->lock);
+    free(r->direct);
+    free((void *)r->posted);
+    free(r);
+}
+
+/* The table grows once, to the device's vector count, on its thread; the
+ * posted bitmap is sized then too and never shrinks while others raise. */
+static int ensure_size(struct irq_routes *r, uint32_t nr_vectors)
+{
+    if (nr_vectors <= r->nr_vectors)
+        return 0;
+    uint8_t *direct = calloc(nr_vectors, 1);
+    uint32_t words = (nr_vectors + 63) / 64;
+    _Atomic uint64_t *posted = calloc(words, sizeof(*posted));
+    if (!direct || !posted) {
+        free(direct);
+        free((void *)posted);
+        return -ENOMEM;
+    }
+    free(r->direct);
+    r->direct = direct;
+    /* Only the owner swaps it, under the lock, before any raise could post
+     * a vector this large; older bits are carried over. */
+    for (uint32_t w = 0; w < r->nr_words; w++)
+        atomic_store(&posted[w], atomic_load(&r->posted[w]));
+    free((void *)r->posted);
+    r->posted = posted;
+    r->nr_words = words;
+    r->nr_vectors = nr_vectors;
+    return 0;
+}
+
+int irq_routes_publish(struct irq_routes *r, uint32_t nr_vectors)
+{
+    pthread_mutex_lock(&r->lock);
+    int k = ensure_size(r, nr_vectors);
+    for (uint32_t v = 0; v < r->nr_vectors; v++) {
+        int index = k < 0 ? -1 : r->ops->route(r->opaque, v);
+        r->direct[v] = index < 0 ? ROUTE_SLOW : (uint8_t)(index + 1);
+    }
+    r->live = k >= 0 || r->nr_vectors > 0;
+    pthread_mutex_unlock(&r->lock);
+    return k;
+}
+
+void irq_routes_close(struct irq_routes *r)
+{
+    pthread_mutex_lock(&r->lock);
+    r->live = false;
+    pthread_mutex_unlock(&r->lock);
+}
+
+int irq_routes_raise(struct irq_routes *r, uint32_t vector)
+{
+    pthread_mutex_lock(&r->lock);
+    if (!r->live) {
+        pthread_mutex_unlock(&r->lock);
+        return -ENOTCONN;
+    }
+    if (vector >= r->nr_vectors) {
+        pthread_mutex_unlock(&r->lock);
+        return -EINVAL;
+    }
+    uint8_t route = r->direct[vector];
+    if (route != ROUTE_SLOW) {
+        int k = r->ops->fire(r->opaque, route - 1u, vector);
+        pthread_mutex_unlock(&r->lock);
+        return k;
+    }
+    if (pthread_equal(pthread_self(), r->owner)) {
+        pthread_mutex_unlock(&r->lock);
+        return r->ops->raise(r->opaque, vector);
+    }
+    /* Posted under the lock: the bitmap cannot be swapped meanwhile. */
+    atomic_fetch_or(&r->posted[vector / 64], UINT64_C(1) << (vector % 64));
+    uint64_t one = 1;
+    (void)write(r->wake_fd, &one, sizeof(one));
+    pthread_mutex_unlock(&r->lock);
+    return 0;
+}

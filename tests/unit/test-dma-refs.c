@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The DMA table as other threads use it: references (vfu_dma_get/put) that
+ * keep an unmapped region alive and hold its DMA_UNMAP reply back, and
+ * dirty-page logging. Also built with ThreadSanitizer.
+ */
+#include <check.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vfu/dma.h"
+
+#define PAGE 4096u
+static const uint32_t RW = VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE;
+
+static void map_memfd(struct vfu_dma *dma, uint64_t iova, uint64_t size)
+{
+    int fd = memfd_create("test-dma-refs", MFD_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+    struct vfu_dma_map req = {
+        .argsz = sizeof(req), .flags = RW, .offset = 0, .address = iova, .size = size};
+    ck_assert_int_eq(vfu_dma_map(dma, &req, fd), 0);
+}
+
+static bool event_ready(struct vfu_dma *dma)
+{
+    struct pollfd p = {.fd = vfu_dma_event_fd(dma), .events = POLLIN};
+    return poll(&p, 1, 0) == 1;
+}
+
+START_TEST(test_unmap_while_held)
+{
+    struct vfu_dma *dma;
+    struct vfu_dma_region *held;
+    void *p;
+
+    ck_assert_int_eq(vfu_dma_new(8, &dma), 0);
+    map_memfd(dma, 0x10000, 4 * PAGE);
+    ck_assert_int_eq(vfu_dma_get(dma, 0x10000 + PAGE, PAGE, VFU_DMA_FLAG_WRITE, &p, &held), 0);
+
+    /* Gone from the table at once, but its memory stays while held. */
+    ck_assert_int_eq(vfu_dma_unmap(dma, 0x10000, 4 * PAGE, NULL, NULL), VFU_DMA_HELD);
+    uint64_t seq = vfu_dma_unmap_seq(dma);
+    ck_assert_ptr_null(vfu_dma_find(dma, 0x10000, 1));
+    ck_assert_uint_le(vfu_dma_reap(dma), seq);
+    memset(p, 0x5a, PAGE); /* still mapped: ASan or a SIGSEGV would tell */
+    ck_assert(!event_ready(dma));
+
+    /* A later unmap of memory nobody holds is done, but waits in line. */
+    map_memfd(dma, 0x100000, PAGE);
+    ck_assert_int_eq(vfu_dma_unmap(dma, 0x100000, PAGE, NULL, NULL), 0);
+    ck_assert_uint_le(vfu_dma_reap(dma), seq);
+
+    vfu_dma_put(dma, held, 0x10000 + PAGE, PAGE, true);
+    ck_assert(event_ready(dma));
+    ck_assert_uint_eq(vfu_dma_reap(dma), UINT64_MAX);
+    ck_assert(!event_ready(dma));
+    vfu_dma_free(dma);
+}
+END_TEST
+
+START_TEST(test_get_errors)
+{
+    struct vfu_dma *dma;
+    struct vfu_dma_region *held;
+    void *p;
+
+    ck_assert_int_eq(vfu_dma_new(8, &dma), 0);
+    ck_assert_int_eq(vfu_dma_get(dma, 0, PAGE, VFU_DMA_FLAG_READ, &p, &held), -ENOENT);
+    map_memfd(dma, 0x10000, PAGE);
+    ck_assert_int_eq(vfu_dma_get(dma, 0x10000, PAGE + 1, VFU_DMA_FLAG_READ, &p, &held), -ENOENT);
+    struct vfu_dma_map fdless = {
+        .argsz = sizeof(fdless), .flags = VFU_DMA_FLAG_READ, .address = 0x20000, .size = PAGE};
+    ck_assert_int_eq(vfu_dma_map(dma, &fdless, -1), 0);
+    ck_assert_int_eq(vfu_dma_get(dma, 0x20000, 8, VFU_DMA_FLAG_READ, &p, &held), -EREMOTE);
+    ck_assert_int_eq(vfu_dma_get(dma, 0x20000, 8, VFU_DMA_FLAG_WRITE, &p, &held), -EACCES);
+    /* Nothing held: every unmap is done at once. */
+    ck_assert_int_eq(vfu_dma_unmap_all(dma, NULL, NULL), 0);
+    vfu_dma_free(dma);
+}
+END_TEST
+
+/* Pages written through every path show up once; pages never written never. */
+START_TEST(test_dirty_logging)
+{
+    struct vfu_dma *dma;
+    struct vfu_dma_region *held;
+    void *p;
+    uint64_t bitmap[2];
+
+    ck_assert_int_eq(vfu_dma_new(8, &dma), 0);
+    map_memfd(dma, 0x100000, 64 * PAGE);
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000, 64 * PAGE, bitmap, sizeof(bitmap)),
+                     -ENOENT);
+    ck_assert_int_eq(vfu_dma_logging_start(dma, 1000), -EINVAL);
+    ck_assert_int_eq(vfu_dma_logging_start(dma, PAGE), 0);
+    ck_assert(vfu_dma_logging(dma));
+
+    /* A put with `written` marks its range (two pages: it straddles). */
+    ck_assert_int_eq(vfu_dma_get(dma, 0x100000 + 3 * PAGE + 100, PAGE, RW, &p, &held), 0);
+    vfu_dma_put(dma, held, 0x100000 + 3 * PAGE + 100, PAGE, true);
+    /* A put without marks nothing. */
+    ck_assert_int_eq(vfu_dma_get(dma, 0x100000 + 10 * PAGE, PAGE, RW, &p, &held), 0);
+    vfu_dma_put(dma, held, 0x100000 + 10 * PAGE, PAGE, false);
+    /* mark_dirty, and a translate for writing. */
+    vfu_dma_mark_dirty(dma, 0x100000 + 20 * PAGE, 1);
+    ck_assert_int_eq(vfu_dma_translate(dma, 0x100000 + 63 * PAGE, 8, VFU_DMA_FLAG_WRITE, &p), 0);
+    ck_assert_int_eq(vfu_dma_translate(dma, 0x100000 + 40 * PAGE, 8, VFU_DMA_FLAG_READ, &p), 0);
+    /* Outside every mapping: nothing to mark, no harm. */
+    vfu_dma_mark_dirty(dma, 0, 0x1000);
+
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000, 64 * PAGE, bitmap, 4), -EINVAL);
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000 + 1, PAGE, bitmap, 8), -EINVAL);
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000, 65 * PAGE, bitmap, 16), -EINVAL);
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000, 64 * PAGE, bitmap, sizeof(bitmap)), 0);
+    ck_assert_uint_eq(bitmap[0], (UINT64_C(1) << 3) | (UINT64_C(1) << 4) | (UINT64_C(1) << 20) |
+                                     (UINT64_C(1) << 63));
+    /* Reported bits are cleared. */
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000, 64 * PAGE, bitmap, sizeof(bitmap)), 0);
+    ck_assert_uint_eq(bitmap[0], 0);
+    /* A part of the mapping: bit 0 is the range's first page. */
+    vfu_dma_mark_dirty(dma, 0x100000 + 33 * PAGE, 1);
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000 + 32 * PAGE, 4 * PAGE, bitmap, 8), 0);
+    ck_assert_uint_eq(bitmap[0], 2);
+
+    /* A map made while logging is logged too. */
+    map_memfd(dma, 0x800000, PAGE);
+    vfu_dma_mark_dirty(dma, 0x800000, PAGE);
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x800000, PAGE, bitmap, 8), 0);
+    ck_assert_uint_eq(bitmap[0], 1);
+
+    vfu_dma_logging_stop(dma);
+    ck_assert(!vfu_dma_logging(dma));
+    vfu_dma_free(dma);
+}
+END_TEST
+
+struct worker {
+    struct vfu_dma *dma;
+    atomic_bool *stop;
+    unsigned long got;
+};
+
+/* Another thread's DMA: get, write, put, over and over. */
+static void *dma_worker(void *arg)
+{
+    struct worker *w = arg;
+    while (!atomic_load(w->stop)) {
+        struct vfu_dma_region *held;
+        void *p;
+        if (vfu_dma_get(w->dma, 0x10000, 64, RW, &p, &held) < 0)
+            continue;
+        memset(p, 1, 64);
+        vfu_dma_put(w->dma, held, 0x10000, 64, true);
+        w->got++;
+    }
+    return NULL;
+}
+
+/* The device's thread maps and unmaps while two threads do DMA: no region
+ * goes away under a user (ASan, TSan), every unmap completes once let go. */
+START_TEST(test_map_unmap_under_threads)
+{
+    struct vfu_dma *dma;
+    atomic_bool stop = false;
+    struct worker w[2];
+    pthread_t t[2];
+
+    ck_assert_int_eq(vfu_dma_new(8, &dma), 0);
+    ck_assert_int_eq(vfu_dma_logging_start(dma, PAGE), 0);
+    for (int i = 0; i < 2; i++) {
+        w[i] = (struct worker){.dma = dma, .stop = &stop};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, dma_worker, &w[i]), 0);
+    }
+    for (int round = 0; round < 2000; round++) {
+        map_memfd(dma, 0x10000, PAGE);
+        if (round % 100 == 0)
+            usleep(1000); /* let the workers in */
+        int r = vfu_dma_unmap(dma, 0x10000, PAGE, NULL, NULL);
+        ck_assert_int_ge(r, 0);
+        (void)vfu_dma_reap(dma);
+    }
+    atomic_store(&stop, true);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    ck_assert_uint_eq(vfu_dma_reap(dma), UINT64_MAX);
+    ck_assert_uint_gt(w[0].got + w[1].got, 0);
+    vfu_dma_free(dma);
+}
+END_TEST
+
+static Suite *dma_refs_suite(void)
+{
+    Suite *s = suite_create("dma-refs");
+    TCase *tc = tcase_create("refs");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_unmap_while_held);
+    tcase_add_test(tc, test_get_errors);
+    tcase_add_test(tc, test_dirty_logging);
+    tcase_add_test(tc, test_map_unmap_under_threads);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(dma_refs_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
