@@ -233,7 +233,7 @@ guest:
 # Every suite runs even when one fails; the target fails if any did.
 unit-check:
 	@failed=""; for t in $(UNIT_BINS); do echo "== $$t"; \
-	    CK_FORK=yes $$t || failed="$$failed $$(basename $$t)"; done; \
+	    CK_FORK=yes MUSERD_PLUGIN_DIR=$(BUILD)/plugins MUSERD_TEST_PLUGIN_DIR=$(BUILD)/test-plugins $$t || failed="$$failed $$(basename $$t)"; done; \
 	if [ -n "$$failed" ]; then echo "FAILED unit suites:$$failed"; exit 1; fi
 
 integration-check:

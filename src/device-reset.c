@@ -31,7 +31,7 @@ struct device_reset_state {
     _Atomic int status; /* what quiesce_done() said */
 };
 
-static int quiesce(struct device *d, bool on)
+int device_quiesce(struct device *d, bool on)
 {
     const struct muserd_device_ops *ops = d->type->type->ops;
     if (!PLUGIN_OP(ops, quiesce))
@@ -54,7 +54,7 @@ static int reset_now(struct device *d)
         log_warning("%s: out of memory for interrupt routes; raises take the slow path.", d->id);
     if (PLUGIN_OP(ops, reset))
         r = ops->reset(d->plugin_dev);
-    int k = quiesce(d, false);
+    int k = device_quiesce(d, false);
     return r < 0 ? r : k < 0 ? k : 0;
 }
 
@@ -117,7 +117,7 @@ static int begin(struct device *d, enum reset_waiter waiter)
 {
     if (d->reset->pending)
         return -EBUSY;
-    int r = quiesce(d, true);
+    int r = device_quiesce(d, true);
     if (r == -EBUSY) {
         d->reset->pending = true;
         d->reset->waiter = waiter;

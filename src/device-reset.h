@@ -11,6 +11,8 @@
  */
 #pragma once
 
+#include <stdbool.h>
+
 struct device;
 
 int device_reset_setup(struct device *d);
@@ -21,6 +23,10 @@ void device_reset_teardown(struct device *d);
 int device_reset_for_client(void *opaque);
 /* The operator's Reset, inside an io_thread_call(): answers it now or later. */
 int device_reset(struct device *d);
+
+/* Ask the plugin to stop (on) or go on: 0 when quiet, -EBUSY when it will
+ * call quiesce_done() later (ABI 2), or its error. */
+int device_quiesce(struct device *d, bool on);
 
 /* services->quiesce_done(). */
 void device_quiesce_done(struct device *d, int status);

@@ -157,6 +157,12 @@ static const struct irq_routes_ops route_ops = {
     .route = route_of,
 };
 
+int device_region_access(struct device *d, uint32_t index, uint64_t offset, void *buf,
+                         uint32_t count, bool is_write)
+{
+    return on_region_access(d, index, offset, buf, count, is_write);
+}
+
 /* ---- services for host.c ----------------------------------------------------------- */
 
 /* A plugin may call services from create() (before the PCI model and the

@@ -87,6 +87,11 @@ void device_set_change_callback(struct device *d, void (*changed)(void *userdata
                                 void *userdata);
 /* device_reset() (operator request) is in device-reset.h. */
 
+/* What a client's REGION_READ/REGION_WRITE does (config space, MSI-X, the
+ * plugin's BARs), for the device's thread: saving and loading state, tests. */
+int device_region_access(struct device *d, uint32_t index, uint64_t offset, void *buf,
+                         uint32_t count, bool is_write);
+
 /* Used by host.c to serve the plugin. */
 int device_irq_raise(struct device *d, uint32_t vector);
 int device_irq_lower(struct device *d);

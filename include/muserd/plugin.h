@@ -353,7 +353,8 @@ struct muserd_device_ops {
      * write (for the migration's progress and the client's estimates).
      * state_load gets the chunks in order, exactly as they were saved, on a
      * new device that no client drives yet; state_load_end says the stream
-     * ended: return -EINVAL when it was incomplete. NULL state_save: the
+     * ended: return -EINVAL when it was incomplete. The host also calls it
+     * when it gives a stream up half way: forget what it brought. NULL state_save: the
      * device has no state of its own beyond what the host saves.
      */
     int (*state_save)(void *dev, enum muserd_state_phase phase, void *buf, size_t len,

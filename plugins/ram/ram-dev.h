@@ -12,6 +12,32 @@
 
 #include "ram-regs.h"
 
+/* The header chunk of the state stream: fixed layout, little-endian. */
+#define RAM_STATE_MAGIC   0x54534d52u /* "RMST" */
+#define RAM_STATE_VERSION 1u
+
+#define RAM_STATE_TO_GUEST     (1u << 0)
+#define RAM_STATE_IRQ_DEFERRED (1u << 1)
+
+struct ram_state {
+    uint32_t magic;
+    uint32_t version;
+    uint32_t scratch;
+    uint32_t doorbell_count;
+    uint32_t dma_len;
+    uint32_t dma_ctrl;
+    uint32_t dma_status;
+    uint32_t xfer_len;
+    uint32_t xfer_done;
+    uint32_t flags; /* RAM_STATE_* */
+    uint64_t dma_addr;
+    uint64_t dma_offset;
+    uint64_t xfer_addr;
+    uint64_t xfer_offset;
+    uint64_t ram_size; /* must match the destination's "size" */
+};
+_Static_assert(sizeof(struct ram_state) == 80, "ram state layout is fixed");
+
 /* The first try at a DMA chunk; halved while the host says it is too big. */
 #define RAM_DMA_CHUNK     (64u * 1024u)
 #define RAM_DMA_MIN_CHUNK 512u
@@ -52,6 +78,13 @@ struct ram_dev {
     uint32_t stale_completions;
     bool irq_deferred; /* completion interrupt held back while quiesced */
     bool quiesced;
+
+    /* The state stream in progress (ram-state.c). */
+    bool save_header_sent;
+    uint64_t save_offset;
+    bool load_header_seen;
+    struct ram_state load_header; /* checked, applied at the end */
+    uint64_t load_offset;
 };
 
 /* ram-dma.c */
@@ -69,6 +102,9 @@ void ram_dma_abandon(struct ram_dev *d);
 /* Count the rings that came through the eventfd so far. */
 void ram_doorbell_drain(struct ram_dev *d);
 
-/* ram-state.c: the device's migration stream. */
-int ram_save_state(void *dev, void **buf, size_t *len);
-int ram_load_state(void *dev, const void *buf, size_t len);
+/* ram-state.c: the device's state stream (ops->state_*). */
+int ram_state_save(void *dev, enum muserd_state_phase phase, void *buf, size_t len,
+                   size_t *written);
+int ram_state_pending(void *dev, enum muserd_state_phase phase, uint64_t *bytes);
+int ram_state_load(void *dev, const void *buf, size_t len);
+int ram_state_load_end(void *dev);

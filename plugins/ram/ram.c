@@ -207,9 +207,11 @@ static const struct muserd_device_ops ram_ops = {
     .bar_access = ram_bar_access,
     .reset = ram_reset,
     .quiesce = ram_quiesce,
-    .save_state = ram_save_state,
-    .load_state = ram_load_state,
     .destroy = ram_destroy,
+    .state_save = ram_state_save,
+    .state_pending = ram_state_pending,
+    .state_load = ram_state_load,
+    .state_load_end = ram_state_load_end,
 };
 
 static int ram_read_config(struct muserd_host *host, const struct muserd_host_services *svc,

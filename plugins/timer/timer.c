@@ -38,6 +38,8 @@ struct timer_dev {
 
     bool quiesced;
     bool irq_error_logged;
+    bool state_sent;   /* the final chunk is out: the next round ends the phase */
+    bool state_loaded; /* a chunk came in */
 };
 
 static uint64_t timer_now_ns(struct timer_dev *d)
@@ -290,6 +292,59 @@ static int timer_load_state(void *dev, const void *buf, size_t len)
     return 0;
 }
 
+/* The stream: the registers as one final chunk; nothing to send early. */
+static int timer_state_save(void *dev, enum muserd_state_phase phase, void *buf, size_t len,
+                            size_t *written)
+{
+    struct timer_dev *d = dev;
+    *written = 0;
+    if (phase != MUSERD_STATE_FINAL)
+        return 0;
+    if (d->state_sent) {
+        d->state_sent = false; /* ready for another save */
+        return 0;
+    }
+    void *blob;
+    size_t n;
+    int r = timer_save_state(d, &blob, &n);
+    if (r < 0)
+        return r;
+    if (n > len) {
+        free(blob);
+        return -ENOBUFS;
+    }
+    memcpy(buf, blob, n);
+    free(blob);
+    *written = n;
+    d->state_sent = true;
+    return 0;
+}
+
+static int timer_state_pending(void *dev, enum muserd_state_phase phase, uint64_t *bytes)
+{
+    *bytes = phase == MUSERD_STATE_FINAL ? sizeof(struct timer_state) : 0;
+    return 0;
+}
+
+static int timer_state_load(void *dev, const void *buf, size_t len)
+{
+    struct timer_dev *d = dev;
+    if (d->state_loaded)
+        return -EINVAL; /* one chunk only */
+    int r = timer_load_state(d, buf, len);
+    if (r == 0)
+        d->state_loaded = true;
+    return r;
+}
+
+static int timer_state_load_end(void *dev)
+{
+    struct timer_dev *d = dev;
+    bool loaded = d->state_loaded;
+    d->state_loaded = false;
+    return loaded ? 0 : -EINVAL;
+}
+
 static void timer_destroy(void *dev)
 {
     struct timer_dev *d = dev;
@@ -304,9 +359,11 @@ static const struct muserd_device_ops timer_ops = {
     .bar_access = timer_bar_access,
     .reset = timer_reset,
     .quiesce = timer_quiesce,
-    .save_state = timer_save_state,
-    .load_state = timer_load_state,
     .destroy = timer_destroy,
+    .state_save = timer_state_save,
+    .state_pending = timer_state_pending,
+    .state_load = timer_state_load,
+    .state_load_end = timer_state_load_end,
 };
 
 static int timer_create(struct muserd_host *host, const struct muserd_host_services *svc,

@@ -112,5 +112,16 @@ int pci_msix_access(struct pci_dev *dev, uint32_t bar, uint64_t offset, void *bu
  * (INTx 1 if the pin is set, MSI vectors, MSI-X vectors, ERR 1 for PCIe, REQ 1). */
 void pci_irq_counts(const struct pci_dev *dev, uint32_t counts[VFIO_PCI_NUM_IRQS]);
 
+/*
+ * Migration: the config space state (guest-visible bytes, MSI-X table and
+ * PBA) in pci_state_size() bytes. pci_state_load() checks the whole buffer
+ * (format, size, the device's IDs and capability list) before it changes
+ * anything: -EINVAL with a static reason otherwise. The caller republishes
+ * interrupt routes afterwards.
+ */
+size_t pci_state_size(const struct pci_dev *dev);
+void pci_state_save(const struct pci_dev *dev, void *buf);
+int pci_state_load(struct pci_dev *dev, const void *buf, size_t len, const char **why);
+
 /* Pretty capability names for the probe ("MSI-X"); NULL when unknown. */
 const char *pci_cap_name(uint8_t id);

@@ -38,9 +38,40 @@ static void slow_destroy(void *dev)
     free(dev);
 }
 
+/* ABI 1's state: one blob, the write count behind a tag. */
+#define SLOW_STATE_TAG 0x574f4c53u /* "SLOW" */
+
+static int slow_save_state(void *dev, void **buf, size_t *len)
+{
+    struct slow *s = dev;
+    uint32_t *blob = malloc(8);
+    if (!blob)
+        return -ENOMEM;
+    blob[0] = SLOW_STATE_TAG;
+    blob[1] = s->writes;
+    *buf = blob;
+    *len = 8;
+    return 0;
+}
+
+static int slow_load_state(void *dev, const void *buf, size_t len)
+{
+    struct slow *s = dev;
+    uint32_t blob[2];
+    if (len != sizeof(blob))
+        return -EINVAL;
+    memcpy(blob, buf, sizeof(blob));
+    if (blob[0] != SLOW_STATE_TAG)
+        return -EINVAL;
+    s->writes = blob[1];
+    return 0;
+}
+
 static const struct muserd_device_ops slow_ops = {
     .size = sizeof(struct muserd_device_ops),
     .bar_access = slow_bar_access,
+    .save_state = slow_save_state,
+    .load_state = slow_load_state,
     .destroy = slow_destroy,
 };
 

@@ -1,0 +1,328 @@
+/* SPDX-License-Identifier: MIT */
+#include "device-state.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "device.h"
+#include "irq-routes.h"
+#include "pci/pci.h"
+
+enum state_tag {
+    STATE_TAG_PCI = 1,
+    STATE_TAG_PLUGIN = 2,
+    STATE_TAG_END = 3,
+};
+
+#define RECORD_HEADER 8u
+/* What the host asks a plugin for at most per chunk. */
+#define PLUGIN_CHUNK (1u << 20)
+/* The largest record a loader takes (an ABI 1 blob is one record). */
+#define RECORD_MAX (UINT32_C(1) << 30)
+
+static void *mfree(void *p)
+{
+    free(p);
+    return NULL;
+}
+
+static bool abi2(const struct device *d)
+{
+    return d->type->plugin->abi_version >= 2;
+}
+
+/* ---- saving ------------------------------------------------------------------ */
+
+struct device_state_saver {
+    struct device *d;
+    bool pci_sent, plugin_done, end_sent;
+    /* The record going out: header and payload, and how much is out. */
+    uint8_t *rec;
+    size_t rec_len, rec_off;
+};
+
+int device_state_saver_new(struct device *d, struct device_state_saver **ret)
+{
+    struct device_state_saver *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->d = d;
+    *ret = s;
+    return 0;
+}
+
+void device_state_saver_free(struct device_state_saver *s)
+{
+    if (!s)
+        return;
+    free(s->rec);
+    free(s);
+}
+
+static uint8_t *new_record(struct device_state_saver *s, enum state_tag tag, size_t len)
+{
+    uint8_t *rec = malloc(RECORD_HEADER + len);
+    if (!rec)
+        return NULL;
+    uint32_t h[2] = {htole32(tag), htole32((uint32_t)len)};
+    memcpy(rec, h, sizeof(h));
+    s->rec = rec;
+    s->rec_len = RECORD_HEADER + len;
+    s->rec_off = 0;
+    return rec + RECORD_HEADER;
+}
+
+/* One plugin chunk of `phase` as a record; *none when the phase has no more. */
+static int plugin_record(struct device_state_saver *s, enum muserd_state_phase phase, bool *none)
+{
+    const struct muserd_device_ops *ops = s->d->type->type->ops;
+    *none = true;
+    if (abi2(s->d)) {
+        if (!PLUGIN_OP(ops, state_save))
+            return 0;
+        uint8_t *payload = new_record(s, STATE_TAG_PLUGIN, PLUGIN_CHUNK);
+        if (!payload)
+            return -ENOMEM;
+        size_t written = 0;
+        int r = ops->state_save(s->d->plugin_dev, phase, payload, PLUGIN_CHUNK, &written);
+        if (r < 0 || written == 0 || written > PLUGIN_CHUNK) {
+            s->rec = mfree(s->rec);
+            return r < 0 ? r : written ? -EOVERFLOW : 0;
+        }
+        uint32_t len = htole32((uint32_t)written);
+        memcpy(s->rec + 4, &len, 4);
+        s->rec_len = RECORD_HEADER + written;
+        *none = false;
+        return 0;
+    }
+    /* ABI 1: one blob, in the final phase. */
+    if (phase != MUSERD_STATE_FINAL || !PLUGIN_OP(ops, save_state))
+        return 0;
+    _cleanup_free_ void *blob = NULL;
+    size_t len = 0;
+    int r = ops->save_state(s->d->plugin_dev, &blob, &len);
+    if (r < 0)
+        return r;
+    if (len > RECORD_MAX)
+        return -EFBIG;
+    uint8_t *payload = new_record(s, STATE_TAG_PLUGIN, len);
+    if (!payload)
+        return -ENOMEM;
+    memcpy(payload, blob, len);
+    *none = false;
+    return 0;
+}
+
+/* The next record of `phase`; none left when s->rec stays NULL. */
+static int next_record(struct device_state_saver *s, enum muserd_state_phase phase)
+{
+    bool none;
+    if (phase == MUSERD_STATE_PRECOPY)
+        return s->pci_sent ? -EINVAL : plugin_record(s, phase, &none);
+    if (!s->pci_sent) {
+        uint8_t *payload = new_record(s, STATE_TAG_PCI, pci_state_size(s->d->pci));
+        if (!payload)
+            return -ENOMEM;
+        pci_state_save(s->d->pci, payload);
+        s->pci_sent = true;
+        return 0;
+    }
+    if (!s->plugin_done) {
+        int r = plugin_record(s, phase, &none);
+        if (r < 0)
+            return r;
+        /* ABI 1 has one blob; ABI 2 ends its phase with an empty chunk. */
+        if (none || !abi2(s->d))
+            s->plugin_done = true;
+        if (!none)
+            return 0;
+    }
+    if (!s->end_sent) {
+        if (!new_record(s, STATE_TAG_END, 0))
+            return -ENOMEM;
+        s->end_sent = true;
+    }
+    return 0;
+}
+
+int device_state_save(struct device_state_saver *s, enum muserd_state_phase phase, void *buf,
+                      size_t len, size_t *written)
+{
+    uint8_t *out = buf;
+    *written = 0;
+    while (*written < len) {
+        if (!s->rec) {
+            int r = next_record(s, phase);
+            if (r < 0)
+                return r;
+            if (!s->rec)
+                break; /* the phase is over */
+        }
+        size_t n = s->rec_len - s->rec_off;
+        if (n > len - *written)
+            n = len - *written;
+        memcpy(out + *written, s->rec + s->rec_off, n);
+        *written += n;
+        s->rec_off += n;
+        if (s->rec_off == s->rec_len)
+            s->rec = mfree(s->rec);
+    }
+    return 0;
+}
+
+/* ---- loading ------------------------------------------------------------------ */
+
+struct device_state_loader {
+    struct device *d;
+    uint8_t header[RECORD_HEADER];
+    size_t header_got;
+    uint32_t tag, len;
+    uint8_t *payload;
+    size_t payload_got;
+    bool pci_loaded, ended;
+    bool plugin_fed, plugin_told_end; /* the plugin forgets a stream cut short */
+    int error;                        /* sticky: a stream that failed once stays failed */
+};
+
+int device_state_loader_new(struct device *d, struct device_state_loader **ret)
+{
+    struct device_state_loader *l = calloc(1, sizeof(*l));
+    if (!l)
+        return -ENOMEM;
+    l->d = d;
+    *ret = l;
+    return 0;
+}
+
+void device_state_loader_free(struct device_state_loader *l)
+{
+    if (!l)
+        return;
+    /* A stream given up half way: let the plugin drop what it kept of it
+     * (it says -EINVAL, which nobody needs to hear). */
+    const struct muserd_device_ops *ops = l->d->type->type->ops;
+    if (l->plugin_fed && !l->plugin_told_end && abi2(l->d) && PLUGIN_OP(ops, state_load_end))
+        (void)ops->state_load_end(l->d->plugin_dev);
+    free(l->payload);
+    free(l);
+}
+
+static int refuse(struct device_state_loader *l, const char **why, const char *reason)
+{
+    *why = reason;
+    l->error = -EINVAL;
+    return -EINVAL;
+}
+
+/* A whole record is in: hand it on. */
+static int apply_record(struct device_state_loader *l, const char **why)
+{
+    const struct muserd_device_ops *ops = l->d->type->type->ops;
+    int r;
+
+    switch (l->tag) {
+    case STATE_TAG_PCI:
+        if (l->pci_loaded)
+            return refuse(l, why, "the stream holds the config space twice");
+        r = pci_state_load(l->d->pci, l->payload, l->len, why);
+        if (r < 0) {
+            l->error = r;
+            return r;
+        }
+        l->pci_loaded = true;
+        return irq_routes_publish(l->d->routes, pci_nr_vectors(l->d->pci));
+    case STATE_TAG_PLUGIN:
+        l->plugin_fed = true;
+        if (abi2(l->d) && PLUGIN_OP(ops, state_load))
+            r = ops->state_load(l->d->plugin_dev, l->payload, l->len);
+        else if (!abi2(l->d) && PLUGIN_OP(ops, load_state))
+            r = ops->load_state(l->d->plugin_dev, l->payload, l->len);
+        else
+            return refuse(l, why, "the stream holds state this plugin does not load");
+        if (r < 0) {
+            *why = "the plugin refused its saved state";
+            l->error = r;
+        }
+        return r;
+    default: /* END */
+        if (!l->pci_loaded)
+            return refuse(l, why, "the stream ended without the config space");
+        l->ended = true;
+        return 0;
+    }
+}
+
+int device_state_load(struct device_state_loader *l, const void *buf, size_t len, const char **why)
+{
+    const uint8_t *in = buf;
+
+    if (l->error < 0) {
+        *why = "the stream failed already";
+        return l->error;
+    }
+    while (len > 0) {
+        if (l->ended)
+            return refuse(l, why, "the stream goes on after its end");
+        if (l->header_got < RECORD_HEADER) {
+            size_t n = RECORD_HEADER - l->header_got;
+            n = n < len ? n : len;
+            memcpy(l->header + l->header_got, in, n);
+            l->header_got += n;
+            in += n;
+            len -= n;
+            if (l->header_got < RECORD_HEADER)
+                break;
+            uint32_t h[2];
+            memcpy(h, l->header, sizeof(h));
+            l->tag = le32toh(h[0]);
+            l->len = le32toh(h[1]);
+            /* Checked before it sizes anything. */
+            if (l->tag < STATE_TAG_PCI || l->tag > STATE_TAG_END)
+                return refuse(l, why, "the stream holds a record of an unknown kind");
+            if (l->len > RECORD_MAX || (l->tag == STATE_TAG_END && l->len != 0) ||
+                (l->tag == STATE_TAG_PCI && l->len != pci_state_size(l->d->pci)))
+                return refuse(l, why, "the stream holds a record of an impossible size");
+            l->payload = malloc(l->len ? l->len : 1);
+            if (!l->payload)
+                return l->error = -ENOMEM;
+            l->payload_got = 0;
+        }
+        size_t n = l->len - l->payload_got;
+        n = n < len ? n : len;
+        memcpy(l->payload + l->payload_got, in, n);
+        l->payload_got += n;
+        in += n;
+        len -= n;
+        if (l->payload_got < l->len)
+            break;
+        int r = apply_record(l, why);
+        l->payload = mfree(l->payload);
+        l->header_got = 0;
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+int device_state_load_end(struct device_state_loader *l, const char **why)
+{
+    const struct muserd_device_ops *ops = l->d->type->type->ops;
+
+    if (l->error < 0) {
+        *why = "the stream failed already";
+        return l->error;
+    }
+    if (!l->ended)
+        return refuse(l, why, "the stream is truncated");
+    if (abi2(l->d) && PLUGIN_OP(ops, state_load_end)) {
+        l->plugin_told_end = true;
+        int r = ops->state_load_end(l->d->plugin_dev);
+        if (r < 0) {
+            *why = "the plugin found its saved state incomplete";
+            return l->error = r;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A device's state stream (device-state.c) with the real timer and ram
+ * plugins, in-process: program a device as a client would, save it (records
+ * split over small buffers), load it into a fresh device (in pieces of other
+ * sizes), and find the same config space, registers and memory; truncated,
+ * corrupt and foreign streams are refused.
+ */
+#include <check.h>
+#include <errno.h>
+#include <linux/pci_regs.h>
+#include <linux/vfio.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../plugins/ram/ram-regs.h"
+#include "../../plugins/timer/timer-regs.h"
+#include "device-reset.h"
+#include "device-state.h"
+#include "device.h"
+#include "plugins.h"
+
+#define CFG VFIO_PCI_CONFIG_REGION_INDEX
+
+static struct plugins *plugins;
+static sd_event *event;
+static char dir[] = "/tmp/muserd-state-XXXXXX";
+static unsigned sockets;
+
+static void setup(void)
+{
+    const char *plugin_dir = getenv("MUSERD_PLUGIN_DIR");
+    ck_assert_int_eq(plugins_load_dir(plugin_dir ? plugin_dir : "build/plugins", &plugins), 0);
+    ck_assert_int_ge(sd_event_new(&event), 0);
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    event = sd_event_unref(event);
+    plugins_free(plugins);
+}
+
+static struct device *make(const char *type, const char *config)
+{
+    const struct plugin_type *t = plugins_find(plugins, type);
+    ck_assert_msg(t, "no %s plugin (build it with make)", type);
+    char path[128], id[16];
+    snprintf(id, sizeof(id), "d%u", sockets++);
+    snprintf(path, sizeof(path), "%s/%s.sock", dir, id);
+    struct device *d = NULL;
+    char *error = NULL;
+    int r = device_new(event, t, id, config, path, -1, &d, &error);
+    ck_assert_msg(r == 0, "device_new: %s", error ? error : strerror(-r));
+    return d;
+}
+
+static uint32_t rd(struct device *d, uint32_t region, uint64_t off, uint32_t len)
+{
+    uint64_t v = 0;
+    ck_assert_int_eq(device_region_access(d, region, off, &v, len, false), 0);
+    return (uint32_t)v;
+}
+
+static void wr(struct device *d, uint32_t region, uint64_t off, uint64_t v, uint32_t len)
+{
+    ck_assert_int_eq(device_region_access(d, region, off, &v, len, true), 0);
+}
+
+/* The whole stream, saved through buffers of `piece` bytes. */
+static uint8_t *save(struct device *d, size_t piece, size_t *len)
+{
+    struct device_state_saver *s;
+    size_t cap = 8 << 20, n, got = 0;
+    uint8_t *buf = malloc(cap);
+    ck_assert_int_eq(device_state_saver_new(d, &s), 0);
+    do {
+        ck_assert_int_eq(device_state_save(s, MUSERD_STATE_PRECOPY, buf + got, piece, &n), 0);
+        got += n;
+    } while (n > 0);
+    ck_assert_int_eq(device_quiesce(d, true), 0);
+    do {
+        ck_assert_uint_le(got + piece, cap);
+        ck_assert_int_eq(device_state_save(s, MUSERD_STATE_FINAL, buf + got, piece, &n), 0);
+        got += n;
+    } while (n > 0);
+    ck_assert_int_eq(device_quiesce(d, false), 0);
+    device_state_saver_free(s);
+    *len = got;
+    return buf;
+}
+
+/* Feed the stream in pieces; the verdict of load_end (or the first error). */
+static int load(struct device *d, const uint8_t *buf, size_t len, size_t piece, const char **why)
+{
+    struct device_state_loader *l;
+    ck_assert_int_eq(device_state_loader_new(d, &l), 0);
+    int r = 0;
+    for (size_t off = 0; off < len && r == 0; off += piece)
+        r = device_state_load(l, buf + off, len - off < piece ? len - off : piece, why);
+    if (r == 0)
+        r = device_state_load_end(l, why);
+    device_state_loader_free(l);
+    return r;
+}
+
+static void same_config(struct device *a, struct device *b)
+{
+    for (uint32_t off = 0; off < 256; off += 4)
+        ck_assert_msg(rd(a, CFG, off, 4) == rd(b, CFG, off, 4), "config space differs at %#x", off);
+}
+
+START_TEST(test_ram_round_trip)
+{
+    const char *config = "{\"size\": 65536}";
+    struct device *a = make("ram", config);
+    wr(a, CFG, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
+    wr(a, RAM_REGS_BAR, RAM_REG_SCRATCH, 0xfeedf00d, 4);
+    wr(a, RAM_REGS_BAR, RAM_REG_DMA_ADDR, 0x12345000, 8);
+    for (uint32_t off = 0; off < 65536; off += 4)
+        wr(a, RAM_MEM_BAR, off, off * 2654435761u, 4);
+
+    size_t len;
+    uint8_t *stream = save(a, 4096, &len);
+    ck_assert_uint_gt(len, 65536);
+
+    struct device *b = make("ram", config);
+    const char *why = NULL;
+    ck_assert_msg(load(b, stream, len, 1000, &why) == 0, "load: %s", why);
+    same_config(a, b);
+    ck_assert_uint_eq(rd(b, RAM_REGS_BAR, RAM_REG_SCRATCH, 4), 0xfeedf00d);
+    ck_assert_uint_eq(rd(b, RAM_REGS_BAR, RAM_REG_DMA_ADDR, 4), 0x12345000);
+    for (uint32_t off = 0; off < 65536; off += 4)
+        ck_assert_uint_eq(rd(b, RAM_MEM_BAR, off, 4), off * 2654435761u);
+
+    /* Cut short anywhere (here: before END, and inside a record): refused. */
+    struct device *c = make("ram", config);
+    ck_assert_int_eq(load(c, stream, len - 8, 777, &why), -EINVAL);
+    ck_assert_str_eq(why, "the stream is truncated");
+    ck_assert_int_eq(load(c, stream, len / 2, 777, &why), -EINVAL);
+    /* A byte of the config space record's format changed: refused. */
+    stream[8] ^= 0xff;
+    ck_assert_int_eq(load(c, stream, len, 4096, &why), -EINVAL);
+    stream[8] ^= 0xff;
+    /* A size that is not this device's: the plugin refuses its header. */
+    struct device *small = make("ram", "{\"size\": 4096}");
+    ck_assert_int_eq(load(small, stream, len, 4096, &why), -EINVAL);
+    /* Bytes after the end. */
+    uint8_t *longer = malloc(len + 1);
+    memcpy(longer, stream, len);
+    longer[len] = 0;
+    ck_assert_int_eq(load(c, longer, len + 1, 4096, &why), -EINVAL);
+    ck_assert_str_eq(why, "the stream goes on after its end");
+
+    free(longer);
+    free(stream);
+    device_free(small);
+    device_free(c);
+    device_free(b);
+    device_free(a);
+}
+END_TEST
+
+START_TEST(test_timer_round_trip_and_foreign_stream)
+{
+    struct device *a = make("timer", NULL);
+    uint8_t cap = (uint8_t)rd(a, CFG, PCI_CAPABILITY_LIST, 1);
+    wr(a, TIMER_REGS_BAR, TIMER_REG_VECTOR, 1, 4);
+    wr(a, TIMER_REGS_BAR, TIMER_REG_INTERVAL, 123456789, 8);
+    wr(a, CFG, PCI_COMMAND, PCI_COMMAND_INTX_DISABLE, 2);
+
+    size_t len;
+    uint8_t *stream = save(a, 100, &len);
+    struct device *b = make("timer", NULL);
+    const char *why = NULL;
+    ck_assert_msg(load(b, stream, len, 3, &why) == 0, "load: %s", why);
+    same_config(a, b);
+    ck_assert_uint_eq(rd(b, CFG, PCI_CAPABILITY_LIST, 1), cap);
+    ck_assert_uint_eq(rd(b, TIMER_REGS_BAR, TIMER_REG_VECTOR, 4), 1);
+    ck_assert_uint_eq(rd(b, TIMER_REGS_BAR, TIMER_REG_INTERVAL, 4), 123456789);
+
+    /* A timer's stream is no ram's: the config space says so first. */
+    struct device *r = make("ram", NULL);
+    ck_assert_int_eq(load(r, stream, len, 4096, &why), -EINVAL);
+    ck_assert_ptr_nonnull(why);
+    /* Saved twice from the same device: the same stream shape both times. */
+    size_t len2;
+    uint8_t *again = save(a, 4096, &len2);
+    ck_assert_uint_eq(len2, len);
+    free(again);
+    free(stream);
+    device_free(r);
+    device_free(b);
+    device_free(a);
+}
+END_TEST
+
+/* An ABI 1 plugin's blob rides as one record and comes back whole. */
+START_TEST(test_abi1_blob)
+{
+    const char *test_dir = getenv("MUSERD_TEST_PLUGIN_DIR");
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/slow.so", test_dir ? test_dir : "build/test-plugins");
+    ck_assert_int_eq(plugins_load_file(plugins, path), 0);
+    struct device *a = make("slow", "{\"seconds\": 0}");
+    wr(a, 0, 0, 1, 4);
+    wr(a, 0, 0, 1, 4);
+    ck_assert_uint_eq(rd(a, 0, 0, 4), 2);
+    size_t len;
+    uint8_t *stream = save(a, 5, &len);
+    struct device *b = make("slow", "{\"seconds\": 0}");
+    const char *why = NULL;
+    ck_assert_msg(load(b, stream, len, 7, &why) == 0, "load: %s", why);
+    ck_assert_uint_eq(rd(b, 0, 0, 4), 2);
+    free(stream);
+    device_free(b);
+    device_free(a);
+}
+END_TEST
+
+static Suite *state_suite(void)
+{
+    Suite *s = suite_create("device-state");
+    TCase *tc = tcase_create("stream");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_ram_round_trip);
+    tcase_add_test(tc, test_timer_round_trip_and_foreign_stream);
+    tcase_add_test(tc, test_abi1_blob);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(state_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
