@@ -4,10 +4,8 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
+#include "device-wake.h"
 #include "device.h"
 #include "iothreads.h"
 #include "irq-routes.h"
@@ -23,8 +21,6 @@ enum reset_waiter {
 };
 
 struct device_reset_state {
-    int efd;
-    sd_event_source *source;
     bool pending; /* quiesce answered -EBUSY; on_quiesced() goes on */
     enum reset_waiter waiter;
     struct io_call *call;
@@ -75,29 +71,18 @@ static void finish(struct device *d, int r)
         io_call_answer(call, r);
 }
 
-static int on_quiesced(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+void device_reset_quiesced(struct device *d)
 {
-    struct device *d = userdata;
-    uint64_t n;
-
-    (void)read(fd, &n, sizeof(n));
     if (!d->reset->pending)
-        return 0; /* a late or repeated quiesce_done() */
+        return; /* a late or repeated quiesce_done() */
     int status = atomic_load(&d->reset->status);
     finish(d, status < 0 ? status : reset_now(d));
-    return 0;
 }
 
 int device_reset_setup(struct device *d)
 {
-    struct device_reset_state *st = calloc(1, sizeof(*st));
-    if (!st)
-        return -ENOMEM;
-    d->reset = st;
-    st->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (st->efd < 0)
-        return -errno;
-    return sd_event_add_io(d->host.event, &st->source, st->efd, EPOLLIN, on_quiesced, d);
+    d->reset = calloc(1, sizeof(*d->reset));
+    return d->reset ? 0 : -ENOMEM;
 }
 
 void device_reset_teardown(struct device *d)
@@ -107,8 +92,6 @@ void device_reset_teardown(struct device *d)
         return;
     if (st->pending)
         finish(d, -ECANCELED);
-    sd_event_source_disable_unref(st->source);
-    safe_close(st->efd);
     free(st);
     d->reset = NULL;
 }
@@ -121,7 +104,7 @@ static int begin(struct device *d, enum reset_waiter waiter)
     if (r == -EBUSY) {
         d->reset->pending = true;
         d->reset->waiter = waiter;
-        return 1; /* on_quiesced() goes on */
+        return 1; /* device_reset_quiesced() goes on */
     }
     if (r < 0)
         return r;
@@ -150,6 +133,5 @@ int device_reset(struct device *d)
 void device_quiesce_done(struct device *d, int status)
 {
     atomic_store(&d->reset->status, status);
-    uint64_t one = 1;
-    (void)write(d->reset->efd, &one, sizeof(one));
+    device_waker_wake(d->waker, DEVICE_WAKE_QUIESCED);
 }

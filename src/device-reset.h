@@ -7,7 +7,7 @@
  * Reset). An ABI 1 plugin is reset at once, as before.
  *
  * Threads: everything on the device's thread except device_quiesce_done(),
- * which any thread may call (it wakes the device's loop).
+ * which any thread may call (it wakes the device's thread, device-wake.h).
  */
 #pragma once
 
@@ -28,5 +28,7 @@ int device_reset(struct device *d);
  * call quiesce_done() later (ABI 2), or its error. */
 int device_quiesce(struct device *d, bool on);
 
-/* services->quiesce_done(). */
+/* services->quiesce_done(), any thread: wakes the device's thread, which
+ * calls device_reset_quiesced(). */
 void device_quiesce_done(struct device *d, int status);
+void device_reset_quiesced(struct device *d);

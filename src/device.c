@@ -9,6 +9,7 @@
 
 #include "device-config.h"
 #include "device-reset.h"
+#include "device-wake.h"
 #include "irq-routes.h"
 #include "pci/pci.h"
 #include "socket-access.h"
@@ -151,11 +152,40 @@ static int route_of(void *opaque, uint32_t vector)
     return pci_direct_route(d->pci, vector);
 }
 
+static void route_wake(void *opaque)
+{
+    struct device *d = opaque;
+    device_waker_wake(d->waker, DEVICE_WAKE_IRQ);
+}
+
 static const struct irq_routes_ops route_ops = {
     .fire = route_fire,
     .raise = route_raise,
     .route = route_of,
+    .wake = route_wake,
 };
+
+static void dma_released(void *opaque)
+{
+    struct device *d = opaque;
+    device_waker_wake(d->waker, DEVICE_WAKE_DMA);
+}
+
+/* On the device's thread: what other threads asked for meanwhile. */
+static void on_wake(void *opaque, unsigned causes)
+{
+    struct device *d = opaque;
+    if (causes & DEVICE_WAKE_IRQ)
+        irq_routes_run_posted(d->routes);
+    if (causes & DEVICE_WAKE_DMA) {
+        if (d->server)
+            vfu_server_dma_released(d->server);
+        else
+            (void)vfu_dma_reap(d->dma);
+    }
+    if (causes & DEVICE_WAKE_QUIESCED)
+        device_reset_quiesced(d);
+}
 
 int device_region_access(struct device *d, uint32_t index, uint64_t offset, void *buf,
                          uint32_t count, bool is_write)
@@ -342,9 +372,9 @@ static int create_plugin_device(struct device *d, char **error)
     return 0;
 }
 
-int device_new(sd_event *event, const struct plugin_type *type, const char *id,
-               const char *config_json, const char *socket_path, int listen_fd, struct device **ret,
-               char **error)
+int device_new(sd_event *event, struct mailbox *mailbox, const struct plugin_type *type,
+               const char *id, const char *config_json, const char *socket_path, int listen_fd,
+               struct device **ret, char **error)
 {
     _cleanup_(device_freep) struct device *d = NULL;
     _cleanup_close_ int own_fd = -1; /* a socket we bind here */
@@ -373,7 +403,10 @@ int device_new(sd_event *event, const struct plugin_type *type, const char *id,
     if (!d->config_text)
         return -ENOMEM;
     host_init(&d->host, d, event, d->id, d->config);
-    r = irq_routes_new(event, &route_ops, d, &d->routes);
+    r = device_waker_new(mailbox, on_wake, d, &d->waker);
+    if (r < 0)
+        return r;
+    r = irq_routes_new(&route_ops, d, &d->routes);
     if (r < 0)
         return r;
     r = device_reset_setup(d);
@@ -384,6 +417,7 @@ int device_new(sd_event *event, const struct plugin_type *type, const char *id,
     r = vfu_dma_new(VFU_DEFAULT_MAX_DMA_MAPS, &d->dma);
     if (r < 0)
         return r;
+    vfu_dma_set_released(d->dma, dma_released, d);
 
     r = create_plugin_device(d, error);
     if (r < 0)
@@ -443,7 +477,8 @@ void device_free(struct device *d)
         d->type->type->ops->destroy(d->plugin_dev);
     host_done(&d->host);
     irq_routes_free(d->routes);
-    vfu_dma_free(d->dma); /* the plugin's threads are gone: nobody holds it */
+    vfu_dma_free(d->dma);        /* the plugin's threads are gone: nobody holds it */
+    device_waker_free(d->waker); /* nobody is left to wake it */
     pci_dev_free(d->pci);
     device_desc_close_fds(&d->desc);
     if (d->owns_socket_file)

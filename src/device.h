@@ -43,6 +43,7 @@ struct device {
     struct irq_routes *routes;        /* raises from any thread */
     struct vfu_dma *dma;              /* guest memory, also for the plugin's threads */
     struct device_reset_state *reset; /* device-reset.c's */
+    struct device_waker *waker;       /* other threads wake the device's */
 
     void (*changed)(void *userdata, struct device *d);
     void *changed_userdata;
@@ -63,14 +64,17 @@ enum device_state {
 };
 
 /*
- * Create a device of `type` with id and config (JSON text, may be NULL),
+ * Create a device of `type` with id and config (JSON text, may be NULL) on
+ * the thread whose loop is `event` and whose mailbox is `mailbox` (other
+ * threads wake the device through it),
  * listening on listen_fd when >= 0 (an inherited socket, taken on success
  * only), else on a new socket bound at socket_path. On failure return -errno and set *error to a
  * malloc()ed sentence for the operator (NULL when out of memory).
  */
-int device_new(sd_event *event, const struct plugin_type *type, const char *id,
-               const char *config_json, const char *socket_path, int listen_fd, struct device **ret,
-               char **error);
+struct mailbox;
+int device_new(sd_event *event, struct mailbox *mailbox, const struct plugin_type *type,
+               const char *id, const char *config_json, const char *socket_path, int listen_fd,
+               struct device **ret, char **error);
 void device_free(struct device *d);
 DEFINE_FREEP(struct device, device_free)
 

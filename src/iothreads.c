@@ -224,6 +224,11 @@ sd_event *io_thread_event(struct io_thread *t)
     return t->event;
 }
 
+struct mailbox *io_thread_mailbox(struct io_thread *t)
+{
+    return t->mailbox;
+}
+
 /* ---- calls ----------------------------------------------------------------------- */
 
 struct call {

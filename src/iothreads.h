@@ -52,8 +52,10 @@ unsigned io_thread_index(const struct io_thread *t);
 unsigned io_thread_load(const struct io_thread *t);
 void io_thread_add_load(struct io_thread *t, int delta);
 
-/* Only for code running on t: its loop. */
+/* Only for code running on t: its loop, and the mailbox it runs closures
+ * from (any thread may post to it). */
 sd_event *io_thread_event(struct io_thread *t);
+struct mailbox *io_thread_mailbox(struct io_thread *t);
 
 typedef int (*io_call_fn)(void *arg);
 typedef void (*io_done_fn)(void *arg, int result);

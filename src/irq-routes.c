@@ -5,9 +5,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #define ROUTE_SLOW 0 /* in direct[]: not a VFIO index + 1 */
 
@@ -24,29 +21,21 @@ struct irq_routes {
     /* Vectors raised on another thread that need the PCI model. */
     uint32_t nr_words;
     _Atomic uint64_t *posted;
-    int wake_fd;
-    sd_event_source *wake_source;
 };
 
-static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+void irq_routes_run_posted(struct irq_routes *r)
 {
-    struct irq_routes *r = userdata;
-    uint64_t n;
-
-    (void)read(fd, &n, sizeof(n));
     pthread_mutex_lock(&r->lock);
     bool live = r->live;
     pthread_mutex_unlock(&r->lock);
     if (!live)
-        return 0; /* the device is going: nobody to raise to */
+        return; /* the device is going: nobody to raise to */
     for (uint32_t w = 0; w < r->nr_words; w++)
         for (uint64_t bits = atomic_exchange(&r->posted[w], 0); bits; bits &= bits - 1)
             (void)r->ops->raise(r->opaque, w * 64 + (uint32_t)__builtin_ctzll(bits));
-    return 0;
 }
 
-int irq_routes_new(sd_event *event, const struct irq_routes_ops *ops, void *opaque,
-                   struct irq_routes **ret)
+int irq_routes_new(const struct irq_routes_ops *ops, void *opaque, struct irq_routes **ret)
 {
     _cleanup_(irq_routes_freep) struct irq_routes *r = calloc(1, sizeof(*r));
     if (!r)
@@ -54,14 +43,7 @@ int irq_routes_new(sd_event *event, const struct irq_routes_ops *ops, void *opaq
     r->ops = ops;
     r->opaque = opaque;
     r->owner = pthread_self();
-    r->wake_fd = -1;
     pthread_mutex_init(&r->lock, NULL);
-    r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (r->wake_fd < 0)
-        return -errno;
-    int k = sd_event_add_io(event, &r->wake_source, r->wake_fd, EPOLLIN, on_wake, r);
-    if (k < 0)
-        return k;
     *ret = TAKE_PTR(r);
     return 0;
 }
@@ -70,8 +52,6 @@ void irq_routes_free(struct irq_routes *r)
 {
     if (!r)
         return;
-    sd_event_source_disable_unref(r->wake_source);
-    safe_close(r->wake_fd);
     pthread_mutex_destroy(&r->lock);
     free(r->direct);
     free((void *)r->posted);
@@ -148,8 +128,7 @@ int irq_routes_raise(struct irq_routes *r, uint32_t vector)
     }
     /* Posted under the lock: the bitmap cannot be swapped meanwhile. */
     atomic_fetch_or(&r->posted[vector / 64], UINT64_C(1) << (vector % 64));
-    uint64_t one = 1;
-    (void)write(r->wake_fd, &one, sizeof(one));
+    r->ops->wake(r->opaque);
     pthread_mutex_unlock(&r->lock);
     return 0;
 }

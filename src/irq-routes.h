@@ -9,7 +9,7 @@
  * own lock). Everything else (INTx, a masked vector whose pending bit must
  * be set) needs the PCI model: on the device's thread ops->raise is called
  * at once; from another thread the vector is marked in a bitmap and the
- * device's thread is woken to raise it.
+ * device's thread is woken (ops->wake) to raise it.
  *
  * Ordering: the device's thread republishes right after it changes config
  * space, before it answers the client. A raise that took the route before
@@ -25,8 +25,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <systemd/sd-event.h>
-
 #include "util/macro.h"
 
 struct irq_routes;
@@ -40,12 +38,16 @@ struct irq_routes_ops {
     /* What route vector has now (device thread, under the lock): a VFIO IRQ
      * index (MSI or MSI-X) to fire directly, or -1. */
     int (*route)(void *opaque, uint32_t vector);
+    /* Any thread: vectors were posted; have the device's thread call
+     * irq_routes_run_posted(). */
+    void (*wake)(void *opaque);
 };
 
-/* Made on the device's thread, whose loop `event` runs the slow path.
- * Raises fail with -ENOTCONN until the first irq_routes_publish(). */
-int irq_routes_new(sd_event *event, const struct irq_routes_ops *ops, void *opaque,
-                   struct irq_routes **ret);
+/* Made on the device's thread. Raises fail with -ENOTCONN until the first
+ * irq_routes_publish(). */
+int irq_routes_new(const struct irq_routes_ops *ops, void *opaque, struct irq_routes **ret);
+/* The device's thread: raise the vectors other threads posted. */
+void irq_routes_run_posted(struct irq_routes *routes);
 void irq_routes_free(struct irq_routes *routes);
 DEFINE_FREEP(struct irq_routes, irq_routes_free)
 

@@ -222,8 +222,8 @@ static void job_free(struct job *j)
 static int create_on_thread(void *arg)
 {
     struct job *j = arg;
-    int r = device_new(io_thread_event(j->thread), j->type, j->id, j->config_json, j->path,
-                       j->listen_fd, &j->device, &j->error);
+    int r = device_new(io_thread_event(j->thread), io_thread_mailbox(j->thread), j->type, j->id,
+                       j->config_json, j->path, j->listen_fd, &j->device, &j->error);
     if (r < 0)
         return r;
     j->listen_fd = -1; /* the device has it */

@@ -19,7 +19,9 @@ struct vfu_dma {
     /* Removed while in use: unmapped once their users are gone. */
     struct vfu_dma_region *retired;
     uint64_t unmap_seq;
-    int event_fd;
+    /* Any thread, under `lock`: a retired region lost its last user. */
+    void (*released)(void *opaque);
+    void *released_opaque;
     /* Logging page size, 0 while off; changed under `lock`. */
     _Atomic uint64_t dirty_pgsize;
     /* Set by the SIGBUS guard when the client shrank a mapped file. */

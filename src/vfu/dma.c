@@ -2,7 +2,6 @@
 #include "vfu/dma.h"
 
 #include <errno.h>
-#include <sys/eventfd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/magic.h>
@@ -21,11 +20,6 @@ int vfu_dma_new(uint32_t max_maps, struct vfu_dma **ret)
     if (!dma)
         return -ENOMEM;
     dma->max_maps = max_maps;
-    dma->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (dma->event_fd < 0) {
-        free(dma);
-        return -errno;
-    }
     pthread_mutex_init(&dma->lock, NULL);
     *ret = dma;
     return 0;
@@ -34,6 +28,12 @@ int vfu_dma_new(uint32_t max_maps, struct vfu_dma **ret)
 void vfu_dma_set_max_maps(struct vfu_dma *dma, uint32_t max_maps)
 {
     dma->max_maps = max_maps;
+}
+
+void vfu_dma_set_released(struct vfu_dma *dma, void (*fn)(void *opaque), void *opaque)
+{
+    dma->released = fn;
+    dma->released_opaque = opaque;
 }
 
 static void region_release(struct vfu_dma_region *r)
@@ -58,7 +58,6 @@ void vfu_dma_free(struct vfu_dma *dma)
         region_release(r);
     }
     free(dma->regions);
-    safe_close(dma->event_fd);
     pthread_mutex_destroy(&dma->lock);
     free(dma);
 }
@@ -297,16 +296,10 @@ uint64_t vfu_dma_unmap_seq(const struct vfu_dma *dma)
     return dma->unmap_seq;
 }
 
-int vfu_dma_event_fd(const struct vfu_dma *dma)
-{
-    return dma->event_fd;
-}
-
 uint64_t vfu_dma_reap(struct vfu_dma *dma)
 {
-    uint64_t n, oldest = UINT64_MAX;
+    uint64_t oldest = UINT64_MAX;
 
-    (void)read(dma->event_fd, &n, sizeof(n));
     for (struct vfu_dma_region **p = &dma->retired; *p;) {
         struct vfu_dma_region *r = *p;
         pthread_mutex_lock(&dma->lock);
@@ -387,10 +380,8 @@ void vfu_dma_put(struct vfu_dma *dma, struct vfu_dma_region *r, uint64_t iova, u
         dma_dirty_mark(r, pgsize, iova, len);
     /* Nothing of r is touched after the lock is dropped: the device's
      * thread may free it then. */
-    if (atomic_fetch_sub(&r->users, 1) == 1 && atomic_load(&r->removed)) {
-        uint64_t one = 1;
-        (void)write(dma->event_fd, &one, sizeof(one));
-    }
+    if (atomic_fetch_sub(&r->users, 1) == 1 && atomic_load(&r->removed) && dma->released)
+        dma->released(dma->released_opaque);
     pthread_mutex_unlock(&dma->lock);
 }
 

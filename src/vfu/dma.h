@@ -12,8 +12,8 @@
  * and swaps it in under a short lock, which is also what vfu_dma_get takes
  * to find a region and count a user on it. A region that a DMA_UNMAP removes
  * while it has users is retired, not unmapped: its memory stays until the
- * last vfu_dma_put(), which makes vfu_dma_event_fd() readable, so the
- * device's thread reaps it and only then answers that DMA_UNMAP.
+ * last vfu_dma_put(), which calls the released callback, so the device's
+ * thread reaps it and only then answers that DMA_UNMAP.
  */
 #pragma once
 
@@ -85,8 +85,10 @@ uint64_t vfu_dma_unmap_seq(const struct vfu_dma *dma);
 /* Unmap retired regions nobody holds any more. Returns the number of the
  * oldest unmap that still waits for a user, or UINT64_MAX when none does. */
 uint64_t vfu_dma_reap(struct vfu_dma *dma);
-/* An eventfd, readable when a retired region lost its last user. */
-int vfu_dma_event_fd(const struct vfu_dma *dma);
+/* fn(opaque) runs, on whichever thread put it, when a retired region lost
+ * its last user: have the device's thread call vfu_dma_reap(). Set before
+ * any other thread uses the table. */
+void vfu_dma_set_released(struct vfu_dma *dma, void (*fn)(void *opaque), void *opaque);
 
 /*
  * Any thread: hold [iova, iova+len) with `prot` until vfu_dma_put(). Errors

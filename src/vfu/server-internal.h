@@ -34,10 +34,9 @@ struct vfu_server {
     struct vfu_conn *conn;
     bool negotiated;
     struct vfu_session_caps caps;
-    struct vfu_dma *dma;               /* the device's; emptied on disconnect */
-    sd_event_source *dma_event_source; /* a held region was let go */
-    struct deferred_unmap *unmaps;     /* DMA_UNMAP replies waiting for users */
-    bool reset_pending;                /* DEVICE_RESET waits for vfu_server_reset_done() */
+    struct vfu_dma *dma;           /* the device's; emptied on disconnect */
+    struct deferred_unmap *unmaps; /* DMA_UNMAP replies waiting for users */
+    bool reset_pending;            /* DEVICE_RESET waits for vfu_server_reset_done() */
     struct vfu_header reset_hdr;
     struct vfu_irqs *irqs;
     /* The INTx unmask eventfd (KVM's resample fd): a guest EOI unmasks INTx. */

@@ -132,10 +132,9 @@ static void complete_unmaps(struct vfu_server *s)
     }
 }
 
-static int on_dma_event(sd_event_source *source, int fd, uint32_t revents, void *userdata)
+void vfu_server_dma_released(struct vfu_server *s)
 {
-    complete_unmaps(userdata);
-    return 0;
+    complete_unmaps(s);
 }
 
 static void drop_unmaps(struct vfu_server *s)
@@ -446,10 +445,6 @@ int vfu_server_new(sd_event *event, int listen_fd, const struct vfu_device_layou
     r = vfu_irqs_new(layout->irq_counts, &s->irqs);
     if (r < 0)
         return r;
-    r = sd_event_add_io(event, &s->dma_event_source, vfu_dma_event_fd(dma), EPOLLIN, on_dma_event,
-                        s);
-    if (r < 0)
-        return r;
     r = sd_event_add_io(event, &s->listen_source, listen_fd, EPOLLIN, on_accept, s);
     if (r < 0)
         return r;
@@ -463,7 +458,6 @@ void vfu_server_free(struct vfu_server *s)
     if (!s)
         return;
     vfu_server_disconnect(s);
-    sd_event_source_disable_unref(s->dma_event_source);
     sd_event_source_disable_unref(s->listen_source);
     safe_close(s->listen_fd);
     vfu_irqs_free(s->irqs);

@@ -80,6 +80,10 @@ int vfu_server_new(sd_event *event, int listen_fd, const struct vfu_device_layou
 void vfu_server_free(struct vfu_server *server);
 DEFINE_FREEP(struct vfu_server, vfu_server_free)
 
+/* Guest memory another thread held was let go (vfu_dma_set_released):
+ * answer the DMA_UNMAPs that waited for it. */
+void vfu_server_dma_released(struct vfu_server *server);
+
 #define VFU_RESET_LATER 1
 /* The DEVICE_RESET that ops->reset deferred is done: reply now. */
 void vfu_server_reset_done(struct vfu_server *server, int status);

@@ -148,8 +148,7 @@ int main(void)
            two, two / one, cpus);
     printf("bench-threads: devices per thread, one client on one of them, 1 I/O thread\n");
     printf("  1 device:     %8.0f reads/s\n", alone);
-    printf("  %u devices: %8.0f reads/s  (x%.2f: idle devices cost their thread nothing "
-           "per request)\n",
-           neighbours + 2, crowded, crowded / alone);
+    printf("  %u devices: %8.0f reads/s  (x%.2f with %u idle neighbours on the thread)\n",
+           neighbours + 2, crowded, crowded / alone, neighbours + 1);
     return 0;
 }

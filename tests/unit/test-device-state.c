@@ -21,11 +21,13 @@
 #include "device-state.h"
 #include "device.h"
 #include "plugins.h"
+#include "util/mailbox.h"
 
 #define CFG VFIO_PCI_CONFIG_REGION_INDEX
 
 static struct plugins *plugins;
 static sd_event *event;
+static struct mailbox *mailbox;
 static char dir[] = "/tmp/muserd-state-XXXXXX";
 static unsigned sockets;
 
@@ -34,6 +36,7 @@ static void setup(void)
     const char *plugin_dir = getenv("MUSERD_PLUGIN_DIR");
     ck_assert_int_eq(plugins_load_dir(plugin_dir ? plugin_dir : "build/plugins", &plugins), 0);
     ck_assert_int_ge(sd_event_new(&event), 0);
+    ck_assert_int_eq(mailbox_new(event, &mailbox), 0);
     ck_assert_ptr_nonnull(mkdtemp(dir));
 }
 
@@ -42,6 +45,7 @@ static void teardown(void)
     char cmd[64];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     ck_assert_int_eq(system(cmd), 0);
+    mailbox_free(mailbox);
     event = sd_event_unref(event);
     plugins_free(plugins);
 }
@@ -55,7 +59,7 @@ static struct device *make(const char *type, const char *config)
     snprintf(path, sizeof(path), "%s/%s.sock", dir, id);
     struct device *d = NULL;
     char *error = NULL;
-    int r = device_new(event, t, id, config, path, -1, &d, &error);
+    int r = device_new(event, mailbox, t, id, config, path, -1, &d, &error);
     ck_assert_msg(r == 0, "device_new: %s", error ? error : strerror(-r));
     return d;
 }
