@@ -31,26 +31,13 @@ static struct test_bus *tbus;
 static struct test_daemon *daemon_;
 static sd_bus *bus;
 
-static void plugin_dir(struct test_daemon *d)
-{
-    char dir[4096], link[4200];
-    char *target = realpath(tu_test_plugin("storm"), NULL);
-    ck_assert_msg(target, "the storm test plugin: %s (build it with make)", strerror(errno));
-    snprintf(dir, sizeof(dir), "%s/../plugins", test_daemon_runtime_dir(d));
-    ck_assert_int_eq(mkdir(dir, 0700), 0);
-    snprintf(link, sizeof(link), "%s/storm.so", dir);
-    ck_assert_int_eq(symlink(target, link), 0);
-    free(target);
-    ck_assert_int_eq(test_daemon_add_arg(d, "--plugin-dir"), 0);
-    ck_assert_int_eq(test_daemon_add_arg(d, dir), 0);
-}
-
 static void setup(void)
 {
     int r = test_bus_start(NULL, &tbus);
     ck_assert_msg(r == 0, "starting dbus-daemon: %s", strerror(-r));
     ck_assert_int_eq(test_daemon_new(&daemon_), 0);
-    plugin_dir(daemon_);
+    int k = tu_plugin_dir(daemon_, (const char *const[]){"test:storm", NULL});
+    ck_assert_msg(k == 0, "plugin directory: %s (build the plugins with make)", strerror(-k));
     const char *args[] = {"--io-threads", "2", "--bus-address", test_bus_address(tbus)};
     for (size_t i = 0; i < ELEMENTSOF(args); i++)
         ck_assert_int_eq(test_daemon_add_arg(daemon_, args[i]), 0);

@@ -30,27 +30,11 @@ static struct test_bus *tbus;
 static struct test_daemon *daemon_;
 static sd_bus *bus;
 
-/* A plugin directory with the timer and the slow test plugin. */
-static void plugin_dir(struct test_daemon *d)
+/* A plugin directory with the timer and the slow and poller test plugins. */
+static void use_plugins(struct test_daemon *d)
 {
-    char dir[4096], link[4200];
-    const char *names[] = {"timer", "slow", "poller"};
-    /* They return the same static buffer: copy. */
-    char *targets[] = {strdup(tu_plugin("timer")), strdup(tu_test_plugin("slow")),
-                       strdup(tu_test_plugin("poller"))};
-
-    snprintf(dir, sizeof(dir), "%s/../plugins", test_daemon_runtime_dir(d));
-    ck_assert_int_eq(mkdir(dir, 0700), 0);
-    for (size_t i = 0; i < ELEMENTSOF(names); i++) {
-        char *target = realpath(targets[i], NULL);
-        ck_assert_msg(target, "%s: %s (build it with make)", targets[i], strerror(errno));
-        snprintf(link, sizeof(link), "%s/%s.so", dir, names[i]);
-        ck_assert_int_eq(symlink(target, link), 0);
-        free(target);
-        free(targets[i]);
-    }
-    ck_assert_int_eq(test_daemon_add_arg(d, "--plugin-dir"), 0);
-    ck_assert_int_eq(test_daemon_add_arg(d, dir), 0);
+    int k = tu_plugin_dir(d, (const char *const[]){"timer", "test:slow", "test:poller", NULL});
+    ck_assert_msg(k == 0, "plugin directory: %s (build the plugins with make)", strerror(-k));
 }
 
 static void setup(void)
@@ -58,7 +42,7 @@ static void setup(void)
     int r = test_bus_start(NULL, &tbus);
     ck_assert_msg(r == 0, "starting dbus-daemon: %s", strerror(-r));
     ck_assert_int_eq(test_daemon_new(&daemon_), 0);
-    plugin_dir(daemon_);
+    use_plugins(daemon_);
     const char *args[] = {"--io-threads", "2", "--bus-address", test_bus_address(tbus)};
     for (size_t i = 0; i < ELEMENTSOF(args); i++)
         ck_assert_int_eq(test_daemon_add_arg(daemon_, args[i]), 0);
@@ -305,7 +289,7 @@ static struct test_daemon *one_thread_daemon(const char *const *devices)
 {
     struct test_daemon *d;
     ck_assert_int_eq(test_daemon_new(&d), 0);
-    plugin_dir(d);
+    use_plugins(d);
     const char *args[] = {"--io-threads", "1", "--no-bus"};
     for (size_t i = 0; i < ELEMENTSOF(args); i++)
         ck_assert_int_eq(test_daemon_add_arg(d, args[i]), 0);

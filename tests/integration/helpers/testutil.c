@@ -11,6 +11,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -216,4 +217,26 @@ const char *tu_test_plugin(const char *name)
 const char *tu_plugin(const char *name)
 {
     return plugin_path("MUSERD_PLUGIN_DIR", "build/plugins", name);
+}
+
+int tu_plugin_dir(struct test_daemon *d, const char *const *names)
+{
+    char dir[4096], link[4200];
+    snprintf(dir, sizeof(dir), "%s/../plugins", test_daemon_runtime_dir(d));
+    if (mkdir(dir, 0700) < 0)
+        return -errno;
+    for (size_t i = 0; names[i]; i++) {
+        bool test = strncmp(names[i], "test:", 5) == 0;
+        const char *name = test ? names[i] + 5 : names[i];
+        char *target = realpath(test ? tu_test_plugin(name) : tu_plugin(name), NULL);
+        if (!target)
+            return -errno;
+        snprintf(link, sizeof(link), "%s/%s.so", dir, name);
+        int r = symlink(target, link) < 0 ? -errno : 0;
+        free(target);
+        if (r < 0)
+            return r;
+    }
+    int r = test_daemon_add_arg(d, "--plugin-dir");
+    return r < 0 ? r : test_daemon_add_arg(d, dir);
 }

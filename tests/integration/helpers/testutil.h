@@ -66,6 +66,9 @@ int tu_count_fds(pid_t pid);
 const char *tu_test_plugin(const char *name);
 /* The path of a real plugin: $MUSERD_PLUGIN_DIR/NAME.so (default build/plugins). */
 const char *tu_plugin(const char *name);
+/* Give d a plugin directory of its own holding just these plugins: built
+ * ones by name ("timer"), test plugins as "test:storm" (NULL-terminated). */
+int tu_plugin_dir(struct test_daemon *d, const char *const *names);
 
 /* ---- asserting wrappers, for Check suites ---------------------------------- */
 #ifdef CHECK_H
