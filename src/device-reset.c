@@ -21,7 +21,8 @@ enum reset_waiter {
 };
 
 struct device_reset_state {
-    bool pending; /* quiesce answered -EBUSY; on_quiesced() goes on */
+    unsigned client_generation; /* whose DEVICE_RESET it is */
+    bool pending;               /* quiesce answered -EBUSY; on_quiesced() goes on */
     enum reset_waiter waiter;
     struct io_call *call;
     _Atomic int status; /* what quiesce_done() said */
@@ -76,6 +77,12 @@ void device_reset_quiesced(struct device *d)
     if (!d->reset->pending)
         return; /* a late or repeated quiesce_done() */
     int status = atomic_load(&d->reset->status);
+    if (d->reset->waiter == RESET_CLIENT && d->reset->client_generation != d->client_generation) {
+        /* The client that asked is gone, and its request with it: a reset
+         * now would hit the next client half way through its setup. */
+        finish(d, device_quiesce(d, false));
+        return;
+    }
     finish(d, status < 0 ? status : reset_now(d));
 }
 
@@ -88,11 +95,13 @@ int device_reset_setup(struct device *d)
 void device_reset_teardown(struct device *d)
 {
     struct device_reset_state *st = d->reset;
-    if (!st)
-        return;
-    if (st->pending)
+    if (st && st->pending)
         finish(d, -ECANCELED);
-    free(st);
+}
+
+void device_reset_free(struct device *d)
+{
+    free(d->reset);
     d->reset = NULL;
 }
 
@@ -104,6 +113,7 @@ static int begin(struct device *d, enum reset_waiter waiter)
     if (r == -EBUSY) {
         d->reset->pending = true;
         d->reset->waiter = waiter;
+        d->reset->client_generation = d->client_generation;
         return 1; /* device_reset_quiesced() goes on */
     }
     if (r < 0)

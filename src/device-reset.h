@@ -16,8 +16,11 @@
 struct device;
 
 int device_reset_setup(struct device *d);
-/* The device goes: a reset still waiting is answered -ECANCELED. */
+/* The device goes: a reset still waiting is answered -ECANCELED (before the
+ * server goes). The state itself is freed after the plugin's destroy(), as
+ * its threads may still call quiesce_done() until then. */
 void device_reset_teardown(struct device *d);
+void device_reset_free(struct device *d);
 
 /* vfu_device_ops.reset: 0, -errno, or VFU_RESET_LATER. */
 int device_reset_for_client(void *opaque);

@@ -49,6 +49,16 @@ int device_state_saver_new(struct device *d, struct device_state_saver **ret)
     if (!s)
         return -ENOMEM;
     s->d = d;
+    /* A save given up before (a migration cancelled) must not leave the
+     * plugin half way through its stream. */
+    const struct muserd_device_ops *ops = d->type->type->ops;
+    if (abi2(d) && PLUGIN_OP(ops, state_save_begin)) {
+        int r = ops->state_save_begin(d->plugin_dev);
+        if (r < 0) {
+            free(s);
+            return r;
+        }
+    }
     *ret = s;
     return 0;
 }
@@ -282,6 +292,7 @@ int device_state_load(struct device_state_loader *l, const void *buf, size_t len
             if (l->tag < STATE_TAG_PCI || l->tag > STATE_TAG_END)
                 return refuse(l, why, "the stream holds a record of an unknown kind");
             if (l->len > RECORD_MAX || (l->tag == STATE_TAG_END && l->len != 0) ||
+                (l->tag == STATE_TAG_PLUGIN && abi2(l->d) && l->len > PLUGIN_CHUNK) ||
                 (l->tag == STATE_TAG_PCI && l->len != pci_state_size(l->d->pci)))
                 return refuse(l, why, "the stream holds a record of an impossible size");
             l->payload = malloc(l->len ? l->len : 1);

@@ -105,6 +105,7 @@ static void publish(struct device *d, bool connected, pid_t pid, uid_t uid)
 static void on_client_changed(void *opaque, bool connected)
 {
     struct device *d = opaque;
+    d->client_generation++;
     pid_t pid = 0;
     uid_t uid = 0;
 
@@ -181,7 +182,7 @@ static void on_wake(void *opaque, unsigned causes)
         if (d->server)
             vfu_server_dma_released(d->server);
         else
-            (void)vfu_dma_reap(d->dma);
+            (void)vfu_dma_reap(d->dma, 0);
     }
     if (causes & DEVICE_WAKE_QUIESCED)
         device_reset_quiesced(d);
@@ -479,6 +480,7 @@ void device_free(struct device *d)
     irq_routes_free(d->routes);
     vfu_dma_free(d->dma);        /* the plugin's threads are gone: nobody holds it */
     device_waker_free(d->waker); /* nobody is left to wake it */
+    device_reset_free(d);
     pci_dev_free(d->pci);
     device_desc_close_fds(&d->desc);
     if (d->owns_socket_file)

@@ -44,6 +44,7 @@ struct device {
     struct vfu_dma *dma;              /* guest memory, also for the plugin's threads */
     struct device_reset_state *reset; /* device-reset.c's */
     struct device_waker *waker;       /* other threads wake the device's */
+    unsigned client_generation;       /* counts clients connecting and leaving */
 
     void (*changed)(void *userdata, struct device *d);
     void *changed_userdata;

@@ -15,6 +15,7 @@ struct irq_routes {
 
     pthread_mutex_t lock; /* guards what follows */
     bool live;
+    bool closed; /* for good: publishing does not reopen */
     uint32_t nr_vectors;
     uint8_t *direct; /* per vector: VFIO index + 1, or ROUTE_SLOW */
 
@@ -93,7 +94,7 @@ int irq_routes_publish(struct irq_routes *r, uint32_t nr_vectors)
         int index = k < 0 ? -1 : r->ops->route(r->opaque, v);
         r->direct[v] = index < 0 ? ROUTE_SLOW : (uint8_t)(index + 1);
     }
-    r->live = k >= 0 || r->nr_vectors > 0;
+    r->live = !r->closed && r->nr_vectors > 0;
     pthread_mutex_unlock(&r->lock);
     return k;
 }
@@ -102,6 +103,7 @@ void irq_routes_close(struct irq_routes *r)
 {
     pthread_mutex_lock(&r->lock);
     r->live = false;
+    r->closed = true;
     pthread_mutex_unlock(&r->lock);
 }
 

@@ -52,7 +52,8 @@ void irq_routes_free(struct irq_routes *routes);
 DEFINE_FREEP(struct irq_routes, irq_routes_free)
 
 /* Recompute every vector's route (ops->route) for a device with nr_vectors
- * interrupt vectors. 0 or -ENOMEM (then raises take the slow path). */
+ * interrupt vectors. 0, or -ENOMEM when the tables cannot grow (the first
+ * publish: raises stay refused; later ones keep the old size). */
 int irq_routes_publish(struct irq_routes *routes, uint32_t nr_vectors);
 /* No more raises reach ops: they return -ENOTCONN (the device is going). */
 void irq_routes_close(struct irq_routes *routes);

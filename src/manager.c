@@ -312,6 +312,9 @@ void manager_free(struct manager *m)
     (void)manager_flush(m, -1);
     while (m->nr_devices > 0)
         manager_threads_free(m, m->devices[--m->nr_devices]);
+    /* A device freed with a reset still waiting answered it -ECANCELED:
+     * run those answers while the manager exists. */
+    (void)manager_flush(m, -1);
     /* Notices still queued look their device up: an empty index says none. */
     free(m->index);
     m->index = NULL;

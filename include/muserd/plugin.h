@@ -362,6 +362,9 @@ struct muserd_device_ops {
     int (*state_pending)(void *dev, enum muserd_state_phase phase, uint64_t *bytes);
     int (*state_load)(void *dev, const void *buf, size_t len);
     int (*state_load_end)(void *dev);
+    /* A save begins (the first state_save round follows): start the stream
+     * from its beginning, whatever an earlier save left half done. */
+    int (*state_save_begin)(void *dev);
 };
 
 /* A config key a device type accepts. */

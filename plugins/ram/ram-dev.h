@@ -105,6 +105,7 @@ void ram_doorbell_drain(struct ram_dev *d);
 /* ram-state.c: the device's state stream (ops->state_*). */
 int ram_state_save(void *dev, enum muserd_state_phase phase, void *buf, size_t len,
                    size_t *written);
+int ram_state_save_begin(void *dev);
 int ram_state_pending(void *dev, enum muserd_state_phase phase, uint64_t *bytes);
 int ram_state_load(void *dev, const void *buf, size_t len);
 int ram_state_load_end(void *dev);

@@ -128,6 +128,14 @@ int ram_state_save(void *dev, enum muserd_state_phase phase, void *buf, size_t l
     return 0;
 }
 
+int ram_state_save_begin(void *dev)
+{
+    struct ram_dev *d = dev;
+    d->save_header_sent = false;
+    d->save_offset = 0;
+    return 0;
+}
+
 int ram_state_pending(void *dev, enum muserd_state_phase phase, uint64_t *bytes)
 {
     struct ram_dev *d = dev;

@@ -212,6 +212,7 @@ static const struct muserd_device_ops ram_ops = {
     .state_pending = ram_state_pending,
     .state_load = ram_state_load,
     .state_load_end = ram_state_load_end,
+    .state_save_begin = ram_state_save_begin,
 };
 
 static int ram_read_config(struct muserd_host *host, const struct muserd_host_services *svc,

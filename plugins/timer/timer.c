@@ -320,6 +320,13 @@ static int timer_state_save(void *dev, enum muserd_state_phase phase, void *buf,
     return 0;
 }
 
+static int timer_state_save_begin(void *dev)
+{
+    struct timer_dev *d = dev;
+    d->state_sent = false;
+    return 0;
+}
+
 static int timer_state_pending(void *dev, enum muserd_state_phase phase, uint64_t *bytes)
 {
     *bytes = phase == MUSERD_STATE_FINAL ? sizeof(struct timer_state) : 0;
@@ -364,6 +371,7 @@ static const struct muserd_device_ops timer_ops = {
     .state_pending = timer_state_pending,
     .state_load = timer_state_load,
     .state_load_end = timer_state_load_end,
+    .state_save_begin = timer_state_save_begin,
 };
 
 static int timer_create(struct muserd_host *host, const struct muserd_host_services *svc,

@@ -85,19 +85,37 @@ int pci_state_load(struct pci_dev *dev, const void *buf, size_t len, const char 
         *why = "the saved config space belongs to a device of another shape";
         return -EINVAL;
     }
-    /* The bytes that say which device this is must agree. */
-    static const struct {
-        uint8_t off, len;
-    } identity[] = {{PCI_VENDOR_ID, 4},
-                    {PCI_REVISION_ID, 4},
-                    {PCI_HEADER_TYPE, 1},
-                    {PCI_SUBSYSTEM_VENDOR_ID, 4},
-                    {PCI_CAPABILITY_LIST, 1}};
-    for (size_t i = 0; i < sizeof(identity) / sizeof(identity[0]); i++)
-        if (memcmp(p + identity[i].off, dev->cfg + identity[i].off, identity[i].len) != 0) {
-            *why = "the saved config space is another device's (IDs or capabilities differ)";
+    /* Read-only bits describe the device (IDs, BAR sizes, capabilities) and
+     * must agree; only the status register and MSI's pending bits change
+     * while it runs. */
+    for (uint32_t i = 0; i < sizeof(dev->cfg); i++) {
+        bool runtime = (i >= PCI_STATUS && i < PCI_STATUS + 2) ||
+                       (dev->msi_off && i >= dev->msi_off + (uint32_t)PCI_MSI_PENDING_64 &&
+                        i < dev->msi_off + (uint32_t)PCI_MSI_PENDING_64 + 4u);
+        uint8_t fixed = (uint8_t) ~(dev->wmask[i] | dev->w1cmask[i]);
+        if (!runtime && (p[i] & fixed) != (dev->reset_cfg[i] & fixed)) {
+            *why = "the saved config space is another device's (read-only bits differ)";
             return -EINVAL;
         }
+    }
+    if (dev->msi_off) {
+        uint16_t msi =
+            (uint16_t)(p[dev->msi_off + PCI_MSI_FLAGS] | p[dev->msi_off + PCI_MSI_FLAGS + 1] << 8);
+        if (((msi & PCI_MSI_FLAGS_QSIZE) >> 4) > ((msi & PCI_MSI_FLAGS_QMASK) >> 1)) {
+            *why = "the saved config space enables more MSI vectors than the device has";
+            return -EINVAL;
+        }
+    }
+    /* PBA bits past the last vector would index past the table. */
+    const uint8_t *pba = p + sizeof(dev->cfg) + (size_t)vectors * PCI_MSIX_ENTRY_SIZE;
+    if (vectors % 64) {
+        uint64_t last;
+        memcpy(&last, pba + (vectors / 64) * 8, 8);
+        if (le64toh(last) >> (vectors % 64)) {
+            *why = "the saved MSI-X PBA has bits past the device's last vector";
+            return -EINVAL;
+        }
+    }
     memcpy(dev->cfg, p, sizeof(dev->cfg));
     p += sizeof(dev->cfg);
     for (uint32_t i = 0; i < vectors * 4u; i++)

@@ -54,6 +54,8 @@ int vfu_dma_logging_start(struct vfu_dma *dma, uint64_t pgsize)
         r = dma_dirty_alloc(dma->regions[i], pgsize);
     }
     if (r < 0) {
+        /* Off, not on with bitmaps missing: marks would vanish silently. */
+        atomic_store(&dma->dirty_pgsize, 0);
         for (size_t i = 0; i < dma->n; i++) {
             free(dma->regions[i]->dirty);
             dma->regions[i]->dirty = NULL;

@@ -296,7 +296,7 @@ uint64_t vfu_dma_unmap_seq(const struct vfu_dma *dma)
     return dma->unmap_seq;
 }
 
-uint64_t vfu_dma_reap(struct vfu_dma *dma)
+uint64_t vfu_dma_reap(struct vfu_dma *dma, uint64_t floor)
 {
     uint64_t oldest = UINT64_MAX;
 
@@ -310,7 +310,7 @@ uint64_t vfu_dma_reap(struct vfu_dma *dma)
             region_release(r);
             continue;
         }
-        if (r->unmap_seq < oldest)
+        if (r->unmap_seq > floor && r->unmap_seq < oldest)
             oldest = r->unmap_seq;
         p = &r->next_retired;
     }

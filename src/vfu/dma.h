@@ -83,8 +83,9 @@ int vfu_dma_unmap_all(struct vfu_dma *dma, vfu_dma_unmap_fn notify, void *opaque
 /* The number of the last unmap (1, 2, ...). */
 uint64_t vfu_dma_unmap_seq(const struct vfu_dma *dma);
 /* Unmap retired regions nobody holds any more. Returns the number of the
- * oldest unmap that still waits for a user, or UINT64_MAX when none does. */
-uint64_t vfu_dma_reap(struct vfu_dma *dma);
+ * oldest unmap after `floor` that still waits for a user, or UINT64_MAX when
+ * none does (floor: where this client's unmaps begin; 0 for all). */
+uint64_t vfu_dma_reap(struct vfu_dma *dma, uint64_t floor);
 /* fn(opaque) runs, on whichever thread put it, when a retired region lost
  * its last user: have the device's thread call vfu_dma_reap(). Set before
  * any other thread uses the table. */

@@ -36,6 +36,7 @@ struct vfu_server {
     struct vfu_session_caps caps;
     struct vfu_dma *dma;           /* the device's; emptied on disconnect */
     struct deferred_unmap *unmaps; /* DMA_UNMAP replies waiting for users */
+    uint64_t unmap_floor;          /* the unmap seq this client began at */
     bool reset_pending;            /* DEVICE_RESET waits for vfu_server_reset_done() */
     struct vfu_header reset_hdr;
     struct vfu_irqs *irqs;

@@ -115,7 +115,8 @@ static int reply_unmap(struct vfu_server *s, const struct vfu_msg *msg,
 /* Answer the DMA_UNMAPs whose regions nobody holds any more, in order. */
 static void complete_unmaps(struct vfu_server *s)
 {
-    uint64_t oldest_held = vfu_dma_reap(s->dma);
+    /* Memory a former client's unmaps left held does not hold this one's. */
+    uint64_t oldest_held = vfu_dma_reap(s->dma, s->unmap_floor);
     struct deferred_unmap **p = &s->unmaps;
 
     while (*p) {
@@ -343,6 +344,7 @@ static void teardown_client(struct vfu_server *s)
 {
     /* What plugin threads still hold stays mapped until they put it. */
     (void)vfu_dma_unmap_all(s->dma, notify_unmap, s);
+    s->unmap_floor = vfu_dma_unmap_seq(s->dma);
     drop_unmaps(s);
     s->reset_pending = false; /* the device still finishes it; nobody to tell */
     /* After the table is gone, so a callback that retries fails at once. */

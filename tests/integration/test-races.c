@@ -359,6 +359,38 @@ START_TEST(test_reset_waits_for_quiesce)
 }
 END_TEST
 
+/* A DEVICE_RESET still waiting when its client hangs up dies with it: the
+ * next client's setup is not reset under it when the plugin gets quiet. */
+START_TEST(test_reset_dies_with_its_client)
+{
+    struct vfu_client *c = tu_open(daemon_, "s1");
+    void *mem;
+    int fd = tu_memfd(1 << 16, &mem);
+    ck_assert_int_eq(vfu_client_dma_map(c, 0, 1 << 16, VFU_DMA_FLAG_WRITE, fd, 0), 0);
+    close(fd);
+    ck_assert_uint_eq(hold(c, 0, 4096, 300), STORM_HOLD_HOLDING);
+    uint16_t id;
+    ck_assert_int_eq(vfu_client_send_cmd(c, VFU_CMD_DEVICE_RESET, 0, NULL, 0, NULL, 0, &id), 0);
+    usleep(20 * 1000); /* the reset is waiting for the hold now */
+    vfu_client_free(c);
+    munmap(mem, 1 << 16);
+
+    c = tu_open(daemon_, "s1");
+    tu_wr64(c, STORM_REGS_BAR, STORM_REG_HOLD_IOVA, 0x1234000);
+    uint64_t deadline = test_now_ns() + TU_TIMEOUT_MS * 1000000ull;
+    while (tu_rd32(c, STORM_REGS_BAR, STORM_REG_HOLD_STATUS) != STORM_HOLD_DONE &&
+           test_now_ns() < deadline)
+        usleep(1000);
+    usleep(50 * 1000); /* the quiesce is done and handled by now */
+    ck_assert_uint_eq(tu_rd32(c, STORM_REGS_BAR, STORM_REG_HOLD_STATUS), STORM_HOLD_DONE);
+    ck_assert_uint_eq(tu_rd64(c, STORM_REGS_BAR, STORM_REG_HOLD_IOVA), 0x1234000);
+    /* And the device takes a reset of its own again. */
+    ck_assert_int_eq(vfu_client_reset(c), 0);
+    ck_assert_uint_eq(tu_rd64(c, STORM_REGS_BAR, STORM_REG_HOLD_IOVA), 0);
+    vfu_client_free(c);
+}
+END_TEST
+
 static Suite *races_suite(void)
 {
     Suite *s = suite_create("races");
@@ -372,6 +404,7 @@ static Suite *races_suite(void)
     tcase_add_test(tc, test_destroy_during_io);
     tcase_add_test(tc, test_dbus_during_load);
     tcase_add_test(tc, test_reset_waits_for_quiesce);
+    tcase_add_test(tc, test_reset_dies_with_its_client);
     suite_add_tcase(s, tc);
     return s;
 }

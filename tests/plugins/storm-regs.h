@@ -19,7 +19,7 @@
 #define STORM_REG_RAISES 0x08
 /* The holder: dma_get() [IOVA, IOVA+LEN) for writing, fill it with
  * STORM_HOLD_BYTE, sleep MS milliseconds, dma_put(written). */
-#define STORM_REG_HOLD_IOVA   0x10
+#define STORM_REG_HOLD_IOVA   0x10 /* RW */
 #define STORM_REG_HOLD_LEN    0x18
 #define STORM_REG_HOLD_MS     0x20
 #define STORM_REG_HOLD_STATUS 0x24 /* STORM_HOLD_*, or 0x100 + errno */

@@ -30,8 +30,10 @@ struct storm_dev {
     pthread_mutex_t lock; /* holding and quiesce_waiting */
     bool holding;
     bool quiesce_waiting;
-    uint64_t hold_iova, hold_len;
+    uint64_t hold_iova, hold_len; /* the registers: device thread */
     uint32_t hold_ms;
+    uint64_t job_iova, job_len; /* copied for the holder before it starts */
+    uint32_t job_ms;
     atomic_uint hold_status;
 };
 
@@ -50,8 +52,8 @@ static void *holder_main(void *opaque)
     struct muserd_dma_ref ref = {
         .size = sizeof(ref),
         .prot = MUSERD_DMA_WRITE,
-        .iova = d->hold_iova,
-        .len = d->hold_len,
+        .iova = d->job_iova,
+        .len = d->job_len,
     };
     int r = d->svc->dma_get(d->host, &ref);
     if (r < 0) {
@@ -67,7 +69,7 @@ static void *holder_main(void *opaque)
     }
     atomic_store(&d->hold_status, STORM_HOLD_HOLDING);
     memset(ref.ptr, STORM_HOLD_BYTE, ref.len);
-    struct timespec ts = {d->hold_ms / 1000, (long)(d->hold_ms % 1000) * 1000000L};
+    struct timespec ts = {d->job_ms / 1000, (long)(d->job_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
     d->svc->dma_put(d->host, &ref, true);
     atomic_store(&d->hold_status, STORM_HOLD_DONE);
@@ -114,6 +116,9 @@ static int storm_ctrl(struct storm_dev *d, uint32_t v)
         pthread_mutex_lock(&d->lock);
         d->holding = true;
         pthread_mutex_unlock(&d->lock);
+        d->job_iova = d->hold_iova;
+        d->job_len = d->hold_len;
+        d->job_ms = d->hold_ms;
         if (pthread_create(&d->holder, NULL, holder_main, d) != 0) {
             d->holding = false;
             return -EAGAIN;
@@ -152,6 +157,9 @@ static int storm_bar_access(void *dev, uint32_t bar, uint64_t offset, void *buf,
     switch (offset) {
     case STORM_REG_RAISES:
         v = atomic_load(&d->raises);
+        break;
+    case STORM_REG_HOLD_IOVA:
+        v = d->hold_iova;
         break;
     case STORM_REG_HOLD_STATUS:
         v = atomic_load(&d->hold_status);

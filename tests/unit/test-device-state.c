@@ -129,6 +129,15 @@ START_TEST(test_ram_round_trip)
     for (uint32_t off = 0; off < 65536; off += 4)
         wr(a, RAM_MEM_BAR, off, off * 2654435761u, 4);
 
+    /* A save given up half way leaves nothing behind for the next one. */
+    struct device_state_saver *gone;
+    uint8_t scratch[4096];
+    size_t n;
+    ck_assert_int_eq(device_state_saver_new(a, &gone), 0);
+    ck_assert_int_eq(device_state_save(gone, MUSERD_STATE_FINAL, scratch, sizeof(scratch), &n), 0);
+    ck_assert_int_eq(device_state_save(gone, MUSERD_STATE_FINAL, scratch, sizeof(scratch), &n), 0);
+    device_state_saver_free(gone);
+
     size_t len;
     uint8_t *stream = save(a, 4096, &len);
     ck_assert_uint_gt(len, 65536);
@@ -187,6 +196,23 @@ START_TEST(test_timer_round_trip_and_foreign_stream)
     ck_assert_uint_eq(rd(b, CFG, PCI_CAPABILITY_LIST, 1), cap);
     ck_assert_uint_eq(rd(b, TIMER_REGS_BAR, TIMER_REG_VECTOR, 4), 1);
     ck_assert_uint_eq(rd(b, TIMER_REGS_BAR, TIMER_REG_INTERVAL, 4), 123456789);
+
+    /* Crafted config space: a read-only ID byte changed, or more MSI
+     * vectors enabled than the device has. The PCI record is first (no
+     * pre-copy chunks): 8 bytes record header, 24 bytes its own header. */
+    const size_t cfg = 8 + 24;
+    stream[cfg + PCI_VENDOR_ID] ^= 1;
+    ck_assert_int_eq(load(b, stream, len, 4096, &why), -EINVAL);
+    stream[cfg + PCI_VENDOR_ID] ^= 1;
+    uint8_t msi = 0;
+    for (uint8_t c = stream[cfg + PCI_CAPABILITY_LIST]; c; c = stream[cfg + c + 1])
+        if (stream[cfg + c] == PCI_CAP_ID_MSI)
+            msi = c;
+    ck_assert_uint_ne(msi, 0);
+    stream[cfg + msi + PCI_MSI_FLAGS] |= PCI_MSI_FLAGS_QSIZE;
+    ck_assert_int_eq(load(b, stream, len, 4096, &why), -EINVAL);
+    ck_assert_str_eq(why, "the saved config space enables more MSI vectors than the device has");
+    stream[cfg + msi + PCI_MSI_FLAGS] &= (uint8_t)~PCI_MSI_FLAGS_QSIZE;
 
     /* A timer's stream is no ram's: the config space says so first. */
     struct device *r = make("ram", NULL);
