@@ -2,6 +2,7 @@
 #include "host-poller.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -21,8 +22,12 @@ struct muserd_poller {
     muserd_poll_fn fn;
     void *opaque;
     uint64_t idle_usec;
-    uint64_t last_work; /* CLOCK_MONOTONIC usec of the last round that found work */
-    bool awake;
+    /* The device's thread only: */
+    uint64_t last_work;  /* loop time (usec) of the last round that found work */
+    unsigned seen_wakes; /* wakes as of that round */
+    /* Any thread (poller_wake): */
+    atomic_uint wakes; /* counts poller_wake() calls */
+    atomic_bool awake; /* the eventfd is readable */
 };
 
 static uint64_t now_usec(const struct muserd_poller *p)
@@ -32,15 +37,23 @@ static uint64_t now_usec(const struct muserd_poller *p)
     return now;
 }
 
-static void set_awake(struct muserd_poller *p, bool awake)
+/* Any thread: make the eventfd readable unless it is already. */
+static void wake_up(struct muserd_poller *p)
 {
-    uint64_t v = 1;
-    p->awake = awake;
-    /* The counter is 1 while awake, 0 asleep. */
-    if (awake)
-        (void)write(p->efd, &v, sizeof(v));
-    else
-        (void)read(p->efd, &v, sizeof(v));
+    uint64_t one = 1;
+    if (!atomic_exchange(&p->awake, true))
+        (void)write(p->efd, &one, sizeof(one));
+}
+
+/* The device's thread: drain the eventfd, then look again for a wake that
+ * came meanwhile (it may have seen `awake` still set and written nothing). */
+static void fall_asleep(struct muserd_poller *p, unsigned wakes)
+{
+    uint64_t n;
+    (void)read(p->efd, &n, sizeof(n));
+    atomic_store(&p->awake, false);
+    if (atomic_load(&p->wakes) != wakes)
+        wake_up(p);
 }
 
 static int on_round(sd_event_source *s, int fd, uint32_t revents, void *userdata)
@@ -48,11 +61,15 @@ static int on_round(sd_event_source *s, int fd, uint32_t revents, void *userdata
     struct muserd_poller *p = userdata;
     /* The loop time is taken once per iteration: cheap to ask each round. */
     uint64_t now = now_usec(p);
+    unsigned wakes = atomic_load(&p->wakes);
 
-    if (p->fn(p->opaque) > 0)
+    /* A wake counts as work: the idle time starts again. */
+    if (p->fn(p->opaque) > 0 || wakes != p->seen_wakes) {
         p->last_work = now;
-    else if (now - p->last_work >= p->idle_usec)
-        set_awake(p, false);
+        p->seen_wakes = wakes;
+    } else if (now - p->last_work >= p->idle_usec) {
+        fall_asleep(p, wakes);
+    }
     return 0;
 }
 
@@ -74,7 +91,7 @@ int host_poller_new(struct muserd_host *h, muserd_poll_fn fn, void *opaque, uint
         free(p);
         return r;
     }
-    set_awake(p, true);
+    wake_up(p);
     p->last_work = now_usec(p);
     p->next = h->pollers;
     if (p->next)
@@ -89,9 +106,8 @@ void host_poller_wake(struct muserd_poller *p)
 {
     if (!p)
         return;
-    p->last_work = now_usec(p);
-    if (!p->awake)
-        set_awake(p, true);
+    atomic_fetch_add(&p->wakes, 1);
+    wake_up(p);
 }
 
 void host_poller_free(struct muserd_poller *p)

@@ -5,7 +5,8 @@
  * with the loop's other sources (and other pollers); asleep, costing
  * nothing, once it found nothing for its idle time, until woken.
  *
- * Threads: the device's loop thread only.
+ * Threads: host_poller_wake() from any thread (a plugin's own threads);
+ * the rest on the device's loop thread.
  */
 #pragma once
 

@@ -5,8 +5,11 @@
  * pollers (host-poller.c) a plugin forgets to free are freed after its
  * destroy(), with a warning.
  *
- * Threads: every service runs on the device's I/O thread, where ABI 1
- * plugins call them from their callbacks; none is safe from another thread.
+ * Threads: the services run on the device's I/O thread, except those the
+ * ABI marks "any thread" (log, irq_raise, dma_get/put/mark_dirty,
+ * quiesce_done, poller_wake, now_usec), which a plugin's own threads may
+ * call: they reach only device.c's thread-safe parts (irq-routes.h, the DMA
+ * table, device-wake.h) and never sd-event.
  */
 #pragma once
 

@@ -11,7 +11,8 @@
 #define STORM_VECTORS    2
 
 /* Write: bit 0 runs the raiser thread (0 stops it and waits for it), bit 1
- * starts the holder thread with the HOLD_* registers. */
+ * starts the holder thread with the HOLD_* registers. The raiser also wakes
+ * the poller. */
 #define STORM_REG_CTRL   0x00
 #define STORM_CTRL_RAISE 0x1u
 #define STORM_CTRL_HOLD  0x2u
@@ -27,3 +28,10 @@
 #define STORM_HOLD_HOLDING    1
 #define STORM_HOLD_DONE       2
 #define STORM_HOLD_BYTE       0xa5
+/* u64: rounds of the device's poller, which the raiser thread wakes at each
+ * raise (poller_wake from another thread), and the holder once when it
+ * ends; it sleeps when idle. */
+#define STORM_REG_POLLS 0x28
+/* u32: resets that arrived while the holder still held guest memory, which
+ * a host that waits for quiesce_done() never lets happen. Reset keeps it. */
+#define STORM_REG_EARLY_RESETS 0x30

@@ -24,6 +24,8 @@ struct storm_dev {
     bool raiser_running; /* device thread only */
     atomic_bool stop;
     atomic_uint_fast64_t raises;
+    struct muserd_poller *poller;
+    atomic_uint_fast64_t polls;
 
     pthread_t holder;
     bool holder_started;  /* device thread only */
@@ -35,14 +37,17 @@ struct storm_dev {
     uint64_t job_iova, job_len; /* copied for the holder before it starts */
     uint32_t job_ms;
     atomic_uint hold_status;
+    unsigned early_resets; /* device thread only */
 };
 
 static void *raiser_main(void *opaque)
 {
     struct storm_dev *d = opaque;
-    while (!atomic_load(&d->stop))
+    while (!atomic_load(&d->stop)) {
         if (d->svc->irq_raise(d->host, 0) == 0)
             atomic_fetch_add(&d->raises, 1);
+        d->svc->poller_wake(d->poller);
+    }
     return NULL;
 }
 
@@ -65,6 +70,7 @@ static void *holder_main(void *opaque)
         atomic_store(&d->hold_status, 0x100u + (unsigned)-r);
         if (waiting)
             d->svc->quiesce_done(d->host, 0);
+        d->svc->poller_wake(d->poller); /* one wake from this thread */
         return NULL;
     }
     atomic_store(&d->hold_status, STORM_HOLD_HOLDING);
@@ -81,7 +87,16 @@ static void *holder_main(void *opaque)
     pthread_mutex_unlock(&d->lock);
     if (waiting)
         d->svc->quiesce_done(d->host, 0);
+    d->svc->poller_wake(d->poller); /* one wake from this thread */
     return NULL;
+}
+
+/* Finds no work: it runs only while woken, then sleeps. */
+static int storm_poll(void *opaque)
+{
+    struct storm_dev *d = opaque;
+    atomic_fetch_add(&d->polls, 1);
+    return 0;
 }
 
 static void stop_raiser(struct storm_dev *d)
@@ -161,6 +176,12 @@ static int storm_bar_access(void *dev, uint32_t bar, uint64_t offset, void *buf,
     case STORM_REG_HOLD_IOVA:
         v = d->hold_iova;
         break;
+    case STORM_REG_POLLS:
+        v = atomic_load(&d->polls);
+        break;
+    case STORM_REG_EARLY_RESETS:
+        v = d->early_resets;
+        break;
     case STORM_REG_HOLD_STATUS:
         v = atomic_load(&d->hold_status);
         break;
@@ -191,6 +212,15 @@ static int storm_reset(void *dev)
 {
     struct storm_dev *d = dev;
     stop_raiser(d);
+    pthread_mutex_lock(&d->lock);
+    bool holding = d->holding;
+    pthread_mutex_unlock(&d->lock);
+    if (holding) {
+        /* Not quiet yet: a real device would lose its DMA here. Count it
+         * and leave the holder be (it is joined later). */
+        d->early_resets++;
+        return 0;
+    }
     join_holder(d);
     atomic_store(&d->raises, 0);
     atomic_store(&d->hold_status, STORM_HOLD_IDLE);
@@ -204,6 +234,7 @@ static void storm_destroy(void *dev)
     struct storm_dev *d = dev;
     stop_raiser(d);
     join_holder(d);
+    d->svc->poller_free(d->poller);
     pthread_mutex_destroy(&d->lock);
     free(d);
 }
@@ -246,6 +277,8 @@ static int storm_create(struct muserd_host *host, const struct muserd_host_servi
     int r = svc->bar_add(host, &regs);
     if (r >= 0)
         r = svc->bar_add(host, &msix);
+    if (r >= 0)
+        r = svc->poller_new(host, storm_poll, d, 1000, &d->poller);
     if (r < 0) {
         free(d);
         return r;
