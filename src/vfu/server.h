@@ -54,6 +54,9 @@ struct vfu_device_layout {
     uint32_t irq_counts[VFIO_PCI_NUM_IRQS];
     uint32_t nr_io_fds;
     struct vfu_io_fd_desc io_fds[VFU_MAX_IO_FDS];
+    /* VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_PRE_COPY when the device can
+     * migrate (DEVICE_FEATURE MIGRATION answers it), 0 when it cannot. */
+    uint64_t migration_flags;
 };
 
 struct vfu_device_ops {
@@ -67,6 +70,31 @@ struct vfu_device_ops {
     void (*dma_unmap)(void *opaque, uint64_t iova, uint64_t size);
     /* A client connected (true) or went away (false). */
     void (*client_changed)(void *opaque, bool connected);
+
+    /*
+     * Migration (vfio-user migration v2, only when layout.migration_flags).
+     * The server keeps the client's state machine and walks a requested
+     * change arc by arc (the spec's shortest path); the device does each
+     * direct arc (from -> to, both enum vfio_device_mig_state values):
+     *   RUNNING->STOP, PRE_COPY->STOP_COPY  quiesce (may finish later)
+     *   STOP->RUNNING                       resume
+     *   RUNNING->PRE_COPY, STOP->STOP_COPY  begin saving (one data session)
+     *   PRE_COPY->RUNNING, STOP_COPY->STOP  end saving (data unread is dropped)
+     *   STOP->RESUMING                      begin loading
+     *   RESUMING->STOP                      end loading: -errno when the
+     *                                       stream is empty, cut or corrupt
+     * 0 done, -errno (the server goes to ERROR), or VFU_MIG_LATER: the
+     * device answers with vfu_server_mig_done().
+     */
+    int (*mig_arc)(void *opaque, uint32_t from, uint32_t to);
+    /* In a saving state: up to len next bytes of the stream; *n < len means
+     * no more for now (in PRE_COPY) or at all (in STOP_COPY). 0 or -errno. */
+    int (*mig_read)(void *opaque, void *buf, size_t len, size_t *n);
+    /* In RESUMING: more of the stream. 0 or -errno (the stream is bad). */
+    int (*mig_write)(void *opaque, const void *buf, size_t len);
+    /* The client left (or the server goes) in mid session: drop any data
+     * session at once, keep the device as it is (running or stopped). */
+    void (*mig_abort)(void *opaque);
 };
 
 /* Takes listen_fd (a bound, listening UNIX stream socket) on success. The
@@ -87,6 +115,20 @@ void vfu_server_dma_released(struct vfu_server *server);
 #define VFU_RESET_LATER 1
 /* The DEVICE_RESET that ops->reset deferred is done: reply now. */
 void vfu_server_reset_done(struct vfu_server *server, int status);
+
+#define VFU_MIG_LATER 1
+/* The arc that ops->mig_arc deferred is done: walk on, or reply. */
+void vfu_server_mig_done(struct vfu_server *server, int status);
+/* The device was reset (the client's DEVICE_RESET or the operator's): its
+ * migration state machine is back at RUNNING. */
+void vfu_server_mig_reset(struct vfu_server *server);
+/* The state the client's machine is in (enum vfio_device_mig_state). */
+uint32_t vfu_server_mig_state(const struct vfu_server *server);
+
+/* Hold (true) or release the listening socket: while held a client that
+ * connects waits in the backlog, its VERSION unread (an incoming device
+ * not yet loaded). */
+void vfu_server_hold(struct vfu_server *server, bool held);
 
 /* Credentials of the connected client (-ENOTCONN when none). */
 int vfu_server_client(const struct vfu_server *server, pid_t *pid, uid_t *uid);

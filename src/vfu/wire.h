@@ -231,13 +231,80 @@ static_assert(sizeof(struct vfu_dma_rw_spec) == 16, "spec dma rw is 16 bytes");
 /* Server->client DMA requests in flight per client; more get -EBUSY. */
 #define VFU_MAX_REMOTE_DMA 64
 
-/* DEVICE_FEATURE (migration: a later issue) */
+/* DEVICE_FEATURE: flags hold the feature index (VFIO_DEVICE_FEATURE_MASK)
+ * and VFIO_DEVICE_FEATURE_GET / _SET / _PROBE. */
 struct vfu_device_feature {
     uint32_t argsz;
     uint32_t flags;
     uint8_t data[];
 };
 static_assert(sizeof(struct vfu_device_feature) == 8, "device feature is 8 bytes");
+
+/* Feature indexes vfio-user uses (VFIO's numbers). */
+#define VFU_FEATURE_MIGRATION          1
+#define VFU_FEATURE_MIG_DEVICE_STATE   2
+#define VFU_FEATURE_DMA_LOGGING_START  6
+#define VFU_FEATURE_DMA_LOGGING_STOP   7
+#define VFU_FEATURE_DMA_LOGGING_REPORT 8
+
+/* VFU_FEATURE_MIGRATION's flags. Debian 12's <linux/vfio.h> predates PRE_COPY. */
+#define VFU_MIGRATION_STOP_COPY (1u << 0)
+#define VFU_MIGRATION_P2P       (1u << 1)
+#define VFU_MIGRATION_PRE_COPY  (1u << 2)
+struct vfu_feature_migration {
+    uint64_t flags;
+};
+static_assert(sizeof(struct vfu_feature_migration) == 8, "migration feature is 8 bytes");
+
+/* The migration state machine (enum vfio_device_mig_state). */
+enum vfu_mig_state {
+    VFU_MIG_ERROR = 0,
+    VFU_MIG_STOP = 1,
+    VFU_MIG_RUNNING = 2,
+    VFU_MIG_STOP_COPY = 3,
+    VFU_MIG_RESUMING = 4,
+    VFU_MIG_RUNNING_P2P = 5, /* not used in vfio-user */
+    VFU_MIG_PRE_COPY = 6,
+    VFU_MIG_PRE_COPY_P2P = 7, /* not used in vfio-user */
+};
+struct vfu_feature_mig_state {
+    uint32_t device_state;
+    uint32_t data_fd; /* unused in vfio-user */
+};
+static_assert(sizeof(struct vfu_feature_mig_state) == 8, "mig state is 8 bytes");
+
+struct vfu_dma_logging_range {
+    uint64_t iova;
+    uint64_t length;
+};
+static_assert(sizeof(struct vfu_dma_logging_range) == 16, "logging range is 16 bytes");
+struct vfu_feature_dma_logging_control {
+    uint64_t page_size;
+    uint32_t num_ranges;
+    uint32_t reserved;
+    struct vfu_dma_logging_range ranges[];
+};
+static_assert(sizeof(struct vfu_feature_dma_logging_control) == 16, "logging control is 16 bytes");
+struct vfu_feature_dma_logging_report {
+    uint64_t iova;
+    uint64_t length;
+    uint64_t page_size;
+    uint64_t bitmap[];
+};
+static_assert(sizeof(struct vfu_feature_dma_logging_report) == 24, "logging report is 24 bytes");
+
+/* MIG_DATA_READ request; its reply and MIG_DATA_WRITE add the data. */
+struct vfu_mig_data {
+    uint32_t argsz;
+    uint32_t size;
+    uint8_t data[];
+};
+static_assert(sizeof(struct vfu_mig_data) == 8, "mig data is 8 bytes");
+
+/* The "migration" capability muserd offers in VERSION (what QEMU accepts:
+ * pgsize a multiple of 4096, max_bitmap_size at most 256 MiB). */
+#define VFU_MIGRATION_PGSIZE     4096u
+#define VFU_MIGRATION_MAX_BITMAP (256u * 1024u * 1024u)
 
 /* The largest message muserd accepts from a client: a REGION_WRITE of the
  * largest max_data_xfer_size we offer, plus headers. Bigger ones drop the client. */
