@@ -83,38 +83,96 @@ bool vfu_dma_logging(const struct vfu_dma *dma)
     return atomic_load(&dma->dirty_pgsize) != 0;
 }
 
-int vfu_dma_logging_report(struct vfu_dma *dma, uint64_t iova, uint64_t size, uint64_t *bitmap,
-                           size_t bitmap_bytes)
+/* Set bits [first, last] of a report bitmap. */
+static void set_bits(uint64_t *bitmap, uint64_t first, uint64_t last)
 {
-    uint64_t pgsize = atomic_load(&dma->dirty_pgsize);
-    if (pgsize == 0)
-        return -ENOENT;
-    if (size == 0 || iova % pgsize || size % pgsize)
-        return -EINVAL;
-    uint64_t pages = size / pgsize;
-    if (bitmap_bytes < (pages + 63) / 64 * sizeof(uint64_t))
-        return -EINVAL;
-    const struct vfu_dma_region *found = vfu_dma_find(dma, iova, size);
-    /* The range must lie in one mapping; the last page may run past a
-     * mapping that ends inside it. */
-    if (!found) {
-        found = vfu_dma_find(dma, iova, 1);
-        if (!found || iova + size - (found->iova + found->size) >= pgsize)
-            return -EINVAL;
-    }
-    struct vfu_dma_region *r = (struct vfu_dma_region *)found;
+    for (uint64_t b = first; b <= last; b++)
+        bitmap[b / 64] |= UINT64_C(1) << (b % 64);
+}
 
-    memset(bitmap, 0, (pages + 63) / 64 * sizeof(uint64_t));
+/*
+ * Report the part [lo, hi] (inclusive: a range may end at the top of the
+ * address space) of mapping r. Logging pages are whole at absolute
+ * multiples of the logging page size; each dirty one sets every report bit
+ * its part in [lo, hi] touches: one bit when report pages are larger (an
+ * OR of several logging pages), several when they are smaller (replicated).
+ * A logging page is cleared only when its part in the mapping lies wholly
+ * in the range: one that straddles the range's edge stays dirty for the
+ * report that covers the rest (reporting a page twice costs a copy,
+ * dropping it would lose a write).
+ */
+static void report_region(struct vfu_dma_region *r, uint64_t logpg, uint64_t iova, uint64_t last,
+                          uint64_t pgsize, uint64_t lo, uint64_t hi, uint64_t *bitmap)
+{
+    uint64_t r_last = r->iova + (r->size - 1);
+    uint64_t base = r->iova / logpg;
+    uint64_t first_bit = lo / logpg - base, last_bit = hi / logpg - base;
+
+    for (uint64_t w = first_bit / 64; w <= last_bit / 64; w++) {
+        uint64_t lo_bit = w * 64 > first_bit ? w * 64 : first_bit;
+        uint64_t hi_bit = w * 64 + 63 < last_bit ? w * 64 + 63 : last_bit;
+        uint64_t in_range = 0, clearable = 0;
+        for (uint64_t b = lo_bit; b <= hi_bit; b++) {
+            uint64_t page = (base + b) * logpg;
+            uint64_t page_last = page + (logpg - 1);
+            uint64_t own_first = page > r->iova ? page : r->iova;
+            uint64_t own_last = page_last < r_last ? page_last : r_last;
+            in_range |= UINT64_C(1) << (b % 64);
+            if (own_first >= iova && own_last <= last)
+                clearable |= UINT64_C(1) << (b % 64);
+        }
+        if ((__atomic_load_n(&r->dirty[w], __ATOMIC_RELAXED) & in_range) == 0)
+            continue;
+        uint64_t hits = __atomic_fetch_and(&r->dirty[w], ~clearable, __ATOMIC_RELAXED) & in_range;
+        for (; hits; hits &= hits - 1) {
+            uint64_t b = w * 64 + (uint64_t)__builtin_ctzll(hits);
+            uint64_t page = (base + b) * logpg;
+            uint64_t a = page > lo ? page : lo;
+            uint64_t z = page + (logpg - 1) < hi ? page + (logpg - 1) : hi;
+            set_bits(bitmap, (a - iova) / pgsize, (z - iova) / pgsize);
+        }
+    }
+}
+
+int vfu_dma_logging_report(struct vfu_dma *dma, uint64_t iova, uint64_t length, uint64_t pgsize,
+                           uint64_t *bitmap, size_t bitmap_bytes)
+{
+    uint64_t end, bytes;
+    int r = vfu_dma_report_bitmap_size(iova, length, pgsize, &bytes);
+    if (r < 0)
+        return r;
+    if (bitmap_bytes < bytes)
+        return -EINVAL;
+    if (__builtin_add_overflow(iova, length - 1, &end))
+        return -EINVAL;
+
+    memset(bitmap, 0, (size_t)bytes);
     pthread_mutex_lock(&dma->lock);
-    uint64_t base = r->iova / pgsize;
-    for (uint64_t i = 0; r->dirty && i < pages; i++) {
-        uint64_t bit = iova / pgsize + i - base;
-        uint64_t mask = UINT64_C(1) << (bit % 64);
-        uint64_t old = __atomic_fetch_and(&r->dirty[bit / 64], ~mask, __ATOMIC_RELAXED);
-        if (old & mask)
-            bitmap[i / 64] |= UINT64_C(1) << (i % 64);
+    uint64_t logpg = atomic_load(&dma->dirty_pgsize);
+    /* Regions are sorted and never overlap: holes between them report zero. */
+    for (size_t i = 0; logpg && i < dma->n; i++) {
+        struct vfu_dma_region *reg = dma->regions[i];
+        uint64_t r_last = reg->iova + (reg->size - 1);
+        if (!reg->dirty || r_last < iova || reg->iova > end)
+            continue;
+        uint64_t lo = reg->iova > iova ? reg->iova : iova;
+        uint64_t hi = r_last < end ? r_last : end;
+        report_region(reg, logpg, iova, end, pgsize, lo, hi, bitmap);
     }
     pthread_mutex_unlock(&dma->lock);
+    return logpg ? 0 : -ENOENT;
+}
+
+int vfu_dma_report_bitmap_size(uint64_t iova, uint64_t length, uint64_t pgsize, uint64_t *bytes)
+{
+    uint64_t end;
+    if (pgsize == 0 || (pgsize & (pgsize - 1)) || length == 0 || iova % pgsize)
+        return -EINVAL;
+    if (__builtin_add_overflow(iova, length - 1, &end))
+        return -EINVAL;
+    /* Pages, rounded up (the last may be partial), then whole u64 words. */
+    uint64_t pages = (length - 1) / pgsize + 1;
+    *bytes = (pages + 63) / 64 * sizeof(uint64_t);
     return 0;
 }
 

@@ -96,6 +96,11 @@ int vfu_server_dma_rw(struct vfu_server *s, uint64_t iova, void *buf, size_t len
         free(req);
         return r;
     }
+    /* Dirty now, so a report from here on shows it, and again when the
+     * client says it wrote: a report the client made before it applied the
+     * write cleared the first mark. */
+    if (is_write)
+        vfu_dma_mark_dirty(s->dma, iova, len);
     req->next = s->remote;
     s->remote = req;
     s->nr_remote++;
@@ -125,6 +130,8 @@ void vfu_remote_on_reply(struct vfu_server *s, const struct vfu_msg *msg)
                   msg->hdr.msg_id);
         return;
     }
+    if (req->command == VFU_CMD_DMA_WRITE)
+        vfu_dma_mark_dirty(s->dma, req->address, req->count);
     if (msg->hdr.flags & VFU_FLAG_ERROR)
         /* The client's errno: only a plausible one is passed on. */
         status = msg->hdr.error > 0 && msg->hdr.error < 4096 ? -(int)msg->hdr.error : -EIO;

@@ -113,14 +113,19 @@ bool vfu_dma_logging(const struct vfu_dma *dma);
 /* Any thread. Marks the pages of [iova, iova+len) inside mappings. */
 void vfu_dma_mark_dirty(struct vfu_dma *dma, uint64_t iova, uint64_t len);
 /*
- * Copy the bits of [iova, iova+size) (inside one mapping, page-aligned to
- * the logging page size) into bitmap (bit i: page i of the range) and clear
- * them, as VFIO's DMA_LOGGING_REPORT does. bitmap_bytes must cover the
- * range. -EINVAL for a range outside one mapping or a misaligned one,
- * -ENOENT when logging is off.
+ * DMA_LOGGING_REPORT: the dirty bits of [iova, iova+length) at pgsize
+ * granularity (any power of two; iova a multiple of it, the last page may
+ * be partial) into bitmap, bit i (word i / 64, bit i % 64) for page i of the
+ * range, and clear them. The range may span several mappings and the holes
+ * between them (which report zero). A report page larger than the logging
+ * page ORs the logging pages it covers; a smaller one repeats the logging
+ * page's bit. bitmap_bytes must be at least vfu_dma_report_bitmap_size().
+ * -EINVAL for a bad range or page size, -ENOENT when logging is off.
  */
-int vfu_dma_logging_report(struct vfu_dma *dma, uint64_t iova, uint64_t size, uint64_t *bitmap,
-                           size_t bitmap_bytes);
+int vfu_dma_logging_report(struct vfu_dma *dma, uint64_t iova, uint64_t length, uint64_t pgsize,
+                           uint64_t *bitmap, size_t bitmap_bytes);
+/* The bytes of a report bitmap for that range (whole u64 words), or -EINVAL. */
+int vfu_dma_report_bitmap_size(uint64_t iova, uint64_t length, uint64_t pgsize, uint64_t *bytes);
 
 /* The region holding all of [iova, iova+len), or NULL (also for len 0 or overflow). */
 const struct vfu_dma_region *vfu_dma_find(const struct vfu_dma *dma, uint64_t iova, uint64_t len);

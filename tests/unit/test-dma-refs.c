@@ -107,7 +107,7 @@ START_TEST(test_dirty_logging)
 
     ck_assert_int_eq(vfu_dma_new(8, &dma), 0);
     map_memfd(dma, 0x100000, 64 * PAGE);
-    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000, 64 * PAGE, bitmap, sizeof(bitmap)),
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000, 64 * PAGE, PAGE, bitmap, sizeof(bitmap)),
                      -ENOENT);
     ck_assert_int_eq(vfu_dma_logging_start(dma, 1000), -EINVAL);
     ck_assert_int_eq(vfu_dma_logging_start(dma, PAGE), 0);
@@ -126,28 +126,99 @@ START_TEST(test_dirty_logging)
     /* Outside every mapping: nothing to mark, no harm. */
     vfu_dma_mark_dirty(dma, 0, 0x1000);
 
-    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000, 64 * PAGE, bitmap, 4), -EINVAL);
-    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000 + 1, PAGE, bitmap, 8), -EINVAL);
-    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000, 65 * PAGE, bitmap, 16), -EINVAL);
-    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000, 64 * PAGE, bitmap, sizeof(bitmap)), 0);
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000, 64 * PAGE, PAGE, bitmap, 4), -EINVAL);
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000 + 1, PAGE, PAGE, bitmap, 8), -EINVAL);
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000, PAGE, 3000, bitmap, 8), -EINVAL);
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000, 0, PAGE, bitmap, 8), -EINVAL);
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000, 65 * PAGE, PAGE, bitmap, 8), -EINVAL);
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000, 64 * PAGE, PAGE, bitmap, sizeof(bitmap)),
+                     0);
     ck_assert_uint_eq(bitmap[0], (UINT64_C(1) << 3) | (UINT64_C(1) << 4) | (UINT64_C(1) << 20) |
                                      (UINT64_C(1) << 63));
     /* Reported bits are cleared. */
-    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000, 64 * PAGE, bitmap, sizeof(bitmap)), 0);
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000, 64 * PAGE, PAGE, bitmap, sizeof(bitmap)),
+                     0);
     ck_assert_uint_eq(bitmap[0], 0);
     /* A part of the mapping: bit 0 is the range's first page. */
     vfu_dma_mark_dirty(dma, 0x100000 + 33 * PAGE, 1);
-    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000 + 32 * PAGE, 4 * PAGE, bitmap, 8), 0);
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000 + 32 * PAGE, 4 * PAGE, PAGE, bitmap, 8),
+                     0);
     ck_assert_uint_eq(bitmap[0], 2);
 
     /* A map made while logging is logged too. */
     map_memfd(dma, 0x800000, PAGE);
     vfu_dma_mark_dirty(dma, 0x800000, PAGE);
-    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x800000, PAGE, bitmap, 8), 0);
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x800000, PAGE, PAGE, bitmap, 8), 0);
     ck_assert_uint_eq(bitmap[0], 1);
 
     vfu_dma_logging_stop(dma);
     ck_assert(!vfu_dma_logging(dma));
+    vfu_dma_free(dma);
+}
+END_TEST
+
+/* Two mappings with a hole between them, reported as one range, at the
+ * logging page size, twice it (bits ORed) and half it (bits repeated). */
+START_TEST(test_dirty_report_scaled)
+{
+    struct vfu_dma *dma;
+    uint64_t bitmap[4];
+
+    ck_assert_int_eq(vfu_dma_new(8, &dma), 0);
+    /* [1M, 1M+16 pages) and [1M+32 pages, 1M+48 pages): a 16-page hole. */
+    map_memfd(dma, 0x100000, 16 * PAGE);
+    map_memfd(dma, 0x100000 + 32 * PAGE, 16 * PAGE);
+    ck_assert_int_eq(vfu_dma_logging_start(dma, 2 * PAGE), 0);
+
+    vfu_dma_mark_dirty(dma, 0x100000 + 2 * PAGE, 1);  /* logging page 1 */
+    vfu_dma_mark_dirty(dma, 0x100000 + 15 * PAGE, 1); /* logging page 7 */
+    vfu_dma_mark_dirty(dma, 0x100000 + 20 * PAGE, 1); /* the hole: nothing */
+    vfu_dma_mark_dirty(dma, 0x100000 + 33 * PAGE, 1); /* logging page 16 */
+
+    /* At the logging page size (8 KiB): one bit per logging page. */
+    ck_assert_int_eq(
+        vfu_dma_logging_report(dma, 0x100000, 48 * PAGE, 2 * PAGE, bitmap, sizeof(bitmap)), 0);
+    /* 24 pages: one word, its bits past the range zero. */
+    ck_assert_uint_eq(bitmap[0], (1u << 1) | (1u << 7) | (1u << 16));
+    /* Cleared by the report. */
+    ck_assert_int_eq(
+        vfu_dma_logging_report(dma, 0x100000, 48 * PAGE, 2 * PAGE, bitmap, sizeof(bitmap)), 0);
+    ck_assert_uint_eq(bitmap[0], 0);
+
+    /* Twice the logging page (16 KiB): logging pages 1 and 7, 16 -> 0, 3, 8. */
+    vfu_dma_mark_dirty(dma, 0x100000 + 2 * PAGE, 1);
+    vfu_dma_mark_dirty(dma, 0x100000 + 15 * PAGE, 1);
+    vfu_dma_mark_dirty(dma, 0x100000 + 33 * PAGE, 1);
+    ck_assert_int_eq(
+        vfu_dma_logging_report(dma, 0x100000, 48 * PAGE, 4 * PAGE, bitmap, sizeof(bitmap)), 0);
+    ck_assert_uint_eq(bitmap[0], (1u << 0) | (1u << 3) | (1u << 8));
+
+    /* Half the logging page (4 KiB): each dirty logging page sets two bits. */
+    vfu_dma_mark_dirty(dma, 0x100000 + 2 * PAGE, 1);
+    vfu_dma_mark_dirty(dma, 0x100000 + 33 * PAGE, 1);
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000, 48 * PAGE, PAGE, bitmap, sizeof(bitmap)),
+                     0);
+    ck_assert_uint_eq(bitmap[0], (UINT64_C(3) << 2) | (UINT64_C(3) << 32));
+
+    /* A range that covers half a logging page reports it and keeps it:
+     * the other half is still to be reported. */
+    vfu_dma_mark_dirty(dma, 0x100000 + 4 * PAGE, 1); /* logging page 2 */
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000 + 5 * PAGE, PAGE, PAGE, bitmap, 8), 0);
+    ck_assert_uint_eq(bitmap[0], 1);
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000 + 4 * PAGE, 2 * PAGE, PAGE, bitmap, 8),
+                     0);
+    ck_assert_uint_eq(bitmap[0], 3);
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000 + 4 * PAGE, 2 * PAGE, PAGE, bitmap, 8),
+                     0);
+    ck_assert_uint_eq(bitmap[0], 0);
+
+    /* A range that starts in the hole and ends inside the second mapping. */
+    vfu_dma_mark_dirty(dma, 0x100000 + 34 * PAGE, 1);
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0x100000 + 20 * PAGE, 16 * PAGE, PAGE, bitmap, 8),
+                     0);
+    ck_assert_uint_eq(bitmap[0], UINT64_C(3) << 14);
+
+    vfu_dma_logging_stop(dma);
     vfu_dma_free(dma);
 }
 END_TEST
@@ -214,6 +285,7 @@ static Suite *dma_refs_suite(void)
     tcase_add_test(tc, test_unmap_while_held);
     tcase_add_test(tc, test_get_errors);
     tcase_add_test(tc, test_dirty_logging);
+    tcase_add_test(tc, test_dirty_report_scaled);
     tcase_add_test(tc, test_map_unmap_under_threads);
     suite_add_tcase(s, tc);
     return s;
