@@ -281,6 +281,129 @@ int vfu_decode_dma_read_reply(const struct vfu_msg *msg, uint64_t address, uint3
     return 0;
 }
 
+int vfu_decode_device_feature(const struct vfu_msg *msg, struct vfu_feature_req *out)
+{
+    const uint32_t ops = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET;
+    struct vfu_device_feature f;
+    int r = copy_fixed(msg, &f, sizeof(f));
+    if (r < 0)
+        return r;
+    if (f.argsz < sizeof(f))
+        return -EINVAL;
+    if (f.flags & ~(VFIO_DEVICE_FEATURE_MASK | ops | VFIO_DEVICE_FEATURE_PROBE))
+        return -EINVAL;
+    if (f.flags & VFIO_DEVICE_FEATURE_PROBE) {
+        /* Probing asks whether the named ops work; it may name both. */
+    } else if ((f.flags & ops) == ops || (f.flags & ops) == 0) {
+        return -EINVAL;
+    }
+    *out = (struct vfu_feature_req){
+        .argsz = f.argsz,
+        .flags = f.flags & ~VFIO_DEVICE_FEATURE_MASK,
+        .index = (uint16_t)(f.flags & VFIO_DEVICE_FEATURE_MASK),
+        .data = msg->payload + sizeof(f),
+        .data_len = msg->payload_len - sizeof(f),
+    };
+    return 0;
+}
+
+int vfu_decode_mig_state_set(const struct vfu_feature_req *req, struct vfu_feature_mig_state *out)
+{
+    if (req->data_len != sizeof(*out))
+        return -EINVAL;
+    memcpy(out, req->data, sizeof(*out));
+    return 0;
+}
+
+static bool power_of_two(uint64_t v)
+{
+    return v != 0 && (v & (v - 1)) == 0;
+}
+
+int vfu_decode_logging_start(const struct vfu_feature_req *req, struct vfu_logging_start_req *out)
+{
+    struct vfu_feature_dma_logging_control ctl;
+    uint64_t end;
+
+    if (req->data_len < sizeof(ctl))
+        return -EINVAL;
+    memcpy(&ctl, req->data, sizeof(ctl));
+    if (!power_of_two(ctl.page_size))
+        return -EINVAL;
+    /* Bounded by the data before it is multiplied. */
+    size_t room = (req->data_len - sizeof(ctl)) / sizeof(struct vfu_dma_logging_range);
+    if (ctl.num_ranges > room ||
+        req->data_len != sizeof(ctl) + ctl.num_ranges * sizeof(struct vfu_dma_logging_range))
+        return -EINVAL;
+    const uint8_t *p = req->data + sizeof(ctl);
+    for (uint32_t i = 0; i < ctl.num_ranges; i++) {
+        struct vfu_dma_logging_range range;
+        memcpy(&range, p + i * sizeof(range), sizeof(range));
+        if (range.length == 0 || __builtin_add_overflow(range.iova, range.length - 1, &end))
+            return -EINVAL;
+    }
+    *out = (struct vfu_logging_start_req){
+        .page_size = ctl.page_size,
+        .num_ranges = ctl.num_ranges,
+        .ranges = p,
+    };
+    return 0;
+}
+
+int vfu_decode_logging_report(const struct vfu_feature_req *req,
+                              struct vfu_feature_dma_logging_report *out)
+{
+    uint64_t last;
+
+    if (req->data_len < sizeof(*out))
+        return -EINVAL;
+    memcpy(out, req->data, sizeof(*out));
+    if (!power_of_two(out->page_size) || out->length == 0 || out->iova % out->page_size)
+        return -EINVAL;
+    if (__builtin_add_overflow(out->iova, out->length - 1, &last))
+        return -EINVAL;
+    return 0;
+}
+
+static int decode_mig_data(const struct vfu_msg *msg, uint32_t max_xfer,
+                           struct vfu_mig_data_req *out)
+{
+    struct vfu_mig_data d;
+    int r = copy_fixed(msg, &d, sizeof(d));
+    if (r < 0)
+        return r;
+    if (d.size > max_xfer)
+        return -E2BIG;
+    /* size <= max_xfer (a u32): the sum fits a u64. */
+    if (d.argsz < (uint64_t)sizeof(d) + d.size)
+        return -EINVAL;
+    *out = (struct vfu_mig_data_req){.argsz = d.argsz, .size = d.size};
+    return 0;
+}
+
+int vfu_decode_mig_data_read(const struct vfu_msg *msg, uint32_t max_xfer,
+                             struct vfu_mig_data_req *out)
+{
+    int r = decode_mig_data(msg, max_xfer, out);
+    if (r < 0)
+        return r;
+    if (out->size == 0 || msg->payload_len != sizeof(struct vfu_mig_data))
+        return -EINVAL;
+    return 0;
+}
+
+int vfu_decode_mig_data_write(const struct vfu_msg *msg, uint32_t max_xfer,
+                              struct vfu_mig_data_req *out)
+{
+    int r = decode_mig_data(msg, max_xfer, out);
+    if (r < 0)
+        return r;
+    if (msg->payload_len != sizeof(struct vfu_mig_data) + (size_t)out->size)
+        return -EINVAL;
+    out->data = msg->payload + sizeof(struct vfu_mig_data);
+    return 0;
+}
+
 static const char *const command_names[VFU_CMD_MAX] = {
     [VFU_CMD_VERSION] = "VERSION",
     [VFU_CMD_DMA_MAP] = "DMA_MAP",

@@ -100,5 +100,52 @@ int vfu_decode_write_multi(const struct vfu_msg *msg, struct vfu_write_multi_req
 int vfu_decode_dma_read_reply(const struct vfu_msg *msg, uint64_t address, uint32_t count,
                               const uint8_t **data);
 
+/*
+ * DEVICE_FEATURE: the 8-byte header (argsz at least that), flags holding
+ * only a feature index and GET / SET / PROBE; GET and SET together only
+ * with PROBE, and without PROBE one of them. data is what follows the
+ * header (the feature's request data; a GET may carry room for its reply,
+ * as QEMU sends the whole argsz buffer). The index is the caller's to know.
+ */
+struct vfu_feature_req {
+    uint32_t argsz;
+    uint32_t flags; /* GET / SET / PROBE bits only */
+    uint16_t index;
+    const uint8_t *data;
+    size_t data_len;
+};
+int vfu_decode_device_feature(const struct vfu_msg *msg, struct vfu_feature_req *out);
+/* MIG_DEVICE_STATE SET: exactly one struct vfu_feature_mig_state. The state's
+ * value is the state machine's to judge. */
+int vfu_decode_mig_state_set(const struct vfu_feature_req *req, struct vfu_feature_mig_state *out);
+/* DMA_LOGGING_START: page_size a power of two, then exactly num_ranges
+ * ranges (bounded by the data before it is used), each non-empty and not
+ * wrapping. ranges points into the message (unaligned: copy each). */
+struct vfu_logging_start_req {
+    uint64_t page_size;
+    uint32_t num_ranges;
+    const uint8_t *ranges;
+};
+int vfu_decode_logging_start(const struct vfu_feature_req *req, struct vfu_logging_start_req *out);
+/* DMA_LOGGING_REPORT GET: iova, length, page_size (at least 24 bytes; the
+ * rest is room for the bitmap); page_size a power of two, iova a multiple of
+ * it, length non-zero and the range not wrapping. */
+int vfu_decode_logging_report(const struct vfu_feature_req *req,
+                              struct vfu_feature_dma_logging_report *out);
+
+/* MIG_DATA_READ: payload exactly 8 bytes, size in 1..max_xfer (-E2BIG above),
+ * argsz room for the reply (8 + size). MIG_DATA_WRITE: size in 0..max_xfer,
+ * payload exactly 8 + size, argsz at least that (as libvfio-user checks);
+ * data points at the bytes. */
+struct vfu_mig_data_req {
+    uint32_t argsz;
+    uint32_t size;
+    const uint8_t *data; /* writes only */
+};
+int vfu_decode_mig_data_read(const struct vfu_msg *msg, uint32_t max_xfer,
+                             struct vfu_mig_data_req *out);
+int vfu_decode_mig_data_write(const struct vfu_msg *msg, uint32_t max_xfer,
+                              struct vfu_mig_data_req *out);
+
 /* Human-readable command name for logs ("DMA_MAP"), "UNKNOWN" otherwise. */
 const char *vfu_command_name(uint16_t command);

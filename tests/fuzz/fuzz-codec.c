@@ -91,6 +91,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             touch(one.data, one.count);
         }
 
+    struct vfu_feature_req feature;
+    if (vfu_decode_device_feature(&msg, &feature) == 0) {
+        touch(feature.data, feature.data_len);
+        struct vfu_feature_mig_state st;
+        (void)vfu_decode_mig_state_set(&feature, &st);
+        struct vfu_logging_start_req start;
+        if (vfu_decode_logging_start(&feature, &start) == 0)
+            touch(start.ranges, start.num_ranges * sizeof(struct vfu_dma_logging_range));
+        struct vfu_feature_dma_logging_report report;
+        (void)vfu_decode_logging_report(&feature, &report);
+    }
+    struct vfu_mig_data_req mig;
+    (void)vfu_decode_mig_data_read(&msg, max_xfer, &mig);
+    if (vfu_decode_mig_data_write(&msg, max_xfer, &mig) == 0)
+        touch(mig.data, mig.size);
+
     /* The reply decoder checks against what we asked: take that from the
      * payload's own first bytes so matches happen. */
     if (len >= 12) {

@@ -18,6 +18,192 @@ static struct vfu_msg msg_of(uint16_t cmd, const void *payload, size_t len, int 
     };
 }
 
+/* A DEVICE_FEATURE payload: the header, then data. */
+static size_t feature_of(uint8_t *buf, uint32_t argsz, uint32_t flags, const void *data, size_t len)
+{
+    struct vfu_device_feature f = {.argsz = argsz, .flags = flags};
+    memcpy(buf, &f, sizeof(f));
+    if (len)
+        memcpy(buf + sizeof(f), data, len);
+    return sizeof(f) + len;
+}
+
+START_TEST(test_device_feature)
+{
+    const uint32_t GET = VFIO_DEVICE_FEATURE_GET, SET = VFIO_DEVICE_FEATURE_SET,
+                   PROBE = VFIO_DEVICE_FEATURE_PROBE;
+    struct vfu_feature_req req;
+    uint8_t buf[128];
+
+    static const uint8_t room[8];
+    size_t n = feature_of(buf, 16, GET | VFU_FEATURE_MIGRATION, room, sizeof(room));
+    struct vfu_msg m = msg_of(VFU_CMD_DEVICE_FEATURE, buf, n, NULL, 0);
+    ck_assert_int_eq(vfu_decode_device_feature(&m, &req), 0);
+    ck_assert_uint_eq(req.index, VFU_FEATURE_MIGRATION);
+    ck_assert_uint_eq(req.flags, GET);
+    ck_assert_uint_eq(req.argsz, 16);
+    ck_assert_uint_eq(req.data_len, 8);
+    ck_assert_ptr_eq(req.data, buf + 8);
+
+    /* Too short, argsz below the header, unknown flag bits. */
+    m.payload_len = 7;
+    ck_assert_int_eq(vfu_decode_device_feature(&m, &req), -EINVAL);
+    feature_of(buf, 7, GET | 1, NULL, 0);
+    m = msg_of(VFU_CMD_DEVICE_FEATURE, buf, 8, NULL, 0);
+    ck_assert_int_eq(vfu_decode_device_feature(&m, &req), -EINVAL);
+    feature_of(buf, 8, GET | 1 | (1u << 19), NULL, 0);
+    ck_assert_int_eq(vfu_decode_device_feature(&m, &req), -EINVAL);
+    /* GET and SET only together with PROBE; one of them without it. */
+    feature_of(buf, 8, GET | SET | 2, NULL, 0);
+    ck_assert_int_eq(vfu_decode_device_feature(&m, &req), -EINVAL);
+    feature_of(buf, 8, 2, NULL, 0);
+    ck_assert_int_eq(vfu_decode_device_feature(&m, &req), -EINVAL);
+    feature_of(buf, 8, GET | SET | PROBE | 2, NULL, 0);
+    ck_assert_int_eq(vfu_decode_device_feature(&m, &req), 0);
+    ck_assert_uint_eq(req.flags, GET | SET | PROBE);
+    feature_of(buf, 8, PROBE | 2, NULL, 0);
+    ck_assert_int_eq(vfu_decode_device_feature(&m, &req), 0);
+}
+END_TEST
+
+START_TEST(test_feature_data)
+{
+    const uint32_t SET = VFIO_DEVICE_FEATURE_SET, GET = VFIO_DEVICE_FEATURE_GET;
+    struct vfu_feature_req req;
+    uint8_t buf[256];
+
+    /* MIG_DEVICE_STATE SET: exactly 8 bytes of data. */
+    struct vfu_feature_mig_state st = {.device_state = VFU_MIG_STOP};
+    size_t n = feature_of(buf, 16, SET | 2, &st, sizeof(st));
+    struct vfu_msg m = msg_of(VFU_CMD_DEVICE_FEATURE, buf, n, NULL, 0);
+    ck_assert_int_eq(vfu_decode_device_feature(&m, &req), 0);
+    struct vfu_feature_mig_state got;
+    ck_assert_int_eq(vfu_decode_mig_state_set(&req, &got), 0);
+    ck_assert_uint_eq(got.device_state, VFU_MIG_STOP);
+    req.data_len = 7;
+    ck_assert_int_eq(vfu_decode_mig_state_set(&req, &got), -EINVAL);
+    req.data_len = 9;
+    ck_assert_int_eq(vfu_decode_mig_state_set(&req, &got), -EINVAL);
+
+    /* LOGGING_START: ranges bounded by the data, each non-empty, no wrap. */
+    struct {
+        struct vfu_feature_dma_logging_control ctl;
+        struct vfu_dma_logging_range r[2];
+    } start = {.ctl = {.page_size = 4096, .num_ranges = 2},
+               .r = {{.iova = 0, .length = 4096}, {.iova = 1u << 20, .length = 8192}}};
+    n = feature_of(buf, 8 + sizeof(start), SET | 6, &start, sizeof(start));
+    m = msg_of(VFU_CMD_DEVICE_FEATURE, buf, n, NULL, 0);
+    ck_assert_int_eq(vfu_decode_device_feature(&m, &req), 0);
+    struct vfu_logging_start_req sr;
+    ck_assert_int_eq(vfu_decode_logging_start(&req, &sr), 0);
+    ck_assert_uint_eq(sr.num_ranges, 2);
+    ck_assert_uint_eq(sr.page_size, 4096);
+    ck_assert_ptr_eq(sr.ranges, buf + 8 + 16);
+    start.ctl.num_ranges = 3; /* more than the message holds */
+    feature_of(buf, 8 + sizeof(start), SET | 6, &start, sizeof(start));
+    ck_assert_int_eq(vfu_decode_logging_start(&req, &sr), -EINVAL);
+    start.ctl.num_ranges = UINT32_MAX;
+    feature_of(buf, 8 + sizeof(start), SET | 6, &start, sizeof(start));
+    ck_assert_int_eq(vfu_decode_logging_start(&req, &sr), -EINVAL);
+    start.ctl.num_ranges = 1; /* fewer: trailing bytes */
+    feature_of(buf, 8 + sizeof(start), SET | 6, &start, sizeof(start));
+    ck_assert_int_eq(vfu_decode_logging_start(&req, &sr), -EINVAL);
+    start.ctl.num_ranges = 2;
+    start.ctl.page_size = 3000;
+    feature_of(buf, 8 + sizeof(start), SET | 6, &start, sizeof(start));
+    ck_assert_int_eq(vfu_decode_logging_start(&req, &sr), -EINVAL);
+    start.ctl.page_size = 4096;
+    start.r[1].length = 0;
+    feature_of(buf, 8 + sizeof(start), SET | 6, &start, sizeof(start));
+    ck_assert_int_eq(vfu_decode_logging_start(&req, &sr), -EINVAL);
+    start.r[1] = (struct vfu_dma_logging_range){.iova = UINT64_MAX, .length = 2};
+    feature_of(buf, 8 + sizeof(start), SET | 6, &start, sizeof(start));
+    ck_assert_int_eq(vfu_decode_logging_start(&req, &sr), -EINVAL);
+    /* No ranges: log everything. */
+    start.ctl.num_ranges = 0;
+    n = feature_of(buf, 24, SET | 6, &start.ctl, sizeof(start.ctl));
+    m = msg_of(VFU_CMD_DEVICE_FEATURE, buf, n, NULL, 0);
+    ck_assert_int_eq(vfu_decode_device_feature(&m, &req), 0);
+    ck_assert_int_eq(vfu_decode_logging_start(&req, &sr), 0);
+    ck_assert_uint_eq(sr.num_ranges, 0);
+
+    /* LOGGING_REPORT GET: room for the bitmap may follow. */
+    struct vfu_feature_dma_logging_report rep = {.iova = 8192, .length = 4096, .page_size = 4096};
+    n = feature_of(buf, 128, GET | 8, &rep, sizeof(rep));
+    m = msg_of(VFU_CMD_DEVICE_FEATURE, buf, n + 8, NULL, 0);
+    ck_assert_int_eq(vfu_decode_device_feature(&m, &req), 0);
+    struct vfu_feature_dma_logging_report rr;
+    ck_assert_int_eq(vfu_decode_logging_report(&req, &rr), 0);
+    ck_assert_uint_eq(rr.iova, 8192);
+    req.data_len = 23;
+    ck_assert_int_eq(vfu_decode_logging_report(&req, &rr), -EINVAL);
+    struct vfu_feature_dma_logging_report bad[] = {
+        {.iova = 4096, .length = 4096, .page_size = 8192}, /* iova not a multiple */
+        {.iova = 0, .length = 0, .page_size = 4096},
+        {.iova = 0, .length = 4096, .page_size = 0},
+        {.iova = 0, .length = 4096, .page_size = 6144},
+        {.iova = UINT64_MAX - 4095, .length = 8192, .page_size = 4096},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        n = feature_of(buf, 128, GET | 8, &bad[i], sizeof(bad[i]));
+        m = msg_of(VFU_CMD_DEVICE_FEATURE, buf, n, NULL, 0);
+        ck_assert_int_eq(vfu_decode_device_feature(&m, &req), 0);
+        ck_assert_int_eq(vfu_decode_logging_report(&req, &rr), -EINVAL);
+    }
+}
+END_TEST
+
+START_TEST(test_mig_data)
+{
+    struct vfu_mig_data_req req;
+    uint8_t buf[64] = {0};
+    struct vfu_mig_data d = {.argsz = 8 + 16, .size = 16};
+
+    memcpy(buf, &d, sizeof(d));
+    struct vfu_msg m = msg_of(VFU_CMD_MIG_DATA_READ, buf, 8, NULL, 0);
+    ck_assert_int_eq(vfu_decode_mig_data_read(&m, 1024, &req), 0);
+    ck_assert_uint_eq(req.size, 16);
+    ck_assert_int_eq(vfu_decode_mig_data_read(&m, 15, &req), -E2BIG);
+    m.payload_len = 9; /* a read carries no data */
+    ck_assert_int_eq(vfu_decode_mig_data_read(&m, 1024, &req), -EINVAL);
+    m.payload_len = 7;
+    ck_assert_int_eq(vfu_decode_mig_data_read(&m, 1024, &req), -EINVAL);
+    d.argsz = 8 + 15; /* no room for the reply */
+    memcpy(buf, &d, sizeof(d));
+    m.payload_len = 8;
+    ck_assert_int_eq(vfu_decode_mig_data_read(&m, 1024, &req), -EINVAL);
+    d = (struct vfu_mig_data){.argsz = 8, .size = 0};
+    memcpy(buf, &d, sizeof(d));
+    ck_assert_int_eq(vfu_decode_mig_data_read(&m, 1024, &req), -EINVAL);
+    d = (struct vfu_mig_data){.argsz = UINT32_MAX, .size = UINT32_MAX};
+    memcpy(buf, &d, sizeof(d));
+    ck_assert_int_eq(vfu_decode_mig_data_read(&m, 1024, &req), -E2BIG);
+
+    /* Writes: the data is exactly size bytes. */
+    d = (struct vfu_mig_data){.argsz = 8 + 4, .size = 4};
+    memcpy(buf, &d, sizeof(d));
+    memcpy(buf + 8, "abcd", 4);
+    m = msg_of(VFU_CMD_MIG_DATA_WRITE, buf, 12, NULL, 0);
+    ck_assert_int_eq(vfu_decode_mig_data_write(&m, 1024, &req), 0);
+    ck_assert_uint_eq(req.size, 4);
+    ck_assert_ptr_eq(req.data, buf + 8);
+    m.payload_len = 11;
+    ck_assert_int_eq(vfu_decode_mig_data_write(&m, 1024, &req), -EINVAL);
+    m.payload_len = 13;
+    ck_assert_int_eq(vfu_decode_mig_data_write(&m, 1024, &req), -EINVAL);
+    m.payload_len = 12;
+    ck_assert_int_eq(vfu_decode_mig_data_write(&m, 3, &req), -E2BIG);
+    d.argsz = 11;
+    memcpy(buf, &d, sizeof(d));
+    ck_assert_int_eq(vfu_decode_mig_data_write(&m, 1024, &req), -EINVAL);
+    /* An empty write is well formed. */
+    d = (struct vfu_mig_data){.argsz = 8, .size = 0};
+    memcpy(buf, &d, sizeof(d));
+    m.payload_len = 8;
+    ck_assert_int_eq(vfu_decode_mig_data_write(&m, 1024, &req), 0);
+}
+END_TEST
+
 START_TEST(test_header)
 {
     struct vfu_header h = {.msg_id = 1, .command = VFU_CMD_VERSION, .msg_size = 16};
@@ -469,6 +655,9 @@ static Suite *codec_suite(void)
     tcase_add_test(tc, test_write_multi);
     tcase_add_test(tc, test_dma_read_reply);
     tcase_add_test(tc, test_command_name);
+    tcase_add_test(tc, test_device_feature);
+    tcase_add_test(tc, test_feature_data);
+    tcase_add_test(tc, test_mig_data);
     suite_add_tcase(s, tc);
     return s;
 }
