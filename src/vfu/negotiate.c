@@ -23,6 +23,8 @@ struct client_caps {
     uint64_t pgsizes;
     uint64_t max_dma_maps; /* UINT64_MAX: not stated */
     bool write_multiple;
+    bool migration;
+    uint64_t mig_max_bitmap; /* UINT64_MAX: not stated */
 };
 
 static uint32_t clamp_u32(uint64_t v)
@@ -39,6 +41,32 @@ static int get_unsigned(json_object *obj, uint64_t *out)
     if (json_object_get_int64(obj) < 0)
         return -EINVAL;
     *out = json_object_get_uint64(obj);
+    return 0;
+}
+
+/* "migration":{"pgsize":..,"max_bitmap_size":..}, both optional. Its
+ * pgsize is checked but not used: we log at 4 KiB, and DMA_LOGGING_REPORT
+ * names its own page size. */
+static int parse_migration(json_object *mig, struct client_caps *c, const char **error)
+{
+    json_object *v;
+    uint64_t pgsize;
+
+    if (!json_object_is_type(mig, json_type_object)) {
+        *error = "migration is not an object";
+        return -EINVAL;
+    }
+    if (json_object_object_get_ex(mig, "pgsize", &v) &&
+        (get_unsigned(v, &pgsize) < 0 || pgsize == 0)) {
+        *error = "migration.pgsize is not a positive integer";
+        return -EINVAL;
+    }
+    if (json_object_object_get_ex(mig, "max_bitmap_size", &v) &&
+        (get_unsigned(v, &c->mig_max_bitmap) < 0 || c->mig_max_bitmap == 0)) {
+        *error = "migration.max_bitmap_size is not a positive integer";
+        return -EINVAL;
+    }
+    c->migration = true;
     return 0;
 }
 
@@ -71,11 +99,10 @@ static int parse_caps(json_object *caps, struct client_caps *c, const char **err
         *error = "max_dma_maps is not a non-negative integer";
         return -EINVAL;
     }
-    /* Migration is not offered yet: its contents are ignored, its shape is not. */
-    if (json_object_object_get_ex(caps, "migration", &v) &&
-        !json_object_is_type(v, json_type_object)) {
-        *error = "migration is not an object";
-        return -EINVAL;
+    if (json_object_object_get_ex(caps, "migration", &v)) {
+        int r = parse_migration(v, c, error);
+        if (r < 0)
+            return r;
     }
     if (json_object_object_get_ex(caps, "write_multiple", &v)) {
         if (!json_object_is_type(v, json_type_boolean)) {
@@ -135,7 +162,7 @@ static int add_member(json_object *obj, const char *key, json_object *val)
 }
 
 /* A subset of what the client proposed: the negotiated pgsizes and map limit,
- * write_multiple only when the client offered it, never migration or
+ * write_multiple and migration only when the client offered them, never
  * twin_socket (not implemented). max_msg_fds and max_data_xfer_size are what
  * we accept. QEMU takes a reply no longer than its own VERSION message, which
  * a subset keeps. */
@@ -156,6 +183,15 @@ static int build_reply(const struct vfu_server_caps *server, const struct vfu_se
         add_member(caps, "pgsizes", json_object_new_uint64(session->pgsizes)) < 0 ||
         add_member(caps, "max_dma_maps", json_object_new_int64(session->max_dma_maps)) < 0)
         return -ENOMEM;
+    if (session->migration) {
+        /* QEMU refuses the device unless pgsize is a multiple of 4096 and
+         * max_bitmap_size at most 256 MiB. */
+        json_object *mig = json_object_new_object();
+        if (add_member(caps, "migration", mig) < 0 ||
+            add_member(mig, "pgsize", json_object_new_int64(VFU_MIGRATION_PGSIZE)) < 0 ||
+            add_member(mig, "max_bitmap_size", json_object_new_int64(session->mig_max_bitmap)) < 0)
+            return -ENOMEM;
+    }
     if (session->write_multiple &&
         add_member(caps, "write_multiple", json_object_new_boolean(1)) < 0)
         return -ENOMEM;
@@ -176,6 +212,7 @@ int vfu_negotiate(const struct vfu_version_req *req, const struct vfu_server_cap
         .max_data_xfer_size = VFU_DEFAULT_MAX_DATA_XFER,
         .pgsizes = VFU_DEFAULT_PGSIZES,
         .max_dma_maps = UINT64_MAX,
+        .mig_max_bitmap = UINT64_MAX,
     };
     int r;
 
@@ -207,7 +244,11 @@ int vfu_negotiate(const struct vfu_version_req *req, const struct vfu_server_cap
         .pgsizes = c.pgsizes & server->pgsizes,
         .write_multiple = c.write_multiple,
         .client_sent_json = req->json != NULL,
+        .migration = server->migration && c.migration,
     };
+    if (s.migration)
+        s.mig_max_bitmap = c.mig_max_bitmap < VFU_MIGRATION_MAX_BITMAP ? (uint32_t)c.mig_max_bitmap
+                                                                       : VFU_MIGRATION_MAX_BITMAP;
     if (s.pgsizes == 0) {
         *error = "pgsizes shares no page size with the server";
         return -EINVAL;

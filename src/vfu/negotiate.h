@@ -21,6 +21,7 @@ struct vfu_server_caps {
     uint32_t max_data_xfer_size;
     uint32_t max_dma_maps;
     uint64_t pgsizes;
+    bool migration; /* the device can migrate: "migration" may be offered */
 };
 
 /* What was agreed for this connection. */
@@ -33,6 +34,8 @@ struct vfu_session_caps {
     uint64_t pgsizes;
     bool write_multiple;
     bool client_sent_json;
+    bool migration;          /* both offered "migration" */
+    uint32_t mig_max_bitmap; /* its max_bitmap_size; 0 when not agreed */
 };
 
 /*

@@ -71,7 +71,9 @@ static int handle_version(struct vfu_server *s, struct vfu_msg *msg)
     r = vfu_decode_version(msg, &req);
     if (r < 0)
         return r;
-    r = vfu_negotiate(&req, &server_caps, &s->caps, &json, &why);
+    struct vfu_server_caps offer = server_caps;
+    offer.migration = s->layout.migration_flags != 0;
+    r = vfu_negotiate(&req, &offer, &s->caps, &json, &why);
     if (r < 0)
         return log_debug_errno(r, "Refusing client's VERSION: %s", why ? why : "invalid");
     vfu_dma_set_max_maps(s->dma, s->caps.max_dma_maps);
@@ -311,12 +313,17 @@ static int dispatch_command(struct vfu_server *s, struct vfu_msg *msg)
         return vfu_handle_write_multi(s, msg);
     case VFU_CMD_DEVICE_RESET:
         return handle_reset(s, msg);
+    case VFU_CMD_DEVICE_FEATURE:
+        return vfu_handle_device_feature(s, msg);
+    case VFU_CMD_MIG_DATA_READ:
+        return vfu_handle_mig_data_read(s, msg);
+    case VFU_CMD_MIG_DATA_WRITE:
+        return vfu_handle_mig_data_write(s, msg);
     case VFU_CMD_DMA_READ:
     case VFU_CMD_DMA_WRITE:
         return -EINVAL; /* server -> client only */
     default:
-        /* DIRTY_PAGES (withdrawn), DEVICE_FEATURE and MIG_DATA_* (migration
-         * is not offered yet), and anything unknown. */
+        /* DIRTY_PAGES (migration v1, withdrawn) and anything unknown. */
         return -ENOTSUP;
     }
 }
@@ -346,7 +353,10 @@ static void teardown_client(struct vfu_server *s)
     (void)vfu_dma_unmap_all(s->dma, notify_unmap, s);
     s->unmap_floor = vfu_dma_unmap_seq(s->dma);
     drop_unmaps(s);
+    /* Logging was this client's; the next one starts its own. */
+    vfu_dma_logging_stop(s->dma);
     s->reset_pending = false; /* the device still finishes it; nobody to tell */
+    vfu_mig_client_gone(s);
     /* After the table is gone, so a callback that retries fails at once. */
     vfu_remote_cancel_all(s);
     s->intx_unmask_source = sd_event_source_disable_unref(s->intx_unmask_source);
@@ -417,6 +427,13 @@ void vfu_server_disconnect(struct vfu_server *s)
         teardown_client(s);
 }
 
+void vfu_server_hold(struct vfu_server *s, bool held)
+{
+    /* Unread, a connection waits in the listen backlog: the client's
+     * connect() succeeds and its VERSION waits for the release. */
+    (void)sd_event_source_set_enabled(s->listen_source, held ? SD_EVENT_OFF : SD_EVENT_ON);
+}
+
 int vfu_server_irq_trigger(struct vfu_server *s, uint32_t index, uint32_t sub)
 {
     return vfu_irqs_trigger(s->irqs, index, sub);
@@ -444,6 +461,7 @@ int vfu_server_new(sd_event *event, int listen_fd, const struct vfu_device_layou
     s->ops = ops;
     s->opaque = opaque;
     s->dma = dma;
+    s->mig_state = VFU_MIG_RUNNING;
     r = vfu_irqs_new(layout->irq_counts, &s->irqs);
     if (r < 0)
         return r;
@@ -460,6 +478,7 @@ void vfu_server_free(struct vfu_server *s)
     if (!s)
         return;
     vfu_server_disconnect(s);
+    vfu_mig_server_gone(s);
     sd_event_source_disable_unref(s->listen_source);
     safe_close(s->listen_fd);
     vfu_irqs_free(s->irqs);

@@ -93,7 +93,10 @@ struct vfu_device_ops {
     /* In RESUMING: more of the stream. 0 or -errno (the stream is bad). */
     int (*mig_write)(void *opaque, const void *buf, size_t len);
     /* The client left (or the server goes) in mid session: drop any data
-     * session at once, keep the device as it is (running or stopped). */
+     * session at once, keep the device as it is (running or stopped). The
+     * server then counts PRE_COPY as RUNNING, STOP_COPY as STOP and
+     * RESUMING as ERROR. Also called when the server is freed while an arc
+     * is deferred: that arc will never be answered. */
     void (*mig_abort)(void *opaque);
 };
 
@@ -117,17 +120,23 @@ void vfu_server_dma_released(struct vfu_server *server);
 void vfu_server_reset_done(struct vfu_server *server, int status);
 
 #define VFU_MIG_LATER 1
-/* The arc that ops->mig_arc deferred is done: walk on, or reply. */
+/* The arc that ops->mig_arc deferred is done (status 0 or -errno: ERROR):
+ * walk on, or reply to the SET. When its client has gone meanwhile, the
+ * state is recorded and a data session the arc opened is aborted. Ignored
+ * when no arc is deferred (a reset dropped it). */
 void vfu_server_mig_done(struct vfu_server *server, int status);
 /* The device was reset (the client's DEVICE_RESET or the operator's): its
- * migration state machine is back at RUNNING. */
+ * migration state machine is back at RUNNING, also from ERROR (the only
+ * way out). A SET that waited for a deferred arc is answered -ECANCELED
+ * and the arc is forgotten; the device must not answer it afterwards. */
 void vfu_server_mig_reset(struct vfu_server *server);
 /* The state the client's machine is in (enum vfio_device_mig_state). */
 uint32_t vfu_server_mig_state(const struct vfu_server *server);
 
 /* Hold (true) or release the listening socket: while held a client that
  * connects waits in the backlog, its VERSION unread (an incoming device
- * not yet loaded). */
+ * not yet loaded). Works from vfu_server_new() on; a client already
+ * connected is not affected. */
 void vfu_server_hold(struct vfu_server *server, bool held);
 
 /* Credentials of the connected client (-ENOTCONN when none). */

@@ -221,10 +221,98 @@ START_TEST(test_wrong_types)
         "{\"capabilities\":{\"pgsizes\":8192}}", /* nothing in common with 4096 */
         "{\"capabilities\":{\"max_dma_maps\":\"many\"}}",
         "{\"capabilities\":{\"migration\":true}}",
+        "{\"capabilities\":{\"migration\":{\"pgsize\":0}}}",
+        "{\"capabilities\":{\"migration\":{\"pgsize\":\"4k\"}}}",
+        "{\"capabilities\":{\"migration\":{\"max_bitmap_size\":-1}}}",
+        "{\"capabilities\":{\"migration\":{\"max_bitmap_size\":0}}}",
         "{\"capabilities\":{\"write_multiple\":1}}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         ck_assert_msg(negotiate_fail(bad[i]) == -EINVAL, "accepted %s", bad[i]);
+}
+END_TEST
+
+/* QEMU 10.2's VERSION, byte for byte what it proposes for migration. */
+static const char qemu102_json[] =
+    "{\"capabilities\":{\"max_msg_fds\":16,\"max_data_xfer_size\":1048576,"
+    "\"pgsizes\":4096,\"max_dma_maps\":65535,"
+    "\"migration\":{\"pgsize\":4096,\"max_bitmap_size\":268435456},"
+    "\"write_multiple\":true}}";
+
+/* The reply's "migration" object, or NULL; *root for the caller to put. */
+static json_object *reply_migration(const char *reply, json_object **root)
+{
+    json_object *mig;
+    if (!json_object_object_get_ex(reply_caps(reply, root), "migration", &mig))
+        return NULL;
+    ck_assert(json_object_is_type(mig, json_type_object));
+    return mig;
+}
+
+START_TEST(test_migration)
+{
+    struct vfu_server_caps mig_server = server;
+    struct vfu_session_caps s;
+    char *reply = NULL;
+    const char *error = NULL;
+    json_object *root, *mig;
+
+    mig_server.migration = true;
+    /* What QEMU 10.2 proposes and accepts: pgsize a multiple of 4096,
+     * max_bitmap_size at most 256 MiB. */
+    struct vfu_version_req req = req_json(0, 0, qemu102_json);
+    ck_assert_int_eq(vfu_negotiate(&req, &mig_server, &s, &reply, &error), 0);
+    ck_assert(s.migration);
+    ck_assert_uint_eq(s.mig_max_bitmap, 268435456);
+    mig = reply_migration(reply, &root);
+    ck_assert_ptr_nonnull(mig);
+    ck_assert_int_eq(cap_int(mig, "pgsize"), 4096);
+    ck_assert_int_eq(cap_int(mig, "max_bitmap_size"), 268435456);
+    json_object_put(root);
+    /* QEMU reads the reply into the buffer its own VERSION used. */
+    ck_assert_uint_le(strlen(reply), strlen(qemu102_json));
+    free(reply);
+
+    /* A smaller bitmap limit from the client is what we keep to. */
+    req = req_json(0, 0, qemu_json);
+    ck_assert_int_eq(vfu_negotiate(&req, &mig_server, &s, &reply, &error), 0);
+    ck_assert_uint_eq(s.mig_max_bitmap, 1048576);
+    mig = reply_migration(reply, &root);
+    ck_assert_ptr_nonnull(mig);
+    ck_assert_int_eq(cap_int(mig, "max_bitmap_size"), 1048576);
+    json_object_put(root);
+    free(reply);
+
+    /* A larger one is cut to ours; an empty object takes our defaults. */
+    req = req_json(0, 0, "{\"capabilities\":{\"migration\":{\"max_bitmap_size\":1099511627776}}}");
+    ck_assert_int_eq(vfu_negotiate(&req, &mig_server, &s, &reply, &error), 0);
+    ck_assert_uint_eq(s.mig_max_bitmap, VFU_MIGRATION_MAX_BITMAP);
+    free(reply);
+    req = req_json(0, 0, "{\"capabilities\":{\"migration\":{}}}");
+    ck_assert_int_eq(vfu_negotiate(&req, &mig_server, &s, &reply, &error), 0);
+    ck_assert(s.migration);
+    ck_assert_uint_eq(s.mig_max_bitmap, VFU_MIGRATION_MAX_BITMAP);
+    free(reply);
+
+    /* The subset rule: not offered unless the client proposed it ... */
+    req = req_json(0, 0, "{\"capabilities\":{\"max_msg_fds\":4}}");
+    ck_assert_int_eq(vfu_negotiate(&req, &mig_server, &s, &reply, &error), 0);
+    ck_assert(!s.migration);
+    ck_assert_ptr_null(reply_migration(reply, &root));
+    json_object_put(root);
+    free(reply);
+    /* ... nor to SPDK, which sends no JSON at all and still gets in ... */
+    req = req_json(0, 0, NULL);
+    ck_assert_int_eq(vfu_negotiate(&req, &mig_server, &s, &reply, &error), 0);
+    ck_assert(!s.migration);
+    ck_assert_ptr_null(strstr(reply, "migration"));
+    free(reply);
+    /* ... nor by a device that cannot migrate. */
+    req = req_json(0, 0, qemu102_json);
+    ck_assert_int_eq(vfu_negotiate(&req, &server, &s, &reply, &error), 0);
+    ck_assert(!s.migration);
+    ck_assert_ptr_null(strstr(reply, "migration"));
+    free(reply);
 }
 END_TEST
 
@@ -253,6 +341,7 @@ static Suite *negotiate_suite(void)
     tcase_add_test(tc, test_bad_json);
     tcase_add_test(tc, test_wrong_types);
     tcase_add_test(tc, test_major);
+    tcase_add_test(tc, test_migration);
     suite_add_tcase(s, tc);
     return s;
 }
