@@ -14,7 +14,7 @@
 
 const char vfu_client_qemu_caps_json[] =
     "{\"capabilities\":{\"max_msg_fds\":16,\"max_data_xfer_size\":1048576,\"pgsizes\":4096,"
-    "\"max_dma_maps\":65535,\"migration\":{\"pgsize\":4096,\"max_bitmap_size\":1048576},"
+    "\"max_dma_maps\":65535,\"migration\":{\"pgsize\":4096,\"max_bitmap_size\":268435456},"
     "\"write_multiple\":true}}";
 
 DEFINE_FREEP(json_object, json_object_put)

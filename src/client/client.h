@@ -33,7 +33,8 @@ int vfu_client_fd(const struct vfu_client *c);
  * server's JSON, and the client adopts the server's max_data_xfer_size.
  */
 int vfu_client_negotiate(struct vfu_client *c, const char *json, char **server_json);
-/* The JSON QEMU 10.1 sends, for tests that want to look like QEMU. */
+/* The JSON QEMU 10.1 and 10.2 send, for tests that want to look like QEMU
+ * (it proposes "migration", so a device that can migrate offers it). */
 extern const char vfu_client_qemu_caps_json[];
 
 int vfu_client_device_info(struct vfu_client *c, struct vfu_device_info *info);
@@ -101,6 +102,34 @@ int vfu_client_send_cmd(struct vfu_client *c, uint16_t command, uint32_t flags, 
 int vfu_client_call(struct vfu_client *c, uint16_t command, const void *payload, size_t len,
                     const int *fds, size_t nr_fds, void **rbuf, size_t *rlen, int *rfds,
                     size_t max_rfds, size_t *nr_rfds);
+
+/*
+ * Migration v2 (DEVICE_FEATURE, MIG_DATA_*). vfu_client_device_feature is
+ * the raw command: flags = feature index | GET / SET / PROBE, data (len
+ * bytes) after the header, argsz 0 for 8 + max(len, out_len); the reply's
+ * data (what follows its header, as its argsz says) goes to out (up to
+ * out_len), its length to *got (may be NULL).
+ */
+int vfu_client_device_feature(struct vfu_client *c, uint32_t flags, uint32_t argsz,
+                              const void *data, size_t len, void *out, size_t out_len, size_t *got);
+/* VFU_MIGRATION_* of the device (-ENOTSUP: it cannot migrate). */
+int vfu_client_migration_flags(struct vfu_client *c, uint64_t *flags);
+int vfu_client_mig_get_state(struct vfu_client *c, uint32_t *state);
+/* SET the state; *new_state (may be NULL) is what the reply says. */
+int vfu_client_mig_set_state(struct vfu_client *c, uint32_t state, uint32_t *new_state);
+/* MIG_DATA_READ of up to len bytes; *n < len: the phase has no more. */
+int vfu_client_mig_read(struct vfu_client *c, void *buf, size_t len, size_t *n);
+int vfu_client_mig_write(struct vfu_client *c, const void *buf, size_t len);
+/* DMA_LOGGING_START over n ranges (0: everything); *chosen (may be NULL)
+ * gets the page size the server picked. */
+int vfu_client_dma_logging_start(struct vfu_client *c, uint64_t pgsize,
+                                 const struct vfu_dma_logging_range *ranges, uint32_t n,
+                                 uint64_t *chosen);
+int vfu_client_dma_logging_stop(struct vfu_client *c);
+/* DMA_LOGGING_REPORT of [iova, iova+len) at pgsize into bitmap (zeroed
+ * first; bit i: page i); bitmap_bytes is the room the request offers. */
+int vfu_client_dma_logging_report(struct vfu_client *c, uint64_t iova, uint64_t len,
+                                  uint64_t pgsize, uint64_t *bitmap, size_t bitmap_bytes);
 
 /* Server DMA commands served so far (for tests). */
 uint64_t vfu_client_dma_served(const struct vfu_client *c);
