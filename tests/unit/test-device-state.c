@@ -106,7 +106,7 @@ static int load(struct device *d, const uint8_t *buf, size_t len, size_t piece, 
     ck_assert_int_eq(device_state_loader_new(d, &l), 0);
     int r = 0;
     for (size_t off = 0; off < len && r == 0; off += piece)
-        r = device_state_load(l, buf + off, len - off < piece ? len - off : piece, why);
+        r = device_state_load(l, buf + off, len - off < piece ? len - off : piece, NULL, why);
     if (r == 0)
         r = device_state_load_end(l, why);
     device_state_loader_free(l);
@@ -169,6 +169,28 @@ START_TEST(test_ram_round_trip)
     longer[len] = 0;
     ck_assert_int_eq(load(c, longer, len + 1, 4096, &why), -EINVAL);
     ck_assert_str_eq(why, "the stream goes on after its end");
+    /* Unless the caller asks where the end is: the load stops there, and
+     * later bytes are not taken. */
+    struct device_state_loader *l;
+    size_t used, taken = 0;
+    ck_assert_int_eq(device_state_loader_new(c, &l), 0);
+    while (taken < len) {
+        size_t piece = len - taken < 5000 ? len - taken : 5000;
+        ck_assert_int_eq(device_state_load(l, longer + taken, piece, &used, &why), 0);
+        ck_assert_uint_eq(used, piece);
+        ck_assert(device_state_load_ended(l) == (taken + used == len));
+        taken += used;
+    }
+    ck_assert_int_eq(device_state_load(l, longer + len, 1, &used, &why), 0);
+    ck_assert_uint_eq(used, 0);
+    ck_assert_int_eq(device_state_load_end(l, &why), 0);
+    device_state_loader_free(l);
+    ck_assert_int_eq(device_state_loader_new(c, &l), 0);
+    ck_assert_int_eq(device_state_load(l, longer, len + 1, &used, &why), 0);
+    ck_assert_uint_eq(used, len);
+    ck_assert(device_state_load_ended(l));
+    ck_assert_int_eq(device_state_load_end(l, &why), 0);
+    device_state_loader_free(l);
 
     free(longer);
     free(stream);
@@ -186,6 +208,20 @@ START_TEST(test_timer_round_trip_and_foreign_stream)
     wr(a, TIMER_REGS_BAR, TIMER_REG_VECTOR, 1, 4);
     wr(a, TIMER_REGS_BAR, TIMER_REG_INTERVAL, 123456789, 8);
     wr(a, CFG, PCI_COMMAND, PCI_COMMAND_INTX_DISABLE, 2);
+
+    /* What is still to come: nothing early, then the whole stream. */
+    struct device_state_saver *s;
+    ck_assert_int_eq(device_state_saver_new(a, &s), 0);
+    ck_assert_uint_eq(device_state_pending(s, MUSERD_STATE_PRECOPY), 0);
+    size_t pending = device_state_pending(s, MUSERD_STATE_FINAL);
+    uint8_t scratch[4096];
+    size_t n, out = 0;
+    do {
+        ck_assert_int_eq(device_state_save(s, MUSERD_STATE_FINAL, scratch, 10, &n), 0);
+        out += n;
+    } while (n > 0);
+    ck_assert_uint_eq(pending, out);
+    device_state_saver_free(s);
 
     size_t len;
     uint8_t *stream = save(a, 100, &len);
