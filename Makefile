@@ -58,6 +58,7 @@ TEST_PLUGINS := $(basename $(notdir $(wildcard tests/plugins/*.c)))
 TEST_PLUGINS_ABI1 := $(basename $(notdir $(wildcard tests/plugins/abi1/*.c)))
 BENCHES := $(basename $(notdir $(wildcard tests/bench/bench-*.c)))
 TEST_HELPERS := $(wildcard tests/integration/helpers/*.c)
+UNIT_HELPERS := $(wildcard tests/unit/helpers/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -158,7 +159,7 @@ $(BUILD)/test-plugins/%.so: tests/plugins/abi1/%.c $(wildcard tests/plugins/abi1
 	$(call say,CC,$@)$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden $(WARNFLAGS) $(SANFLAGS) \
 	    -Itests/plugins/abi1/include $(CFLAGS) $< -o $@ $(LDFLAGS_ALL)
 
-$(BUILD)/tests/unit/test-%: $(call obj,tests/unit/test-%.c) $(CORE_LIB) $(CLIENT_LIB)
+$(BUILD)/tests/unit/test-%: $(call obj,tests/unit/test-%.c $(UNIT_HELPERS)) $(CORE_LIB) $(CLIENT_LIB)
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(PKG_LIBS) $(shell pkg-config --libs check 2>/dev/null) -ldl
 
