@@ -6,7 +6,7 @@
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make bench      latency, throughput and scale measurements against a floor
 #   make lint       clang-format --dry-run and cppcheck
-#   make fuzz       libFuzzer on the message decoders (FUZZ_SECONDS=60)
+#   make fuzz       libFuzzer on the message decoders and the migration stream (FUZZ_SECONDS=60 each)
 
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
@@ -31,6 +31,10 @@ PKGS := libsystemd json-c libcap-ng
 SAN ?=
 ifeq ($(SAN),1)
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+# libFuzzer's coverage with ASan+UBSan, for the core the fuzz targets link (make fuzz).
+ifeq ($(SAN),fuzz)
+SANFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
 endif
 # ThreadSanitizer, for the suites whose code runs on several threads.
 ifeq ($(SAN),thread)
@@ -58,6 +62,7 @@ TEST_PLUGINS := $(basename $(notdir $(wildcard tests/plugins/*.c)))
 TEST_PLUGINS_ABI1 := $(basename $(notdir $(wildcard tests/plugins/abi1/*.c)))
 BENCHES := $(basename $(notdir $(wildcard tests/bench/bench-*.c)))
 TEST_HELPERS := $(wildcard tests/integration/helpers/*.c)
+UNIT_HELPERS := $(wildcard tests/unit/helpers/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -158,7 +163,7 @@ $(BUILD)/test-plugins/%.so: tests/plugins/abi1/%.c $(wildcard tests/plugins/abi1
 	$(call say,CC,$@)$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden $(WARNFLAGS) $(SANFLAGS) \
 	    -Itests/plugins/abi1/include $(CFLAGS) $< -o $@ $(LDFLAGS_ALL)
 
-$(BUILD)/tests/unit/test-%: $(call obj,tests/unit/test-%.c) $(CORE_LIB) $(CLIENT_LIB)
+$(BUILD)/tests/unit/test-%: $(call obj,tests/unit/test-%.c $(UNIT_HELPERS)) $(CORE_LIB) $(CLIENT_LIB)
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(PKG_LIBS) $(shell pkg-config --libs check 2>/dev/null) -ldl
 
@@ -307,12 +312,27 @@ bench: deps
 
 # ---- fuzzing ----------------------------------------------------------------------
 FUZZ_SECONDS ?= 60
+FUZZ_DIR := build/fuzz
+# The gcc build holds the warnings; clang's own (GNU extensions we use,
+# vasprintf wrappers) do not stop the instrumented one.
+FUZZ_CLANG_NOWARN := -Wno-error
+FUZZ_CC := clang -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc
+# fuzz-codec: the message decoders alone. fuzz-stream: the migration stream's
+# loader on in-process devices, so it links the whole core, built with clang
+# and coverage into $(FUZZ_DIR)/core; the plugins it loads are make's own.
 fuzz:
 	@$(MAKE) --no-print-directory deps DEB_PKGS="clang libclang-rt-14-dev"
-	@mkdir -p build/fuzz/corpus
-	clang -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
-	    tests/fuzz/fuzz-codec.c src/vfu/codec.c -o build/fuzz/fuzz-codec
-	build/fuzz/fuzz-codec -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_DIR)/core CC=clang SAN=fuzz \
+	    CFLAGS="-O1 -g $(FUZZ_CLANG_NOWARN)" $(FUZZ_DIR)/core/libmuserd-core.a
+	@mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/stream-corpus
+	$(FUZZ_CC) tests/fuzz/fuzz-codec.c src/vfu/codec.c -o $(FUZZ_DIR)/fuzz-codec
+	$(FUZZ_CC) $(PKG_CFLAGS) tests/fuzz/fuzz-stream.c $(FUZZ_DIR)/core/libmuserd-core.a \
+	    -o $(FUZZ_DIR)/fuzz-stream $(PKG_LIBS) -ldl
+	$(FUZZ_DIR)/fuzz-codec -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus
+	MUSERD_PLUGIN_DIR=$(BUILD)/plugins MUSERD_FUZZ_SEED_DIR=$(FUZZ_DIR)/stream-corpus \
+	    $(FUZZ_DIR)/fuzz-stream -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(FUZZ_DIR)/ \
+	    $(FUZZ_DIR)/stream-corpus
 
 # ---- install --------------------------------------------------------------------
 # What `make install` puts where, as MODE:FILE:DESTINATION; `make uninstall`

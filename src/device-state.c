@@ -3,6 +3,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -182,6 +183,29 @@ int device_state_save(struct device_state_saver *s, enum muserd_state_phase phas
     return 0;
 }
 
+size_t device_state_pending(const struct device_state_saver *s, enum muserd_state_phase phase)
+{
+    const struct muserd_device_ops *ops = s->d->type->type->ops;
+    size_t n = s->rec ? s->rec_len - s->rec_off : 0;
+    uint64_t estimate = 0;
+
+    if (phase == MUSERD_STATE_FINAL && !s->pci_sent)
+        n += RECORD_HEADER + pci_state_size(s->d->pci);
+    if (phase == MUSERD_STATE_FINAL && !s->end_sent)
+        n += RECORD_HEADER;
+    /* The plugin's own estimate (one that fails counts 0), with the
+     * headers of the records its chunks will ride in. */
+    if (!abi2(s->d) || !PLUGIN_OP(ops, state_pending) ||
+        ops->state_pending(s->d->plugin_dev, phase, &estimate) < 0 || estimate == 0)
+        return n;
+    uint64_t records = estimate / PLUGIN_CHUNK + 1;
+    if (__builtin_mul_overflow(records, RECORD_HEADER, &records) ||
+        __builtin_add_overflow(estimate, records, &estimate) ||
+        __builtin_add_overflow(n, estimate, &n))
+        return SIZE_MAX;
+    return n;
+}
+
 /* ---- loading ------------------------------------------------------------------ */
 
 struct device_state_loader {
@@ -264,15 +288,20 @@ static int apply_record(struct device_state_loader *l, const char **why)
     }
 }
 
-int device_state_load(struct device_state_loader *l, const void *buf, size_t len, const char **why)
+int device_state_load(struct device_state_loader *l, const void *buf, size_t len, size_t *used,
+                      const char **why)
 {
     const uint8_t *in = buf;
 
+    if (used)
+        *used = 0;
     if (l->error < 0) {
         *why = "the stream failed already";
         return l->error;
     }
     while (len > 0) {
+        if (l->ended && used)
+            break; /* what follows is the caller's (the migration trailer) */
         if (l->ended)
             return refuse(l, why, "the stream goes on after its end");
         if (l->header_got < RECORD_HEADER) {
@@ -314,7 +343,14 @@ int device_state_load(struct device_state_loader *l, const void *buf, size_t len
         if (r < 0)
             return r;
     }
+    if (used)
+        *used = (size_t)(in - (const uint8_t *)buf);
     return 0;
+}
+
+bool device_state_load_ended(const struct device_state_loader *l)
+{
+    return l->ended;
 }
 
 int device_state_load_end(struct device_state_loader *l, const char **why)

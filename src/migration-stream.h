@@ -5,10 +5,11 @@
  *
  *   header   magic "MUSERDMS", stream version, plugin ABI, PCI ids, and as
  *            length-prefixed strings the device type, the plugin's name and
- *            version, the device's config (JSON)
+ *            version, the device's config (JSON); its own CRC32C
+ *            (migration-header.h has the layout)
  *   body     the device-state records (device-state.h): pre-copy chunks,
  *            host state, final chunks, END
- *   trailer  a CRC32C of everything before it
+ *   trailer  a CRC32C of everything before it, the end mark "MEND"
  *
  * The saver produces it in two phases, as migration v2 reads it: pre-copy
  * (the header and the plugin's pre-copy chunks, while the device runs) and
@@ -41,6 +42,8 @@ struct mig_loader;
 
 #define MIG_STREAM_VERSION 1
 
+/* -E2BIG: the plugin's name or version is longer than 256 bytes, or the
+ * config than 64 KiB (the loader would refuse the stream). */
 int mig_saver_new(struct device *d, struct mig_saver **ret);
 void mig_saver_free(struct mig_saver *s);
 DEFINE_FREEP(struct mig_saver, mig_saver_free)
@@ -56,8 +59,10 @@ size_t mig_saver_pending(const struct mig_saver *s, bool final);
 int mig_loader_new(struct device *d, struct mig_loader **ret);
 void mig_loader_free(struct mig_loader *l);
 DEFINE_FREEP(struct mig_loader, mig_loader_free)
-/* More of the stream. On error *why is a static sentence for the operator
- * (no trailing period) and the loader takes nothing more. */
+/* More of the stream. On error *why is a sentence for the operator (no
+ * trailing period; static, or kept in the loader until mig_loader_free) and
+ * the loader takes nothing more: later calls give the same error. */
 int mig_loader_write(struct mig_loader *l, const void *buf, size_t len, const char **why);
-/* The stream ended here: 0 when it was whole and the device took it. */
+/* The stream ended here: 0 when it was whole and the device took it (a
+ * second call gives the first answer). *why as for mig_loader_write. */
 int mig_loader_end(struct mig_loader *l, const char **why);

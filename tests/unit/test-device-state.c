@@ -17,64 +17,12 @@
 
 #include "../../plugins/ram/ram-regs.h"
 #include "../../plugins/timer/timer-regs.h"
+#include "helpers/devices.h"
 #include "device-reset.h"
 #include "device-state.h"
 #include "device.h"
-#include "plugins.h"
-#include "util/mailbox.h"
 
 #define CFG VFIO_PCI_CONFIG_REGION_INDEX
-
-static struct plugins *plugins;
-static sd_event *event;
-static struct mailbox *mailbox;
-static char dir[] = "/tmp/muserd-state-XXXXXX";
-static unsigned sockets;
-
-static void setup(void)
-{
-    const char *plugin_dir = getenv("MUSERD_PLUGIN_DIR");
-    ck_assert_int_eq(plugins_load_dir(plugin_dir ? plugin_dir : "build/plugins", &plugins), 0);
-    ck_assert_int_ge(sd_event_new(&event), 0);
-    ck_assert_int_eq(mailbox_new(event, &mailbox), 0);
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-}
-
-static void teardown(void)
-{
-    char cmd[64];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
-    mailbox_free(mailbox);
-    event = sd_event_unref(event);
-    plugins_free(plugins);
-}
-
-static struct device *make(const char *type, const char *config)
-{
-    const struct plugin_type *t = plugins_find(plugins, type);
-    ck_assert_msg(t, "no %s plugin (build it with make)", type);
-    char path[128], id[16];
-    snprintf(id, sizeof(id), "d%u", sockets++);
-    snprintf(path, sizeof(path), "%s/%s.sock", dir, id);
-    struct device *d = NULL;
-    char *error = NULL;
-    int r = device_new(event, mailbox, t, id, config, path, -1, &d, &error);
-    ck_assert_msg(r == 0, "device_new: %s", error ? error : strerror(-r));
-    return d;
-}
-
-static uint32_t rd(struct device *d, uint32_t region, uint64_t off, uint32_t len)
-{
-    uint64_t v = 0;
-    ck_assert_int_eq(device_region_access(d, region, off, &v, len, false), 0);
-    return (uint32_t)v;
-}
-
-static void wr(struct device *d, uint32_t region, uint64_t off, uint64_t v, uint32_t len)
-{
-    ck_assert_int_eq(device_region_access(d, region, off, &v, len, true), 0);
-}
 
 /* The whole stream, saved through buffers of `piece` bytes. */
 static uint8_t *save(struct device *d, size_t piece, size_t *len)
@@ -106,28 +54,22 @@ static int load(struct device *d, const uint8_t *buf, size_t len, size_t piece, 
     ck_assert_int_eq(device_state_loader_new(d, &l), 0);
     int r = 0;
     for (size_t off = 0; off < len && r == 0; off += piece)
-        r = device_state_load(l, buf + off, len - off < piece ? len - off : piece, why);
+        r = device_state_load(l, buf + off, len - off < piece ? len - off : piece, NULL, why);
     if (r == 0)
         r = device_state_load_end(l, why);
     device_state_loader_free(l);
     return r;
 }
 
-static void same_config(struct device *a, struct device *b)
-{
-    for (uint32_t off = 0; off < 256; off += 4)
-        ck_assert_msg(rd(a, CFG, off, 4) == rd(b, CFG, off, 4), "config space differs at %#x", off);
-}
-
 START_TEST(test_ram_round_trip)
 {
     const char *config = "{\"size\": 65536}";
-    struct device *a = make("ram", config);
-    wr(a, CFG, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
-    wr(a, RAM_REGS_BAR, RAM_REG_SCRATCH, 0xfeedf00d, 4);
-    wr(a, RAM_REGS_BAR, RAM_REG_DMA_ADDR, 0x12345000, 8);
+    struct device *a = test_device_new("ram", config);
+    test_wr(a, CFG, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
+    test_wr(a, RAM_REGS_BAR, RAM_REG_SCRATCH, 0xfeedf00d, 4);
+    test_wr(a, RAM_REGS_BAR, RAM_REG_DMA_ADDR, 0x12345000, 8);
     for (uint32_t off = 0; off < 65536; off += 4)
-        wr(a, RAM_MEM_BAR, off, off * 2654435761u, 4);
+        test_wr(a, RAM_MEM_BAR, off, off * 2654435761u, 4);
 
     /* A save given up half way leaves nothing behind for the next one. */
     struct device_state_saver *gone;
@@ -142,17 +84,17 @@ START_TEST(test_ram_round_trip)
     uint8_t *stream = save(a, 4096, &len);
     ck_assert_uint_gt(len, 65536);
 
-    struct device *b = make("ram", config);
+    struct device *b = test_device_new("ram", config);
     const char *why = NULL;
     ck_assert_msg(load(b, stream, len, 1000, &why) == 0, "load: %s", why);
-    same_config(a, b);
-    ck_assert_uint_eq(rd(b, RAM_REGS_BAR, RAM_REG_SCRATCH, 4), 0xfeedf00d);
-    ck_assert_uint_eq(rd(b, RAM_REGS_BAR, RAM_REG_DMA_ADDR, 4), 0x12345000);
+    test_same_config(a, b);
+    ck_assert_uint_eq(test_rd(b, RAM_REGS_BAR, RAM_REG_SCRATCH, 4), 0xfeedf00d);
+    ck_assert_uint_eq(test_rd(b, RAM_REGS_BAR, RAM_REG_DMA_ADDR, 4), 0x12345000);
     for (uint32_t off = 0; off < 65536; off += 4)
-        ck_assert_uint_eq(rd(b, RAM_MEM_BAR, off, 4), off * 2654435761u);
+        ck_assert_uint_eq(test_rd(b, RAM_MEM_BAR, off, 4), off * 2654435761u);
 
     /* Cut short anywhere (here: before END, and inside a record): refused. */
-    struct device *c = make("ram", config);
+    struct device *c = test_device_new("ram", config);
     ck_assert_int_eq(load(c, stream, len - 8, 777, &why), -EINVAL);
     ck_assert_str_eq(why, "the stream is truncated");
     ck_assert_int_eq(load(c, stream, len / 2, 777, &why), -EINVAL);
@@ -161,7 +103,7 @@ START_TEST(test_ram_round_trip)
     ck_assert_int_eq(load(c, stream, len, 4096, &why), -EINVAL);
     stream[8] ^= 0xff;
     /* A size that is not this device's: the plugin refuses its header. */
-    struct device *small = make("ram", "{\"size\": 4096}");
+    struct device *small = test_device_new("ram", "{\"size\": 4096}");
     ck_assert_int_eq(load(small, stream, len, 4096, &why), -EINVAL);
     /* Bytes after the end. */
     uint8_t *longer = malloc(len + 1);
@@ -169,6 +111,28 @@ START_TEST(test_ram_round_trip)
     longer[len] = 0;
     ck_assert_int_eq(load(c, longer, len + 1, 4096, &why), -EINVAL);
     ck_assert_str_eq(why, "the stream goes on after its end");
+    /* Unless the caller asks where the end is: the load stops there, and
+     * later bytes are not taken. */
+    struct device_state_loader *l;
+    size_t used, taken = 0;
+    ck_assert_int_eq(device_state_loader_new(c, &l), 0);
+    while (taken < len) {
+        size_t piece = len - taken < 5000 ? len - taken : 5000;
+        ck_assert_int_eq(device_state_load(l, longer + taken, piece, &used, &why), 0);
+        ck_assert_uint_eq(used, piece);
+        ck_assert(device_state_load_ended(l) == (taken + used == len));
+        taken += used;
+    }
+    ck_assert_int_eq(device_state_load(l, longer + len, 1, &used, &why), 0);
+    ck_assert_uint_eq(used, 0);
+    ck_assert_int_eq(device_state_load_end(l, &why), 0);
+    device_state_loader_free(l);
+    ck_assert_int_eq(device_state_loader_new(c, &l), 0);
+    ck_assert_int_eq(device_state_load(l, longer, len + 1, &used, &why), 0);
+    ck_assert_uint_eq(used, len);
+    ck_assert(device_state_load_ended(l));
+    ck_assert_int_eq(device_state_load_end(l, &why), 0);
+    device_state_loader_free(l);
 
     free(longer);
     free(stream);
@@ -181,21 +145,35 @@ END_TEST
 
 START_TEST(test_timer_round_trip_and_foreign_stream)
 {
-    struct device *a = make("timer", NULL);
-    uint8_t cap = (uint8_t)rd(a, CFG, PCI_CAPABILITY_LIST, 1);
-    wr(a, TIMER_REGS_BAR, TIMER_REG_VECTOR, 1, 4);
-    wr(a, TIMER_REGS_BAR, TIMER_REG_INTERVAL, 123456789, 8);
-    wr(a, CFG, PCI_COMMAND, PCI_COMMAND_INTX_DISABLE, 2);
+    struct device *a = test_device_new("timer", NULL);
+    uint8_t cap = (uint8_t)test_rd(a, CFG, PCI_CAPABILITY_LIST, 1);
+    test_wr(a, TIMER_REGS_BAR, TIMER_REG_VECTOR, 1, 4);
+    test_wr(a, TIMER_REGS_BAR, TIMER_REG_INTERVAL, 123456789, 8);
+    test_wr(a, CFG, PCI_COMMAND, PCI_COMMAND_INTX_DISABLE, 2);
+
+    /* What is still to come: nothing early, then the whole stream. */
+    struct device_state_saver *s;
+    ck_assert_int_eq(device_state_saver_new(a, &s), 0);
+    ck_assert_uint_eq(device_state_pending(s, MUSERD_STATE_PRECOPY), 0);
+    size_t pending = device_state_pending(s, MUSERD_STATE_FINAL);
+    uint8_t scratch[4096];
+    size_t n, out = 0;
+    do {
+        ck_assert_int_eq(device_state_save(s, MUSERD_STATE_FINAL, scratch, 10, &n), 0);
+        out += n;
+    } while (n > 0);
+    ck_assert_uint_eq(pending, out);
+    device_state_saver_free(s);
 
     size_t len;
     uint8_t *stream = save(a, 100, &len);
-    struct device *b = make("timer", NULL);
+    struct device *b = test_device_new("timer", NULL);
     const char *why = NULL;
     ck_assert_msg(load(b, stream, len, 3, &why) == 0, "load: %s", why);
-    same_config(a, b);
-    ck_assert_uint_eq(rd(b, CFG, PCI_CAPABILITY_LIST, 1), cap);
-    ck_assert_uint_eq(rd(b, TIMER_REGS_BAR, TIMER_REG_VECTOR, 4), 1);
-    ck_assert_uint_eq(rd(b, TIMER_REGS_BAR, TIMER_REG_INTERVAL, 4), 123456789);
+    test_same_config(a, b);
+    ck_assert_uint_eq(test_rd(b, CFG, PCI_CAPABILITY_LIST, 1), cap);
+    ck_assert_uint_eq(test_rd(b, TIMER_REGS_BAR, TIMER_REG_VECTOR, 4), 1);
+    ck_assert_uint_eq(test_rd(b, TIMER_REGS_BAR, TIMER_REG_INTERVAL, 4), 123456789);
 
     /* Crafted config space: a read-only ID byte changed, or more MSI
      * vectors enabled than the device has. The PCI record is first (no
@@ -215,7 +193,7 @@ START_TEST(test_timer_round_trip_and_foreign_stream)
     stream[cfg + msi + PCI_MSI_FLAGS] &= (uint8_t)~PCI_MSI_FLAGS_QSIZE;
 
     /* A timer's stream is no ram's: the config space says so first. */
-    struct device *r = make("ram", NULL);
+    struct device *r = test_device_new("ram", NULL);
     ck_assert_int_eq(load(r, stream, len, 4096, &why), -EINVAL);
     ck_assert_ptr_nonnull(why);
     /* Saved twice from the same device: the same stream shape both times. */
@@ -233,20 +211,17 @@ END_TEST
 /* An ABI 1 plugin's blob rides as one record and comes back whole. */
 START_TEST(test_abi1_blob)
 {
-    const char *test_dir = getenv("MUSERD_TEST_PLUGIN_DIR");
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/slow.so", test_dir ? test_dir : "build/test-plugins");
-    ck_assert_int_eq(plugins_load_file(plugins, path), 0);
-    struct device *a = make("slow", "{\"seconds\": 0}");
-    wr(a, 0, 0, 1, 4);
-    wr(a, 0, 0, 1, 4);
-    ck_assert_uint_eq(rd(a, 0, 0, 4), 2);
+    test_devices_load_test_plugin("slow.so");
+    struct device *a = test_device_new("slow", "{\"seconds\": 0}");
+    test_wr(a, 0, 0, 1, 4);
+    test_wr(a, 0, 0, 1, 4);
+    ck_assert_uint_eq(test_rd(a, 0, 0, 4), 2);
     size_t len;
     uint8_t *stream = save(a, 5, &len);
-    struct device *b = make("slow", "{\"seconds\": 0}");
+    struct device *b = test_device_new("slow", "{\"seconds\": 0}");
     const char *why = NULL;
     ck_assert_msg(load(b, stream, len, 7, &why) == 0, "load: %s", why);
-    ck_assert_uint_eq(rd(b, 0, 0, 4), 2);
+    ck_assert_uint_eq(test_rd(b, 0, 0, 4), 2);
     free(stream);
     device_free(b);
     device_free(a);
@@ -257,7 +232,7 @@ static Suite *state_suite(void)
 {
     Suite *s = suite_create("device-state");
     TCase *tc = tcase_create("stream");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, test_devices_setup, test_devices_teardown);
     tcase_add_test(tc, test_ram_round_trip);
     tcase_add_test(tc, test_timer_round_trip_and_foreign_stream);
     tcase_add_test(tc, test_abi1_blob);
