@@ -15,6 +15,8 @@ static const struct muserd_config_key host_keys[] = {
     {"socket_group", MUSERD_CONFIG_STRING, "group (name or gid) that owns the device socket"},
     {"socket_mode", MUSERD_CONFIG_STRING, "octal mode of the device socket, e.g. \"0660\""},
     {"io_thread", MUSERD_CONFIG_UINT, "I/O thread to serve the device on (default: least loaded)"},
+    {"incoming", MUSERD_CONFIG_BOOL,
+     "true: wait for a migration stream (Incoming) before serving a client"},
     {NULL, 0, NULL},
 };
 

@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "device-migration.h"
 #include "device-wake.h"
 #include "device.h"
 #include "iothreads.h"
@@ -46,6 +47,7 @@ static int reset_now(struct device *d)
     const struct muserd_device_ops *ops = d->type->type->ops;
     int r = 0;
 
+    device_migration_on_reset(d);
     pci_dev_reset(d->pci);
     if (irq_routes_publish(d->routes, pci_nr_vectors(d->pci)) < 0)
         log_warning("%s: out of memory for interrupt routes; raises take the slow path.", d->id);
@@ -138,6 +140,16 @@ int device_reset(struct device *d)
     if (call)
         io_call_answer(call, r == 1 ? 0 : r);
     return r == 1 ? 0 : r;
+}
+
+int device_reset_now(struct device *d)
+{
+    return reset_now(d);
+}
+
+int device_quiesce_status(const struct device *d)
+{
+    return atomic_load(&d->reset->status);
 }
 
 void device_quiesce_done(struct device *d, int status)

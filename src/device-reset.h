@@ -31,6 +31,11 @@ int device_reset(struct device *d);
  * call quiesce_done() later (ABI 2), or its error. */
 int device_quiesce(struct device *d, bool on);
 
+/* Reset at once, the plugin being quiet already (a device that never ran). */
+int device_reset_now(struct device *d);
+/* What the last quiesce_done() said. */
+int device_quiesce_status(const struct device *d);
+
 /* services->quiesce_done(), any thread: wakes the device's thread, which
  * calls device_reset_quiesced(). */
 void device_quiesce_done(struct device *d, int status);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "device-config.h"
+#include "device-migration.h"
 #include "device-reset.h"
 #include "device-wake.h"
 #include "irq-routes.h"
@@ -123,6 +124,10 @@ static const struct vfu_device_ops vfu_ops = {
     .reset = device_reset_for_client,
     .dma_unmap = on_dma_unmap,
     .client_changed = on_client_changed,
+    .mig_arc = device_migration_arc,
+    .mig_read = device_migration_read,
+    .mig_write = device_migration_write,
+    .mig_abort = device_migration_abort,
 };
 
 static void on_pci_fire(void *opaque, uint32_t index, uint32_t vector)
@@ -184,8 +189,10 @@ static void on_wake(void *opaque, unsigned causes)
         else
             (void)vfu_dma_reap(d->dma, 0);
     }
-    if (causes & DEVICE_WAKE_QUIESCED)
+    if (causes & DEVICE_WAKE_QUIESCED) {
+        device_migration_quiesced(d);
         device_reset_quiesced(d);
+    }
 }
 
 int device_region_access(struct device *d, uint32_t index, uint64_t offset, void *buf,
@@ -287,6 +294,26 @@ const char *device_state_to_string(enum device_state state)
     return state == DEVICE_CONNECTED ? "connected" : "listening";
 }
 
+void device_get_published(const struct device *d, struct device_published *ret)
+{
+    pthread_mutex_lock(published_lock(d));
+    *ret = (struct device_published){
+        .connected = d->published_connected,
+        .pid = d->published_pid,
+        .uid = d->published_uid,
+        .migration = d->published_migration,
+    };
+    pthread_mutex_unlock(published_lock(d));
+}
+
+int device_get_migration(const struct device *d)
+{
+    pthread_mutex_lock(published_lock(d));
+    int phase = d->published_migration;
+    pthread_mutex_unlock(published_lock(d));
+    return phase;
+}
+
 int device_get_client(const struct device *d, pid_t *pid, uid_t *uid)
 {
     pthread_mutex_lock(published_lock(d));
@@ -315,6 +342,8 @@ static void build_layout(const struct device *d, struct vfu_device_layout *l)
         .fd = -1,
     };
     pci_irq_counts(d->pci, l->irq_counts);
+    if (device_migration_supported(d))
+        l->migration_flags = VFU_MIGRATION_STOP_COPY | VFU_MIGRATION_PRE_COPY;
 }
 
 /* ABI 1 plugins fill a descriptor with fixed arrays; ABI 2 plugins fill a
@@ -413,6 +442,16 @@ int device_new(sd_event *event, struct mailbox *mailbox, const struct plugin_typ
     r = device_reset_setup(d);
     if (r < 0)
         return r;
+    bool incoming = false;
+    (void)device_config_bool(d->config, "incoming", &incoming);
+    r = device_migration_setup(d, incoming);
+    if (r < 0)
+        return r;
+    if (incoming && !device_migration_supported(d))
+        return set_error(error,
+                         "Device type '%s' cannot migrate (its plugin saves no state), so it "
+                         "cannot be created \"incoming\".",
+                         type->type->name);
     /* Before create(): the plugin's threads may ask for guest memory (and
      * find none) from the start. The client's caps set its limit later. */
     r = vfu_dma_new(VFU_DEFAULT_MAX_DMA_MAPS, &d->dma);
@@ -456,7 +495,9 @@ int device_new(sd_event *event, struct mailbox *mailbox, const struct plugin_typ
     r = vfu_server_new(event, fd, &layout, d->dma, &vfu_ops, d, &d->server);
     if (r < 0)
         return r;
-    own_fd = -1;           /* the server has it */
+    own_fd = -1; /* the server has it */
+    if (incoming)
+        vfu_server_hold(d->server, true); /* no client until Incoming loaded it */
     publish_irq_routes(d); /* raises work from here on */
     *ret = TAKE_PTR(d);
     return 0;
@@ -472,6 +513,7 @@ void device_free(struct device *d)
     if (d->routes)
         irq_routes_close(d->routes); /* raises from the plugin's threads stop here */
     device_reset_teardown(d);
+    device_migration_teardown(d);
     vfu_server_free(d->server);
     d->server = NULL; /* destroy() below may still call services */
     if (d->plugin_dev && PLUGIN_OP(d->type->type->ops, destroy))
@@ -481,6 +523,7 @@ void device_free(struct device *d)
     vfu_dma_free(d->dma);        /* the plugin's threads are gone: nobody holds it */
     device_waker_free(d->waker); /* nobody is left to wake it */
     device_reset_free(d);
+    device_migration_free(d);
     pci_dev_free(d->pci);
     device_desc_close_fds(&d->desc);
     if (d->owns_socket_file)

@@ -44,6 +44,7 @@ struct device {
     struct vfu_dma *dma;              /* guest memory, also for the plugin's threads */
     struct device_reset_state *reset; /* device-reset.c's */
     struct device_waker *waker;       /* other threads wake the device's */
+    struct device_migration *mig;     /* device-migration.c's */
     unsigned client_generation;       /* counts clients connecting and leaving */
 
     void (*changed)(void *userdata, struct device *d);
@@ -54,6 +55,7 @@ struct device {
     bool published_connected;
     pid_t published_pid;
     uid_t published_uid;
+    int published_migration; /* enum device_migration_phase */
 
     void *manager_data; /* the manager's: which I/O thread, and more */
 };
@@ -86,7 +88,17 @@ const char *device_state_to_string(enum device_state state);
 /* Any thread: pid and uid of the connected VMM as the socket tells;
  * -ENOTCONN when none. */
 int device_get_client(const struct device *d, pid_t *pid, uid_t *uid);
-/* Called on the device's thread whenever state or client changes (the
+/* Any thread: the Migration phase (enum device_migration_phase). */
+int device_get_migration(const struct device *d);
+/* Any thread: all the device published, as one consistent picture. */
+struct device_published {
+    bool connected;
+    pid_t pid;
+    uid_t uid;
+    int migration; /* enum device_migration_phase */
+};
+void device_get_published(const struct device *d, struct device_published *ret);
+/* Called on the device's thread whenever state, client or migration changes (the
  * manager forwards to the main loop, and so to D-Bus). */
 void device_set_change_callback(struct device *d, void (*changed)(void *userdata, struct device *d),
                                 void *userdata);

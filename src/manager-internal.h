@@ -41,3 +41,7 @@ int manager_threads_free_async(struct manager *m, struct device *d, manager_done
                                void *userdata);
 int manager_threads_reset_async(struct manager *m, struct device *d, manager_done_fn done,
                                 void *userdata);
+/* Migrate, Incoming or Resume d on its thread, answered later. */
+int manager_threads_migration_async(struct manager *m, struct device *d,
+                                    enum manager_migration_op op, int fd,
+                                    manager_why_done_fn done, void *userdata);

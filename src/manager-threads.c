@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "device-config.h"
+#include "device-migration.h"
 #include "device-reset.h"
 #include "iothreads.h"
 #include "manager-internal.h"
@@ -32,7 +33,8 @@ struct busy_id {
 
 struct change_notice {
     struct manager *m;
-    char id[]; /* by id: the device may be gone when this arrives */
+    struct device_published now; /* each step is announced, not just the last */
+    char id[];                   /* by id: the device may be gone when this arrives */
 };
 
 static void on_change_notice(void *arg)
@@ -41,7 +43,7 @@ static void on_change_notice(void *arg)
     struct manager *m = n->m;
     struct device *d = manager_find_device(m, n->id);
     if (d && m->hooks && m->hooks->device_changed)
-        m->hooks->device_changed(m->hooks_userdata, d);
+        m->hooks->device_changed(m->hooks_userdata, d, &n->now);
     free(n);
 }
 
@@ -53,6 +55,7 @@ static void on_device_changed(void *userdata, struct device *d)
     struct change_notice *n = malloc(sizeof(*n) + len);
     if (n) {
         n->m = m;
+        device_get_published(d, &n->now);
         memcpy(n->id, d->id, len);
     }
     if (!n || mailbox_post(m->notices, on_change_notice, n) < 0) {
@@ -201,6 +204,10 @@ struct job {
     char *id, *config_json, *path;
     int listen_fd;
     char *error;
+    /* migration only: the call, its fd (listen_fd above), the sentence */
+    enum manager_migration_op op;
+    char *why;
+    manager_why_done_fn why_done;
     /* answers */
     manager_create_done_fn create_done;
     manager_done_fn done;
@@ -215,6 +222,7 @@ static void job_free(struct job *j)
     free(j->config_json);
     free(j->path);
     free(j->error);
+    free(j->why);
     free(j);
 }
 
@@ -407,6 +415,56 @@ int manager_threads_reset_async(struct manager *m, struct device *d, manager_don
         return -ENOMEM;
     /* A destroy posted after this runs after it on the same thread: d stays. */
     int r = io_thread_call(j->thread, reset_on_thread, reset_answered, j);
+    if (r < 0) {
+        job_free(j);
+        return r;
+    }
+    m->jobs_in_flight++;
+    return 0;
+}
+
+/* On the device's thread. */
+static int migration_on_thread(void *arg)
+{
+    struct job *j = arg;
+    int fd = TAKE_FD(j->listen_fd);
+    switch (j->op) {
+    case MANAGER_MIGRATE:
+        return device_migrate(j->device, fd, &j->why);
+    case MANAGER_INCOMING:
+        return device_incoming(j->device, fd, &j->why);
+    case MANAGER_RESUME:
+        safe_close(fd);
+        return device_resume(j->device, &j->why);
+    }
+    safe_close(fd);
+    return -EINVAL;
+}
+
+static void migration_answered(void *arg, int r)
+{
+    struct job *j = arg;
+    j->m->jobs_in_flight--;
+    if (j->why_done)
+        j->why_done(j->userdata, r, j->why);
+    job_free(j);
+}
+
+int manager_threads_migration_async(struct manager *m, struct device *d,
+                                    enum manager_migration_op op, int fd,
+                                    manager_why_done_fn done, void *userdata)
+{
+    struct job *j = new_device_job(m, d, NULL, NULL);
+    if (!j) {
+        safe_close(fd);
+        return -ENOMEM;
+    }
+    j->op = op;
+    j->listen_fd = fd;
+    j->why_done = done;
+    j->userdata = userdata;
+    /* A destroy posted after this runs after it on the same thread: d stays. */
+    int r = io_thread_call(j->thread, migration_on_thread, migration_answered, j);
     if (r < 0) {
         job_free(j);
         return r;

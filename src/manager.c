@@ -257,6 +257,17 @@ int manager_reset_device_async(struct manager *m, const char *id, manager_done_f
     return manager_threads_reset_async(m, d, done, userdata);
 }
 
+int manager_migration_async(struct manager *m, const char *id, enum manager_migration_op op,
+                            int fd, manager_why_done_fn done, void *userdata)
+{
+    struct device *d = manager_find_device(m, id);
+    if (!d) {
+        safe_close(fd);
+        return -ENOENT;
+    }
+    return manager_threads_migration_async(m, d, op, fd, done, userdata);
+}
+
 static int mkdir_p(const char *path, mode_t mode)
 {
     _cleanup_free_ char *copy = strdup(path);

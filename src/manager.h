@@ -26,7 +26,9 @@
 struct manager_hooks {
     void (*device_added)(void *userdata, struct device *d);
     void (*device_removed)(void *userdata, struct device *d); /* before it is freed */
-    void (*device_changed)(void *userdata, struct device *d); /* state or client changed */
+    /* State, client or migration changed; now is what the device published
+     * then (later changes follow in their own calls). */
+    void (*device_changed)(void *userdata, struct device *d, const struct device_published *now);
 };
 
 struct activation;
@@ -93,6 +95,19 @@ int manager_destroy_device_async(struct manager *m, const char *id, manager_done
  * plugin's answer. -ENOENT at once when there is no such device. */
 int manager_reset_device_async(struct manager *m, const char *id, manager_done_fn done,
                                void *userdata);
+/* Migration by the operator (device-migration.h). done gets the answer and,
+ * on failure, a sentence for the operator (may be NULL). fd (Migrate: where
+ * the stream goes; Incoming: where it comes from; Resume: -1) is taken,
+ * also on failure. -ENOENT at once when there is no such device. */
+enum manager_migration_op {
+    MANAGER_MIGRATE,
+    MANAGER_INCOMING,
+    MANAGER_RESUME,
+};
+typedef void (*manager_why_done_fn)(void *userdata, int r, const char *why);
+int manager_migration_async(struct manager *m, const char *id, enum manager_migration_op op,
+                            int fd, manager_why_done_fn done, void *userdata);
+
 /* Shutting down: wait up to timeout_ms (-1: for ever) until every
  * asynchronous call in flight is answered (a D-Bus caller gets its reply).
  * -ETIMEDOUT when a device's thread does not answer: a plugin is stuck. */

@@ -12,6 +12,12 @@ const sd_bus_error_map bus_error_map[] = {
     SD_BUS_ERROR_MAP(BUS_ERROR_NO_SUCH_DEVICE, ENODEV),
     SD_BUS_ERROR_MAP(BUS_ERROR_INVALID_ID, EINVAL),
     SD_BUS_ERROR_MAP(BUS_ERROR_FAILED, EIO),
+    SD_BUS_ERROR_MAP(BUS_ERROR_NOT_MIGRATABLE, ENOTSUP),
+    SD_BUS_ERROR_MAP(BUS_ERROR_MIGRATION_STATE, EINVAL),
+    SD_BUS_ERROR_MAP(BUS_ERROR_BUSY, EBUSY),
+    SD_BUS_ERROR_MAP(BUS_ERROR_INCOMPATIBLE_STREAM, EPROTONOSUPPORT),
+    SD_BUS_ERROR_MAP(BUS_ERROR_CORRUPT_STREAM, EBADMSG),
+    SD_BUS_ERROR_MAP(BUS_ERROR_TRUNCATED_STREAM, ENODATA),
     SD_BUS_ERROR_MAP_END,
 };
 
@@ -62,4 +68,37 @@ int bus_error_no_device(sd_bus_error *error, const char *id)
                                  id);
     return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_DEVICE,
                              "No device with id '%s'; ListDevices shows the existing ones.", id);
+}
+
+int bus_error_migration_failed(sd_bus_error *error, const char *method, const char *id, int r,
+                               const char *why)
+{
+    const char *name;
+    switch (r) {
+    case -ENOTSUP:
+        name = BUS_ERROR_NOT_MIGRATABLE;
+        break;
+    case -EINVAL:
+    case -EALREADY:
+        name = BUS_ERROR_MIGRATION_STATE;
+        break;
+    case -EBUSY:
+        name = BUS_ERROR_BUSY;
+        break;
+    case -EPROTONOSUPPORT:
+        name = BUS_ERROR_INCOMPATIBLE_STREAM;
+        break;
+    case -EBADMSG:
+        name = BUS_ERROR_CORRUPT_STREAM;
+        break;
+    case -ENODATA:
+        name = BUS_ERROR_TRUNCATED_STREAM;
+        break;
+    default:
+        name = BUS_ERROR_FAILED;
+    }
+    if (why)
+        return sd_bus_error_set(error, name, why);
+    return sd_bus_error_setf(error, name, "%s of device '%s' failed: %s.", method, id,
+                             strerror(-r));
 }

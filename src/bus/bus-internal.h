@@ -29,4 +29,4 @@ int bus_destroy_device(struct bus *b, sd_bus_message *msg, const char *id, sd_bu
 int device_object_register(struct bus *b);
 /* /org/muserd1/device/<escaped id>, malloc()ed. */
 int device_object_path(const char *id, char **ret);
-void device_object_changed(struct bus *b, struct device *d);
+void device_object_changed(struct bus *b, struct device *d, const struct device_published *now);

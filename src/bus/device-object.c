@@ -5,11 +5,13 @@
  * each call, so ten thousand devices cost no sd-bus object each.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bus-errors.h"
 #include "bus-internal.h"
+#include "device-migration.h"
 #include "util/log.h"
 
 int device_object_path(const char *id, char **ret)
@@ -86,6 +88,15 @@ static int property_get_client(sd_bus *bus, const char *path, const char *interf
     return sd_bus_message_append(reply, "(uu)", (uint32_t)pid, (uint32_t)uid);
 }
 
+static int property_get_migration(sd_bus *bus, const char *path, const char *interface,
+                                  const char *property, sd_bus_message *reply, void *userdata,
+                                  sd_bus_error *error)
+{
+    const struct device *d = userdata;
+    return sd_bus_message_append(reply, "s",
+                                 device_migration_phase_to_string(device_get_migration(d)));
+}
+
 static int property_get_config(sd_bus *bus, const char *path, const char *interface,
                                const char *property, sd_bus_message *reply, void *userdata,
                                sd_bus_error *error)
@@ -155,6 +166,81 @@ static int method_reset(sd_bus_message *msg, void *userdata, sd_bus_error *error
     return 1;
 }
 
+struct migration_call {
+    sd_bus_message *msg;
+    char *id;
+    const char *method;
+};
+
+static void on_migration_answer(void *userdata, int r, const char *why)
+{
+    struct migration_call *c = userdata;
+
+    if (r < 0) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        bus_error_migration_failed(&error, c->method, c->id, r, why);
+        log_info("%s: %s failed: %s", c->id, c->method, error.message);
+        r = sd_bus_reply_method_error(c->msg, &error);
+    } else {
+        r = sd_bus_reply_method_return(c->msg, NULL);
+    }
+    if (r < 0)
+        log_debug_errno(r, "Cannot answer %s of %s: %m", c->method, c->id);
+    sd_bus_message_unref(c->msg);
+    free(c->id);
+    free(c);
+}
+
+/* Migrate(h), Incoming(h), Resume(): answered when the device's thread is
+ * done, which for a stream is when all of it went through the fd. */
+static int migration_method(sd_bus_message *msg, struct device *d, enum manager_migration_op op,
+                            const char *method, sd_bus_error *error)
+{
+    struct bus *b = current_bus(msg);
+    int fd = -1;
+
+    if (op != MANAGER_RESUME) {
+        int r = sd_bus_message_read(msg, "h", &fd);
+        if (r < 0)
+            return r;
+        /* The message keeps its own; the device's thread gets a copy. */
+        fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+            return -errno;
+    }
+    struct migration_call *c = malloc(sizeof(*c));
+    if (!c) {
+        safe_close(fd);
+        return -ENOMEM;
+    }
+    *c = (struct migration_call){
+        .msg = sd_bus_message_ref(msg), .id = strdup(d->id), .method = method};
+    int r = c->id ? manager_migration_async(b->manager, d->id, op, fd, on_migration_answer, c)
+                  : (safe_close(fd), -ENOMEM);
+    if (r < 0) {
+        sd_bus_message_unref(c->msg);
+        free(c->id);
+        free(c);
+        return r == -ENOENT ? bus_error_no_device(error, d->id) : r;
+    }
+    return 1;
+}
+
+static int method_migrate(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+    return migration_method(msg, userdata, MANAGER_MIGRATE, "Migrate", error);
+}
+
+static int method_incoming(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+    return migration_method(msg, userdata, MANAGER_INCOMING, "Incoming", error);
+}
+
+static int method_resume(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+    return migration_method(msg, userdata, MANAGER_RESUME, "Resume", error);
+}
+
 /* Order matters for the checked-in dbus/org.muserd1.Device.xml. */
 static const sd_bus_vtable device_vtable[] = {
     SD_BUS_VTABLE_START(0),
@@ -165,12 +251,19 @@ static const sd_bus_vtable device_vtable[] = {
     SD_BUS_PROPERTY("State", "s", property_get_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
     SD_BUS_PROPERTY("Client", "(uu)", property_get_client, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
     SD_BUS_PROPERTY("Config", "s", property_get_config, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("Migration", "s", property_get_migration, 0,
+                    SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
     SD_BUS_PROPERTY("VendorId", "q", NULL, offsetof(struct device, desc.pci.ids.vendor_id),
                     SD_BUS_VTABLE_PROPERTY_CONST),
     SD_BUS_PROPERTY("DeviceId", "q", NULL, offsetof(struct device, desc.pci.ids.device_id),
                     SD_BUS_VTABLE_PROPERTY_CONST),
     SD_BUS_METHOD("Destroy", "", "", method_destroy, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD("Reset", "", "", method_reset, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("Migrate", "h", SD_BUS_PARAM(fd), "", , method_migrate,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("Incoming", "h", SD_BUS_PARAM(fd), "", , method_incoming,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD("Resume", "", "", method_resume, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_VTABLE_END,
 };
 
@@ -183,13 +276,26 @@ int device_object_register(struct bus *b)
     return sd_bus_add_node_enumerator(b->bus, NULL, DEVICE_PATH_PREFIX, device_object_enumerate, b);
 }
 
-void device_object_changed(struct bus *b, struct device *d)
+/* PropertiesChanged with the values of that moment, not the current ones:
+ * a watcher sees every step (saving, then stopped), not only the last. */
+void device_object_changed(struct bus *b, struct device *d, const struct device_published *now)
 {
     _cleanup_free_ char *path = NULL;
+    _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+    const char *state = device_state_to_string(now->connected ? DEVICE_CONNECTED : DEVICE_LISTENING);
+    uint32_t pid = now->connected ? (uint32_t)now->pid : 0;
+    uint32_t uid = now->connected ? (uint32_t)now->uid : 0;
 
     int r = device_object_path(d->id, &path);
     if (r >= 0)
-        r = sd_bus_emit_properties_changed(b->bus, path, DEVICE_INTERFACE, "State", "Client", NULL);
+        r = sd_bus_message_new_signal(b->bus, &m, path, "org.freedesktop.DBus.Properties",
+                                      "PropertiesChanged");
+    if (r >= 0)
+        r = sd_bus_message_append(m, "sa{sv}as", DEVICE_INTERFACE, 3, "State", "s", state,
+                                  "Client", "(uu)", pid, uid, "Migration", "s",
+                                  device_migration_phase_to_string(now->migration), 0);
+    if (r >= 0)
+        r = sd_bus_send(b->bus, m, NULL);
     if (r < 0)
         log_warning_errno(r, "%s: failed to announce the state change on D-Bus: %m", d->id);
 }

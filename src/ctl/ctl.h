@@ -96,6 +96,9 @@ int ctl_create(int argc, char **argv, const struct ctl_options *o);
 int ctl_destroy(int argc, char **argv, const struct ctl_options *o);
 int ctl_reset(int argc, char **argv, const struct ctl_options *o);
 int ctl_monitor(int argc, char **argv, const struct ctl_options *o);
+int ctl_migrate(int argc, char **argv, const struct ctl_options *o);
+int ctl_incoming(int argc, char **argv, const struct ctl_options *o);
+int ctl_resume(int argc, char **argv, const struct ctl_options *o);
 
 /* ---- ctl-create.c ------------------------------------------------------------- */
 

@@ -32,6 +32,10 @@ static void help(void)
            "  destroy ID...                 Destroy devices (a connected VMM is cut off)\n"
            "  show [ID]                     Show every property of a device (or of muserd)\n"
            "  reset ID                      Reset a device to its power-on state\n"
+           "  migrate ID > FILE             Stop a device and write its state to stdout\n"
+           "  incoming ID < FILE            Load a device created with incoming=true from\n"
+           "                                stdin and start it\n"
+           "  resume ID                     Run a device stopped by migrate again\n"
            "  monitor                       Print device events as they happen, until Ctrl-C\n"
            "  probe SOCKET                  Connect to a device socket as a VMM would and\n"
            "                                show what a guest sees: PCI IDs, BARs, capabilities\n"
@@ -141,6 +145,7 @@ static const struct {
 } commands[] = {
     {"list", ctl_list}, {"types", ctl_types}, {"create", ctl_create},   {"destroy", ctl_destroy},
     {"show", ctl_show}, {"reset", ctl_reset}, {"monitor", ctl_monitor}, {"probe", cmd_probe},
+    {"migrate", ctl_migrate}, {"incoming", ctl_incoming}, {"resume", ctl_resume},
 };
 
 int main(int argc, char **argv)

@@ -67,7 +67,8 @@ static void abandon_session(struct vfu_server *s)
 }
 
 /* Walk from mig_state to mig_target: 0 there, VFU_MIG_LATER while the
- * device finishes an arc, or -errno (the state is then ERROR). */
+ * device finishes an arc, -EBUSY when the device refused an arc without
+ * starting it (the state stays), or -errno (the state is then ERROR). */
 static int walk(struct vfu_server *s)
 {
     while (s->mig_state != s->mig_target) {
@@ -78,6 +79,11 @@ static int walk(struct vfu_server *s)
         if (r == VFU_MIG_LATER) {
             s->mig_arc_to = (uint32_t)to;
             s->mig_pending = true;
+            return r;
+        }
+        if (r == -EBUSY) {
+            /* Refused before it began (the operator is migrating the
+             * device): nothing changed, the machine stays where it is. */
             return r;
         }
         if (r < 0) {

@@ -83,8 +83,9 @@ struct vfu_device_ops {
      *   STOP->RESUMING                      begin loading
      *   RESUMING->STOP                      end loading: -errno when the
      *                                       stream is empty, cut or corrupt
-     * 0 done, -errno (the server goes to ERROR), or VFU_MIG_LATER: the
-     * device answers with vfu_server_mig_done().
+     * 0 done, -EBUSY refused before anything changed (the operator
+     * migrates the device: the state stays), -errno (the server goes to
+     * ERROR), or VFU_MIG_LATER: the device answers with vfu_server_mig_done().
      */
     int (*mig_arc)(void *opaque, uint32_t from, uint32_t to);
     /* In a saving state: up to len next bytes of the stream; *n < len means
