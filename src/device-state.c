@@ -22,11 +22,24 @@ enum state_tag {
 #define PLUGIN_CHUNK (1u << 20)
 /* The largest record a loader takes (an ABI 1 blob is one record). */
 #define RECORD_MAX (UINT32_C(1) << 30)
+/* Room in the caller's buffer from which a plugin chunk is saved straight
+ * into it, not copied through our own; such chunks are at most
+ * DIRECT_CHUNK, so that a loader reading 1 MiB at a time mostly finds them
+ * whole in its buffer, and takes them from there without a copy either. */
+#define DIRECT_MIN   (64u << 10)
+#define DIRECT_CHUNK (256u << 10)
 
-static void *mfree(void *p)
+/* buf holds at least len bytes (grown, kept for the next record). */
+static int reserve(uint8_t **buf, size_t *cap, size_t len)
 {
-    free(p);
-    return NULL;
+    if (len <= *cap)
+        return 0;
+    uint8_t *b = realloc(*buf, len);
+    if (!b)
+        return -ENOMEM;
+    *buf = b;
+    *cap = len;
+    return 0;
 }
 
 static bool abi2(const struct device *d)
@@ -39,9 +52,12 @@ static bool abi2(const struct device *d)
 struct device_state_saver {
     struct device *d;
     bool pci_sent, plugin_done, end_sent;
-    /* The record going out: header and payload, and how much is out. */
+    /* The record going out (in buf, NULL when none): header and payload,
+     * and how much is out. */
     uint8_t *rec;
     size_t rec_len, rec_off;
+    uint8_t *buf; /* kept from record to record */
+    size_t cap;
 };
 
 int device_state_saver_new(struct device *d, struct device_state_saver **ret)
@@ -68,21 +84,42 @@ void device_state_saver_free(struct device_state_saver *s)
 {
     if (!s)
         return;
-    free(s->rec);
+    free(s->buf);
     free(s);
+}
+
+static void put_header(uint8_t *rec, enum state_tag tag, size_t len)
+{
+    uint32_t h[2] = {htole32(tag), htole32((uint32_t)len)};
+    memcpy(rec, h, sizeof(h));
 }
 
 static uint8_t *new_record(struct device_state_saver *s, enum state_tag tag, size_t len)
 {
-    uint8_t *rec = malloc(RECORD_HEADER + len);
-    if (!rec)
+    if (reserve(&s->buf, &s->cap, RECORD_HEADER + len) < 0)
         return NULL;
-    uint32_t h[2] = {htole32(tag), htole32((uint32_t)len)};
-    memcpy(rec, h, sizeof(h));
-    s->rec = rec;
+    put_header(s->buf, tag, len);
+    s->rec = s->buf;
     s->rec_len = RECORD_HEADER + len;
     s->rec_off = 0;
-    return rec + RECORD_HEADER;
+    return s->rec + RECORD_HEADER;
+}
+
+/* An ABI 2 plugin chunk saved straight into the caller's buffer (room
+ * bytes): the record's length through *len, 0 when the phase has no more. */
+static int plugin_record_into(struct device_state_saver *s, enum muserd_state_phase phase,
+                              uint8_t *out, size_t room, size_t *len)
+{
+    const struct muserd_device_ops *ops = s->d->type->type->ops;
+    size_t max = room - RECORD_HEADER < DIRECT_CHUNK ? room - RECORD_HEADER : DIRECT_CHUNK;
+    size_t written = 0;
+    *len = 0;
+    int r = ops->state_save(s->d->plugin_dev, phase, out + RECORD_HEADER, max, &written);
+    if (r < 0 || written == 0 || written > max)
+        return r < 0 ? r : written ? -EOVERFLOW : 0;
+    put_header(out, STATE_TAG_PLUGIN, written);
+    *len = RECORD_HEADER + written;
+    return 0;
 }
 
 /* One plugin chunk of `phase` as a record; *none when the phase has no more. */
@@ -99,7 +136,7 @@ static int plugin_record(struct device_state_saver *s, enum muserd_state_phase p
         size_t written = 0;
         int r = ops->state_save(s->d->plugin_dev, phase, payload, PLUGIN_CHUNK, &written);
         if (r < 0 || written == 0 || written > PLUGIN_CHUNK) {
-            s->rec = mfree(s->rec);
+            s->rec = NULL;
             return r < 0 ? r : written ? -EOVERFLOW : 0;
         }
         uint32_t len = htole32((uint32_t)written);
@@ -126,10 +163,29 @@ static int plugin_record(struct device_state_saver *s, enum muserd_state_phase p
     return 0;
 }
 
-/* The next record of `phase`; none left when s->rec stays NULL. */
-static int next_record(struct device_state_saver *s, enum muserd_state_phase phase)
+/* Does the next record of `phase` come from an ABI 2 plugin's chunks? */
+static bool plugin_next(const struct device_state_saver *s, enum muserd_state_phase phase)
+{
+    if (!abi2(s->d) || !PLUGIN_OP(s->d->type->type->ops, state_save))
+        return false;
+    return phase == MUSERD_STATE_PRECOPY ? !s->pci_sent : s->pci_sent && !s->plugin_done;
+}
+
+/* The next record of `phase`: straight into out when it is a plugin chunk
+ * and room is large (*direct its length), else into s->rec; none left when
+ * both stay empty. */
+static int next_record(struct device_state_saver *s, enum muserd_state_phase phase, uint8_t *out,
+                       size_t room, size_t *direct)
 {
     bool none;
+    *direct = 0;
+    if (room >= RECORD_HEADER + DIRECT_MIN && plugin_next(s, phase)) {
+        int r = plugin_record_into(s, phase, out, room, direct);
+        if (r >= 0 && *direct == 0 && phase == MUSERD_STATE_FINAL)
+            s->plugin_done = true;
+        if (r < 0 || *direct || phase == MUSERD_STATE_PRECOPY)
+            return r;
+    }
     if (phase == MUSERD_STATE_PRECOPY)
         return s->pci_sent ? -EINVAL : plugin_record(s, phase, &none);
     if (!s->pci_sent) {
@@ -165,9 +221,13 @@ int device_state_save(struct device_state_saver *s, enum muserd_state_phase phas
     *written = 0;
     while (*written < len) {
         if (!s->rec) {
-            int r = next_record(s, phase);
+            size_t direct = 0;
+            int r = next_record(s, phase, out + *written, len - *written, &direct);
             if (r < 0)
                 return r;
+            *written += direct;
+            if (direct)
+                continue;
             if (!s->rec)
                 break; /* the phase is over */
         }
@@ -178,7 +238,7 @@ int device_state_save(struct device_state_saver *s, enum muserd_state_phase phas
         *written += n;
         s->rec_off += n;
         if (s->rec_off == s->rec_len)
-            s->rec = mfree(s->rec);
+            s->rec = NULL;
     }
     return 0;
 }
@@ -213,8 +273,8 @@ struct device_state_loader {
     uint8_t header[RECORD_HEADER];
     size_t header_got;
     uint32_t tag, len;
-    uint8_t *payload;
-    size_t payload_got;
+    uint8_t *payload; /* a record that came in pieces; kept for the next */
+    size_t payload_cap, payload_got;
     bool pci_loaded, ended;
     bool plugin_fed, plugin_told_end; /* the plugin forgets a stream cut short */
     int error;                        /* sticky: a stream that failed once stays failed */
@@ -250,8 +310,8 @@ static int refuse(struct device_state_loader *l, const char **why, const char *r
     return -EINVAL;
 }
 
-/* A whole record is in: hand it on. */
-static int apply_record(struct device_state_loader *l, const char **why)
+/* A whole record is in (at data, l->len bytes): hand it on. */
+static int apply_record(struct device_state_loader *l, const uint8_t *data, const char **why)
 {
     const struct muserd_device_ops *ops = l->d->type->type->ops;
     int r;
@@ -260,7 +320,7 @@ static int apply_record(struct device_state_loader *l, const char **why)
     case STATE_TAG_PCI:
         if (l->pci_loaded)
             return refuse(l, why, "the stream holds the config space twice");
-        r = pci_state_load(l->d->pci, l->payload, l->len, why);
+        r = pci_state_load(l->d->pci, data, l->len, why);
         if (r < 0) {
             l->error = r;
             return r;
@@ -270,9 +330,9 @@ static int apply_record(struct device_state_loader *l, const char **why)
     case STATE_TAG_PLUGIN:
         l->plugin_fed = true;
         if (abi2(l->d) && PLUGIN_OP(ops, state_load))
-            r = ops->state_load(l->d->plugin_dev, l->payload, l->len);
+            r = ops->state_load(l->d->plugin_dev, data, l->len);
         else if (!abi2(l->d) && PLUGIN_OP(ops, load_state))
-            r = ops->load_state(l->d->plugin_dev, l->payload, l->len);
+            r = ops->load_state(l->d->plugin_dev, data, l->len);
         else
             return refuse(l, why, "the stream holds state this plugin does not load");
         if (r < 0) {
@@ -324,10 +384,19 @@ int device_state_load(struct device_state_loader *l, const void *buf, size_t len
                 (l->tag == STATE_TAG_PLUGIN && abi2(l->d) && l->len > PLUGIN_CHUNK) ||
                 (l->tag == STATE_TAG_PCI && l->len != pci_state_size(l->d->pci)))
                 return refuse(l, why, "the stream holds a record of an impossible size");
-            l->payload = malloc(l->len ? l->len : 1);
-            if (!l->payload)
-                return l->error = -ENOMEM;
             l->payload_got = 0;
+            if (len >= l->len) {
+                /* Whole in the caller's buffer: no copy. */
+                int r = apply_record(l, in, why);
+                in += l->len;
+                len -= l->len;
+                l->header_got = 0;
+                if (r < 0)
+                    return r;
+                continue;
+            }
+            if (reserve(&l->payload, &l->payload_cap, l->len) < 0)
+                return l->error = -ENOMEM;
         }
         size_t n = l->len - l->payload_got;
         n = n < len ? n : len;
@@ -337,8 +406,7 @@ int device_state_load(struct device_state_loader *l, const void *buf, size_t len
         len -= n;
         if (l->payload_got < l->len)
             break;
-        int r = apply_record(l, why);
-        l->payload = mfree(l->payload);
+        int r = apply_record(l, l->payload, why);
         l->header_got = 0;
         if (r < 0)
             return r;

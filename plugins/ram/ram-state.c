@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ram-dev.h"
 
@@ -92,6 +93,23 @@ static void header_apply(struct ram_dev *d, const struct ram_state *s)
  * first the header, then the memory in pieces of a little-endian u64 offset
  * and the bytes from there.
  */
+/* All of [off, off+n) of the memory through its memfd. */
+static int copy_fd(int fd, void *buf, size_t n, uint64_t off, bool write)
+{
+    uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t k = write ? pwrite(fd, p, n, (off_t)off) : pread(fd, p, n, (off_t)off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return k < 0 ? -errno : -EIO;
+        p += k;
+        n -= (size_t)k;
+        off += (uint64_t)k;
+    }
+    return 0;
+}
+
 int ram_state_save(void *dev, enum muserd_state_phase phase, void *buf, size_t len, size_t *written)
 {
     struct ram_dev *d = dev;
@@ -122,7 +140,11 @@ int ram_state_save(void *dev, enum muserd_state_phase phase, void *buf, size_t l
         n = len - sizeof(uint64_t);
     uint64_t off = htole64(d->save_offset);
     memcpy(out, &off, sizeof(off));
-    memcpy(out + sizeof(off), d->mem + d->save_offset, n);
+    /* Through the memfd, not our mapping: pages nobody wrote read as zeros
+     * without being faulted in (a VM's page faults are slow). */
+    int r = copy_fd(d->mem_fd, out + sizeof(off), n, d->save_offset, false);
+    if (r < 0)
+        return r;
     d->save_offset += n;
     *written = sizeof(off) + n;
     return 0;
@@ -171,7 +193,12 @@ int ram_state_load(void *dev, const void *buf, size_t len)
     uint64_t n = len - sizeof(off);
     if (off != d->load_offset || n > d->size - off)
         return -EINVAL;
-    memcpy(d->mem + off, in + sizeof(off), n);
+    /* Through the memfd: a fresh destination's pages are filled by the
+     * kernel, not faulted into our mapping one by one; whoever uses them
+     * maps them when it does. */
+    int r = copy_fd(d->mem_fd, (void *)(in + sizeof(off)), n, off, true);
+    if (r < 0)
+        return r;
     d->load_offset += n;
     return 0;
 }

@@ -644,18 +644,25 @@ START_TEST(test_client_migrates_the_timer)
     set_state(d, VFU_MIG_RUNNING); /* RESUMING -> STOP -> RUNNING */
     assert_migration(&dst, "t1", "none");
     free(stream);
-    vfu_client_free(c);
 
+    /* The source stays connected, stopped, its eventfd set: it must stay
+     * silent while the destination fires. */
     (void)tu_eventfd_read(efd);
-    attach_msix(d, efd);
+    int dfd = tu_eventfd_checked();
+    attach_msix(d, dfd);
     uint64_t n = 0;
-    ck_assert_msg(tu_eventfd_wait(efd, 6000, &n) == 1, "no interrupt from the destination");
+    ck_assert_msg(tu_eventfd_wait(dfd, 6000, &n) == 1, "no interrupt from the destination");
     uint64_t after_ms = (test_now_ns() - programmed) / 1000000;
     ck_assert_msg(after_ms >= 1500 && after_ms < 5000,
                   "the interrupt came %llu ms after it was programmed for 2000 ms",
                   (unsigned long long)after_ms);
+    usleep(100000);
+    ck_assert_msg(tu_eventfd_read(efd) == 0, "the stopped source raised an interrupt");
+    ck_assert_uint_eq(tu_rd32(c, TIMER_REGS_BAR, TIMER_REG_FIRE_COUNT), 0);
+    vfu_client_free(c);
     vfu_client_free(d);
     close(efd);
+    close(dfd);
 }
 END_TEST
 
@@ -762,6 +769,46 @@ START_TEST(test_client_bad_stream_then_reset)
 }
 END_TEST
 
+/* STOP -> RUNNING on a device never migrated; a save cancelled in
+ * STOP_COPY before its data was read (and one in PRE_COPY) leaves a device
+ * that runs and saves again from the start. */
+START_TEST(test_client_cancels)
+{
+    struct vfu_client *c = tu_open(src.daemon, "r0");
+    tu_wr32(c, RAM_REGS_BAR, RAM_REG_SCRATCH, 0x5eed);
+    set_state(c, VFU_MIG_STOP);
+    set_state(c, VFU_MIG_RUNNING);
+    ck_assert_uint_eq(tu_rd32(c, RAM_REGS_BAR, RAM_REG_SCRATCH), 0x5eed);
+
+    uint8_t piece[100];
+    size_t n = 0;
+    set_state(c, VFU_MIG_STOP_COPY); /* RUNNING -> STOP -> STOP_COPY */
+    ck_assert_int_eq(vfu_client_mig_read(c, piece, sizeof(piece), &n), 0);
+    ck_assert_uint_eq(n, sizeof(piece));
+    set_state(c, VFU_MIG_STOP); /* cancelled with most of it unread */
+    set_state(c, VFU_MIG_PRE_COPY);
+    ck_assert_int_eq(vfu_client_mig_read(c, piece, sizeof(piece), &n), 0);
+    set_state(c, VFU_MIG_RUNNING); /* PRE_COPY -> RUNNING: cancelled too */
+    ck_assert_int_eq(vfu_client_mig_read(c, piece, sizeof(piece), &n), -EINVAL);
+    tu_wr32(c, RAM_REGS_BAR, RAM_REG_DOORBELL, 1);
+    ck_assert_uint_eq(tu_rd32(c, RAM_REGS_BAR, RAM_REG_DOORBELL_COUNT), 1);
+
+    /* A whole save now starts from the header and loads elsewhere. */
+    uint8_t *stream = NULL;
+    size_t len = save_over_protocol(c, &stream);
+    ck_assert(len > 8 && memcmp(stream, "MUSERDMS", 8) == 0);
+    set_state(c, VFU_MIG_RUNNING); /* STOP_COPY -> STOP -> RUNNING */
+    struct vfu_client *d = tu_open(dst.daemon, "r1");
+    set_state(d, VFU_MIG_RESUMING);
+    write_stream(d, stream, len, 4096);
+    set_state(d, VFU_MIG_RUNNING);
+    ck_assert_uint_eq(tu_rd32(d, RAM_REGS_BAR, RAM_REG_SCRATCH), 0x5eed);
+    free(stream);
+    vfu_client_free(d);
+    vfu_client_free(c);
+}
+END_TEST
+
 /* The operator and the client do not migrate one device at once. */
 START_TEST(test_client_and_operator_exclude_each_other)
 {
@@ -808,6 +855,7 @@ int main(void)
     tcase_add_test(tp, test_client_migrates_ram_with_dirty_logging);
     tcase_add_test(tp, test_client_bad_stream_then_reset);
     tcase_add_test(tp, test_client_and_operator_exclude_each_other);
+    tcase_add_test(tp, test_client_cancels);
     suite_add_tcase(s, tp);
     return tu_run_suite(s);
 }
