@@ -11,7 +11,7 @@
 
 /*
  * Parse json (NULL or "" means {}) and check it against keys. Keys the host
- * itself reads (socket_owner, socket_group, socket_mode, io_thread) are
+ * itself reads (socket_owner, socket_group, socket_mode, io_thread, incoming) are
  * accepted too.
  * On failure return -EINVAL with *error set to a malloc()ed sentence naming
  * the key and what was expected.

@@ -343,7 +343,8 @@ struct muserd_device_ops {
 
     /*
      * The device's own state as a stream of chunks (the host saves PCI config
-     * space, MSI/MSI-X, interrupt masks and the client's caps itself).
+     * space and MSI/MSI-X, their masks included, itself; the client's session
+     * is not saved: it sets it up again).
      * state_save writes the next chunk of `phase` into buf (at most len
      * bytes) and sets *written; *written 0 ends the phase (PRECOPY: nothing
      * more to send now; FINAL: the state is complete). PRECOPY rounds run
@@ -352,10 +353,13 @@ struct muserd_device_ops {
      * state_pending estimates the bytes the next rounds of `phase` would
      * write (for the migration's progress and the client's estimates).
      * state_load gets the chunks in order, exactly as they were saved, on a
-     * new device that no client drives yet; state_load_end says the stream
-     * ended: return -EINVAL when it was incomplete. The host also calls it
-     * when it gives a stream up half way: forget what it brought. NULL state_save: the
-     * device has no state of its own beyond what the host saves.
+     * stopped device (created "incoming", or put in RESUMING by its client);
+     * state_load_end says the stream ended: return -EINVAL when it was
+     * incomplete. The host also calls it when it gives a stream up half way:
+     * forget what it brought. A device migrates only with state_save and
+     * state_load (a device with no state of its own has a state_save that
+     * ends each phase at once); without them Migrate is refused by name and
+     * clients are offered no migration.
      */
     int (*state_save)(void *dev, enum muserd_state_phase phase, void *buf, size_t len,
                       size_t *written);

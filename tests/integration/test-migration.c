@@ -41,7 +41,8 @@ static void side_start(struct side *s, const char *const *devices)
     int r = test_bus_start(NULL, &s->tbus);
     ck_assert_msg(r == 0, "starting dbus-daemon: %s", strerror(-r));
     ck_assert_int_eq(test_daemon_new(&s->daemon), 0);
-    ck_assert_int_eq(tu_plugin_dir(s->daemon, (const char *const[]){"timer", "ram", NULL}), 0);
+    ck_assert_int_eq(
+        tu_plugin_dir(s->daemon, (const char *const[]){"timer", "ram", "test:storm", NULL}), 0);
     ck_assert_int_eq(test_daemon_add_arg(s->daemon, "--bus-address"), 0);
     ck_assert_int_eq(test_daemon_add_arg(s->daemon, test_bus_address(s->tbus)), 0);
     for (size_t i = 0; devices[i]; i += 3)
@@ -67,7 +68,7 @@ static void setup(void)
 {
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
     side_start(&src, (const char *const[]){"timer", "t0", NULL, "ram", "r0", "{\"size\": 65536}",
-                                           NULL});
+                                           "storm", "s0", NULL, NULL});
     side_start(&dst, (const char *const[]){"timer", "t0", "{\"incoming\": true}", "ram", "r0",
                                            "{\"size\": 65536, \"incoming\": true}", "timer",
                                            "t1", NULL, "ram", "r1", "{\"size\": 65536}", NULL});
@@ -469,6 +470,36 @@ START_TEST(test_reader_goes_away)
 }
 END_TEST
 
+/* A plugin that saves no state cannot migrate, and says so everywhere. */
+START_TEST(test_stateless_plugin_cannot_migrate)
+{
+    _cleanup_free_ char *file = tmpfile_path("s0.state");
+    int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    _cleanup_free_ char *name = NULL, *msg = NULL;
+    ck_assert_int_lt(call_device(&src, "s0", "Migrate", fd, &name, &msg), 0);
+    close(fd);
+    ck_assert_str_eq(name, "org.muserd1.Error.NotMigratable");
+    ck_assert_ptr_nonnull(strstr(msg, "storm"));
+    assert_migration(&src, "s0", "none");
+
+    _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+    ck_assert_int_lt(sd_bus_call_method(src.bus, NAME, "/org/muserd1", "org.muserd1.Manager",
+                                        "CreateDevice", &e, NULL, "sss", "storm", "s1",
+                                        "{\"incoming\": true}"),
+                     0);
+    ck_assert_str_eq(e.name, "org.muserd1.Error.InvalidConfig");
+    ck_assert_ptr_nonnull(strstr(e.message, "cannot migrate"));
+
+    /* Its clients are offered no migration. */
+    struct vfu_client *c = tu_open(src.daemon, "s0");
+    uint64_t flags = 0;
+    ck_assert_int_eq(vfu_client_migration_flags(c, &flags), -ENOTSUP);
+    uint32_t state = 0;
+    ck_assert_int_eq(vfu_client_mig_get_state(c, &state), -ENOTSUP);
+    vfu_client_free(c);
+}
+END_TEST
+
 struct async_reply {
     bool done;
     char *name, *message;
@@ -846,6 +877,7 @@ int main(void)
     tcase_add_test(tc, test_calls_out_of_place);
     tcase_add_test(tc, test_reader_goes_away);
     tcase_add_test(tc, test_resume_abandons_a_stuck_migrate);
+    tcase_add_test(tc, test_stateless_plugin_cannot_migrate);
     tcase_add_test(tc, test_destroy_during_migrate);
     suite_add_tcase(s, tc);
     TCase *tp = tcase_create("client");
