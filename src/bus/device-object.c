@@ -123,72 +123,84 @@ static int method_destroy(sd_bus_message *msg, void *userdata, sd_bus_error *err
     return bus_destroy_device(current_bus(msg), msg, id, error);
 }
 
-struct reset_call {
-    sd_bus_message *msg;
-    char *id;
-};
-
-static void on_reset(void *userdata, int r)
-{
-    struct reset_call *c = userdata;
-
-    if (r < 0)
-        r = sd_bus_reply_method_errorf(c->msg, BUS_ERROR_FAILED,
-                                       "Resetting device '%s' failed: %s.", c->id, strerror(-r));
-    else {
-        log_info("%s: reset by operator request.", c->id);
-        r = sd_bus_reply_method_return(c->msg, NULL);
-    }
-    if (r < 0)
-        log_debug_errno(r, "Cannot answer Reset of %s: %m", c->id);
-    sd_bus_message_unref(c->msg);
-    free(c->id);
-    free(c);
-}
-
-/* Answered when the device's thread has done it. */
-static int method_reset(sd_bus_message *msg, void *userdata, sd_bus_error *error)
-{
-    struct bus *b = current_bus(msg);
-    struct device *d = userdata;
-
-    struct reset_call *c = malloc(sizeof(*c));
-    if (!c)
-        return -ENOMEM;
-    *c = (struct reset_call){.msg = sd_bus_message_ref(msg), .id = strdup(d->id)};
-    int r = c->id ? manager_reset_device_async(b->manager, d->id, on_reset, c) : -ENOMEM;
-    if (r < 0) {
-        sd_bus_message_unref(c->msg);
-        free(c->id);
-        free(c);
-        return r == -ENOENT ? bus_error_no_device(error, d->id) : r;
-    }
-    return 1;
-}
-
-struct migration_call {
+/* A method answered when the device's thread has done it. */
+struct device_call {
     sd_bus_message *msg;
     char *id;
     const char *method;
 };
 
-static void on_migration_answer(void *userdata, int r, const char *why)
+static struct device_call *device_call_new(sd_bus_message *msg, const struct device *d,
+                                           const char *method)
 {
-    struct migration_call *c = userdata;
-
-    if (r < 0) {
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        bus_error_migration_failed(&error, c->method, c->id, r, why);
-        log_info("%s: %s failed: %s", c->id, c->method, error.message);
-        r = sd_bus_reply_method_error(c->msg, &error);
-    } else {
-        r = sd_bus_reply_method_return(c->msg, NULL);
+    struct device_call *c = malloc(sizeof(*c));
+    if (!c)
+        return NULL;
+    *c = (struct device_call){.msg = sd_bus_message_ref(msg), .id = strdup(d->id), .method = method};
+    if (!c->id) {
+        sd_bus_message_unref(c->msg);
+        free(c);
+        return NULL;
     }
-    if (r < 0)
-        log_debug_errno(r, "Cannot answer %s of %s: %m", c->method, c->id);
+    return c;
+}
+
+static void device_call_free(struct device_call *c)
+{
     sd_bus_message_unref(c->msg);
     free(c->id);
     free(c);
+}
+
+/* Reply (error set: with it) and free c. */
+static void device_call_answer(struct device_call *c, const sd_bus_error *error)
+{
+    int r = error ? sd_bus_reply_method_error(c->msg, error)
+                  : sd_bus_reply_method_return(c->msg, NULL);
+    if (r < 0)
+        log_debug_errno(r, "Cannot answer %s of %s: %m", c->method, c->id);
+    device_call_free(c);
+}
+
+static void on_reset(void *userdata, int r)
+{
+    struct device_call *c = userdata;
+    _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+
+    if (r < 0)
+        sd_bus_error_setf(&error, BUS_ERROR_FAILED, "Resetting device '%s' failed: %s.", c->id,
+                          strerror(-r));
+    else
+        log_info("%s: reset by operator request.", c->id);
+    device_call_answer(c, r < 0 ? &error : NULL);
+}
+
+static int method_reset(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+    struct bus *b = current_bus(msg);
+    struct device *d = userdata;
+
+    struct device_call *c = device_call_new(msg, d, "Reset");
+    if (!c)
+        return -ENOMEM;
+    int r = manager_reset_device_async(b->manager, d->id, on_reset, c);
+    if (r < 0) {
+        device_call_free(c); /* the method's return value answers */
+        return r == -ENOENT ? bus_error_no_device(error, d->id) : r;
+    }
+    return 1;
+}
+
+static void on_migration_answer(void *userdata, int r, const char *why)
+{
+    struct device_call *c = userdata;
+    _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+
+    if (r < 0) {
+        bus_error_migration_failed(&error, c->method, c->id, r, why);
+        log_info("%s: %s failed: %s", c->id, c->method, error.message);
+    }
+    device_call_answer(c, r < 0 ? &error : NULL);
 }
 
 /* Migrate(h), Incoming(h), Resume(): answered when the device's thread is
@@ -208,19 +220,14 @@ static int migration_method(sd_bus_message *msg, struct device *d, enum manager_
         if (fd < 0)
             return -errno;
     }
-    struct migration_call *c = malloc(sizeof(*c));
+    struct device_call *c = device_call_new(msg, d, method);
     if (!c) {
         safe_close(fd);
         return -ENOMEM;
     }
-    *c = (struct migration_call){
-        .msg = sd_bus_message_ref(msg), .id = strdup(d->id), .method = method};
-    int r = c->id ? manager_migration_async(b->manager, d->id, op, fd, on_migration_answer, c)
-                  : (safe_close(fd), -ENOMEM);
+    int r = manager_migration_async(b->manager, d->id, op, fd, on_migration_answer, c);
     if (r < 0) {
-        sd_bus_message_unref(c->msg);
-        free(c->id);
-        free(c);
+        device_call_free(c);
         return r == -ENOENT ? bus_error_no_device(error, d->id) : r;
     }
     return 1;
