@@ -29,9 +29,11 @@ struct device_migration {
     bool stopped;  /* the plugin is quiesced for migration */
     bool stopping; /* quiesce answered -EBUSY: device_migration_quiesced() goes on */
     struct mig_saver *saver;
-    bool final; /* the saver is past pre-copy */
+    bool final;      /* the saver is past pre-copy */
+    uint32_t arc_to; /* the client's arc that waits for the plugin to quiesce */
     struct mig_loader *loader;
     /* The operator's call in progress. */
+    int incoming_fd; /* Incoming's stream, until the plugin is quiet */
     struct fd_pump *pump;
     struct io_call *call;
     char **why;
@@ -76,6 +78,7 @@ int device_migration_setup(struct device *d, bool incoming)
     if (!d->mig)
         return -ENOMEM;
     d->mig->incoming = incoming;
+    d->mig->incoming_fd = -1;
     d->published_migration = incoming ? DEVICE_MIGRATION_INCOMING : DEVICE_MIGRATION_NONE;
     return 0;
 }
@@ -129,6 +132,34 @@ static void drop_sessions(struct device_migration *m)
 
 /* ---- the operator's calls ------------------------------------------------------ */
 
+/* An Incoming is over (r): the device runs its new state, or is back to
+ * power-on state and waits for a stream again. */
+static void incoming_done(struct device *d, int r, bool was_loading)
+{
+    struct device_migration *m = d->mig;
+    if (r >= 0) {
+        m->incoming = false;
+        m->driver = DRIVER_NONE;
+        int k = run(d); /* loaded while quiesced; it starts now */
+        if (k < 0)
+            log_warning_errno(k, "%s: the plugin failed to resume after its load: %m", d->id);
+        vfu_server_hold(d->server, false);
+        publish(d, DEVICE_MIGRATION_NONE);
+        return;
+    }
+    if (was_loading) {
+        /* Half a stream may be in the plugin and config space: reset it
+         * (which also runs the plugin again; the next Incoming stops it). */
+        int k = device_reset_now(d);
+        if (k < 0)
+            log_warning_errno(k, "%s: reset after a failed load failed: %m", d->id);
+    } else {
+        (void)run(d);
+    }
+    m->driver = DRIVER_NONE;
+    publish(d, DEVICE_MIGRATION_INCOMING);
+}
+
 /* The operator's Migrate or Incoming is over (r) and answered. */
 static void operator_done(struct device *d, int r)
 {
@@ -141,21 +172,9 @@ static void operator_done(struct device *d, int r)
     drop_sessions(m);
     m->call = NULL;
     m->why = NULL;
-    if (m->incoming) {
-        if (r < 0 && was_loading) {
-            /* Half a stream may be in the plugin and config space: back to
-             * power-on state, still waiting for a stream. */
-            int k = device_reset_now(d);
-            if (k < 0)
-                log_warning_errno(k, "%s: reset after a failed load failed: %m", d->id);
-        }
-        if (r >= 0) {
-            m->incoming = false;
-            m->driver = DRIVER_NONE;
-            vfu_server_hold(d->server, false);
-        }
-        publish(d, r < 0 ? DEVICE_MIGRATION_INCOMING : DEVICE_MIGRATION_NONE);
-    } else if (r < 0) {
+    if (m->incoming)
+        incoming_done(d, r, was_loading);
+    else if (r < 0) {
         /* A save that failed before the device stopped leaves it running. */
         if (!m->stopped && !m->stopping)
             m->driver = DRIVER_NONE;
@@ -281,6 +300,22 @@ static void on_read(void *opaque, int status)
     operator_done(d, status);
 }
 
+/* The plugin is quiet: read the stream from fd into it. */
+static int start_loading(struct device *d, int fd)
+{
+    struct device_migration *m = d->mig;
+    int r = mig_loader_new(d, &m->loader);
+    if (r < 0) {
+        safe_close(fd);
+        return set_why(m->why, r, "Cannot start loading device '%s': %s.", d->id, strerror(-r));
+    }
+    r = fd_pump_reader_new(d->host.event, fd, operator_drain, on_read, d, &m->pump);
+    if (r < 0)
+        return set_why(m->why, r, "Cannot read a stream from the file descriptor given: %s.",
+                       strerror(-r));
+    return 0;
+}
+
 int device_incoming(struct device *d, int fd, char **why)
 {
     struct device_migration *m = d->mig;
@@ -292,27 +327,31 @@ int device_incoming(struct device *d, int fd, char **why)
                     "Device '%s' was not created to take a stream: create it with "
                     "\"incoming\": true in its config.",
                     d->id);
+    /* The plugin takes its state quiesced, as from a client's RESUMING: a
+     * transfer or a deadline in the stream must not start before the load
+     * is whole. */
     if (r >= 0) {
-        r = mig_loader_new(d, &m->loader);
+        r = stop(d);
         if (r < 0)
-            set_why(why, r, "Cannot start loading device '%s': %s.", d->id, strerror(-r));
+            set_why(why, r, "Stopping device '%s' to load it failed: %s.", d->id, strerror(-r));
     }
     if (r >= 0) {
         m->why = why;
         m->driver = DRIVER_OPERATOR;
-        r = fd_pump_reader_new(d->host.event, fd, operator_drain, on_read, d,
-                               &m->pump);
-        fd = -1;
+        publish(d, DEVICE_MIGRATION_LOADING);
+        if (r == 1) {
+            m->incoming_fd = TAKE_FD(fd); /* device_migration_quiesced() goes on */
+            r = 0;
+        } else {
+            r = start_loading(d, TAKE_FD(fd));
+        }
         if (r < 0) {
-            drop_sessions(m);
-            m->why = NULL;
-            set_why(why, r, "Cannot read a stream from the file descriptor given: %s.",
-                    strerror(-r));
+            /* Answered here: operator_done() leaves the call to us. */
+            m->call = NULL;
+            operator_done(d, r);
         }
     }
     safe_close(fd);
-    if (r >= 0)
-        publish(d, DEVICE_MIGRATION_LOADING);
     return answer_or_keep(d, call, r);
 }
 
@@ -425,8 +464,12 @@ int device_migration_arc(void *opaque, uint32_t from, uint32_t to)
         return r;
     }
     m->driver = to == VFU_MIG_RUNNING ? DRIVER_NONE : DRIVER_CLIENT;
+    if (r == 1) {
+        m->arc_to = to; /* published once the plugin is quiet */
+        return VFU_MIG_LATER;
+    }
     publish(d, phase_of(to));
-    return r == 1 ? VFU_MIG_LATER : 0;
+    return 0;
 }
 
 int device_migration_read(void *opaque, void *buf, size_t len, size_t *n)
@@ -467,6 +510,11 @@ void device_migration_abort(void *opaque)
                                           : DEVICE_MIGRATION_STOPPED);
 }
 
+bool device_migration_holds(const struct device *d)
+{
+    return d->mig && (d->mig->stopped || d->mig->stopping);
+}
+
 void device_migration_quiesced(struct device *d)
 {
     struct device_migration *m = d->mig;
@@ -479,7 +527,17 @@ void device_migration_quiesced(struct device *d)
         m->final = m->saver != NULL;
     }
     if (m->driver == DRIVER_CLIENT) {
+        publish(d, status < 0 ? DEVICE_MIGRATION_FAILED : phase_of(m->arc_to));
         vfu_server_mig_done(d->server, status);
+    } else if (m->incoming_fd >= 0) {
+        int fd = TAKE_FD(m->incoming_fd);
+        int r = status < 0 ? status : start_loading(d, fd);
+        if (status < 0) {
+            safe_close(fd);
+            set_why(m->why, r, "Stopping the device to load it failed: %s", strerror(-r));
+        }
+        if (r < 0)
+            operator_done(d, r);
     } else if (m->pump) {
         if (status < 0) {
             set_why(m->why, status, "Stopping the device failed: %s", strerror(-status));
@@ -525,6 +583,7 @@ void device_migration_teardown(struct device *d)
     }
     fd_pump_free(m->pump);
     m->pump = NULL;
+    m->incoming_fd = safe_close(m->incoming_fd);
     drop_sessions(m);
     m->driver = DRIVER_NONE; /* the server's abort, next, finds nothing */
 }

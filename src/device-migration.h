@@ -56,6 +56,9 @@ int device_migration_read(void *opaque, void *buf, size_t len, size_t *n);
 int device_migration_write(void *opaque, const void *buf, size_t len);
 void device_migration_abort(void *opaque);
 
+/* Does a migration keep the plugin quiesced (stopped, or stopping)? */
+bool device_migration_holds(const struct device *d);
+
 /* The plugin finished quiescing (device-wake); no-op unless we wait. */
 void device_migration_quiesced(struct device *d);
 /* The device was reset: whatever was in progress is dropped, it runs

@@ -81,8 +81,9 @@ void device_reset_quiesced(struct device *d)
     int status = atomic_load(&d->reset->status);
     if (d->reset->waiter == RESET_CLIENT && d->reset->client_generation != d->client_generation) {
         /* The client that asked is gone, and its request with it: a reset
-         * now would hit the next client half way through its setup. */
-        finish(d, device_quiesce(d, false));
+         * now would hit the next client half way through its setup. The
+         * plugin runs again, unless a migration holds it stopped. */
+        finish(d, device_migration_holds(d) ? 0 : device_quiesce(d, false));
         return;
     }
     finish(d, status < 0 ? status : reset_now(d));

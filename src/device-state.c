@@ -326,7 +326,12 @@ static int apply_record(struct device_state_loader *l, const uint8_t *data, cons
             return r;
         }
         l->pci_loaded = true;
-        return irq_routes_publish(l->d->routes, pci_nr_vectors(l->d->pci));
+        r = irq_routes_publish(l->d->routes, pci_nr_vectors(l->d->pci));
+        if (r < 0) {
+            *why = "out of memory for the interrupt routes";
+            l->error = r;
+        }
+        return r;
     case STATE_TAG_PLUGIN:
         l->plugin_fed = true;
         if (abi2(l->d) && PLUGIN_OP(ops, state_load))
@@ -395,11 +400,18 @@ int device_state_load(struct device_state_loader *l, const void *buf, size_t len
                     return r;
                 continue;
             }
-            if (reserve(&l->payload, &l->payload_cap, l->len) < 0)
-                return l->error = -ENOMEM;
         }
         size_t n = l->len - l->payload_got;
         n = n < len ? n : len;
+        /* Grown as the bytes come, never by the length a stream claims: a
+         * header saying 1 GiB costs nothing until 1 GiB has come. */
+        size_t want = l->payload_got + n;
+        if (want > l->payload_cap && want < l->len && want < l->payload_cap * 2)
+            want = l->payload_cap * 2 < l->len ? l->payload_cap * 2 : l->len;
+        if (reserve(&l->payload, &l->payload_cap, want) < 0) {
+            *why = "out of memory for a record of the stream";
+            return l->error = -ENOMEM;
+        }
         memcpy(l->payload + l->payload_got, in, n);
         l->payload_got += n;
         in += n;

@@ -252,7 +252,7 @@ static int take_header(struct mig_loader *l, const uint8_t **in, size_t *len)
 
 static int take_body(struct mig_loader *l, const uint8_t **in, size_t *len)
 {
-    const char *why;
+    const char *why = "the device could not take its state";
     size_t used;
     int r = device_state_load(l->state, *in, *len, &used, &why);
     if (r < 0)

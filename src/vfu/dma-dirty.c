@@ -83,11 +83,39 @@ bool vfu_dma_logging(const struct vfu_dma *dma)
     return atomic_load(&dma->dirty_pgsize) != 0;
 }
 
-/* Set bits [first, last] of a report bitmap. */
-static void set_bits(uint64_t *bitmap, uint64_t first, uint64_t last)
+/* Bits lo..hi (0..63, lo <= hi) of a word. */
+static uint64_t bits_between(unsigned lo, unsigned hi)
 {
-    for (uint64_t b = first; b <= last; b++)
-        bitmap[b / 64] |= UINT64_C(1) << (b % 64);
+    uint64_t upto_hi = hi == 63 ? ~UINT64_C(0) : (UINT64_C(1) << (hi + 1)) - 1;
+    return upto_hi & ~((UINT64_C(1) << lo) - 1);
+}
+
+/* Set bits [first, last] of a report bitmap of nbits bits, a word at a
+ * time (a small report page replicates a dirty page into many bits). */
+static void set_bits(uint64_t *bitmap, uint64_t nbits, uint64_t first, uint64_t last)
+{
+    if (first >= nbits)
+        return; /* cannot happen: the caller sized the bitmap for the range */
+    if (last >= nbits)
+        last = nbits - 1;
+    for (uint64_t w = first / 64; w <= last / 64; w++) {
+        unsigned lo = w == first / 64 ? (unsigned)(first % 64) : 0;
+        unsigned hi = w == last / 64 ? (unsigned)(last % 64) : 63;
+        bitmap[w] |= bits_between(lo, hi);
+    }
+}
+
+/* Is all of mapping r's part of logging page `bit` (relative to base) in
+ * [iova, last]? Only such a page may be cleared. */
+static bool page_inside(const struct vfu_dma_region *r, uint64_t logpg, uint64_t base, uint64_t bit,
+                        uint64_t iova, uint64_t last)
+{
+    uint64_t page = (base + bit) * logpg;
+    uint64_t page_last = page + (logpg - 1);
+    uint64_t r_last = r->iova + (r->size - 1);
+    uint64_t own_first = page > r->iova ? page : r->iova;
+    uint64_t own_last = page_last < r_last ? page_last : r_last;
+    return own_first >= iova && own_last <= last;
 }
 
 /*
@@ -102,25 +130,27 @@ static void set_bits(uint64_t *bitmap, uint64_t first, uint64_t last)
  * dropping it would lose a write).
  */
 static void report_region(struct vfu_dma_region *r, uint64_t logpg, uint64_t iova, uint64_t last,
-                          uint64_t pgsize, uint64_t lo, uint64_t hi, uint64_t *bitmap)
+                          uint64_t pgsize, uint64_t lo, uint64_t hi, uint64_t *bitmap,
+                          uint64_t nbits)
 {
-    uint64_t r_last = r->iova + (r->size - 1);
     uint64_t base = r->iova / logpg;
     uint64_t first_bit = lo / logpg - base, last_bit = hi / logpg - base;
+    /* Pages between the two edge pages lie wholly in the range. */
+    bool clear_first = page_inside(r, logpg, base, first_bit, iova, last);
+    bool clear_last = page_inside(r, logpg, base, last_bit, iova, last);
 
+    /* A word at a time, clean words skipped at a load each: the cost is
+     * the range's share of the bitmap, whatever page size the report asks. */
     for (uint64_t w = first_bit / 64; w <= last_bit / 64; w++) {
-        uint64_t lo_bit = w * 64 > first_bit ? w * 64 : first_bit;
-        uint64_t hi_bit = w * 64 + 63 < last_bit ? w * 64 + 63 : last_bit;
-        uint64_t in_range = 0, clearable = 0;
-        for (uint64_t b = lo_bit; b <= hi_bit; b++) {
-            uint64_t page = (base + b) * logpg;
-            uint64_t page_last = page + (logpg - 1);
-            uint64_t own_first = page > r->iova ? page : r->iova;
-            uint64_t own_last = page_last < r_last ? page_last : r_last;
-            in_range |= UINT64_C(1) << (b % 64);
-            if (own_first >= iova && own_last <= last)
-                clearable |= UINT64_C(1) << (b % 64);
-        }
+        if (__atomic_load_n(&r->dirty[w], __ATOMIC_RELAXED) == 0)
+            continue;
+        unsigned lo_b = w == first_bit / 64 ? (unsigned)(first_bit % 64) : 0;
+        unsigned hi_b = w == last_bit / 64 ? (unsigned)(last_bit % 64) : 63;
+        uint64_t in_range = bits_between(lo_b, hi_b), clearable = in_range;
+        if (!clear_first && w == first_bit / 64)
+            clearable &= ~(UINT64_C(1) << (first_bit % 64));
+        if (!clear_last && w == last_bit / 64)
+            clearable &= ~(UINT64_C(1) << (last_bit % 64));
         if ((__atomic_load_n(&r->dirty[w], __ATOMIC_RELAXED) & in_range) == 0)
             continue;
         uint64_t hits = __atomic_fetch_and(&r->dirty[w], ~clearable, __ATOMIC_RELAXED) & in_range;
@@ -129,7 +159,7 @@ static void report_region(struct vfu_dma_region *r, uint64_t logpg, uint64_t iov
             uint64_t page = (base + b) * logpg;
             uint64_t a = page > lo ? page : lo;
             uint64_t z = page + (logpg - 1) < hi ? page + (logpg - 1) : hi;
-            set_bits(bitmap, (a - iova) / pgsize, (z - iova) / pgsize);
+            set_bits(bitmap, nbits, (a - iova) / pgsize, (z - iova) / pgsize);
         }
     }
 }
@@ -157,7 +187,7 @@ int vfu_dma_logging_report(struct vfu_dma *dma, uint64_t iova, uint64_t length, 
             continue;
         uint64_t lo = reg->iova > iova ? reg->iova : iova;
         uint64_t hi = r_last < end ? r_last : end;
-        report_region(reg, logpg, iova, end, pgsize, lo, hi, bitmap);
+        report_region(reg, logpg, iova, end, pgsize, lo, hi, bitmap, bytes * 8);
     }
     pthread_mutex_unlock(&dma->lock);
     return logpg ? 0 : -ENOENT;
@@ -170,9 +200,13 @@ int vfu_dma_report_bitmap_size(uint64_t iova, uint64_t length, uint64_t pgsize, 
         return -EINVAL;
     if (__builtin_add_overflow(iova, length - 1, &end))
         return -EINVAL;
-    /* Pages, rounded up (the last may be partial), then whole u64 words. */
-    uint64_t pages = (length - 1) / pgsize + 1;
-    *bytes = (pages + 63) / 64 * sizeof(uint64_t);
+    /* Pages, rounded up (the last may be partial), then whole u64 words;
+     * computed from the last page's index so that nothing wraps (a length
+     * of 2^64-1 at page size 1 is 2^64-1 pages: 2^58 words, too many). */
+    uint64_t words = ((length - 1) / pgsize) / 64 + 1;
+    if (words > UINT64_MAX / sizeof(uint64_t))
+        return -E2BIG;
+    *bytes = words * sizeof(uint64_t);
     return 0;
 }
 

@@ -247,6 +247,43 @@ static void *dma_worker(void *arg)
 
 /* The device's thread maps and unmaps while two threads do DMA: no region
  * goes away under a user (ASan, TSan), every unmap completes once let go. */
+/* Report sizes never wrap: a client's 2^64-1 bytes at page size 1 is far
+ * too big (2^61 bytes), not 0 bytes; a report of a huge range that is all
+ * clean costs nothing per page; a dirty page at the top of a large range
+ * lands in the last bit of a bitmap sized exactly. */
+START_TEST(test_dirty_report_limits)
+{
+    uint64_t bytes = 0;
+    ck_assert_int_eq(vfu_dma_report_bitmap_size(0, UINT64_MAX, 1, &bytes), 0);
+    ck_assert_uint_eq(bytes, UINT64_C(1) << 61);
+    ck_assert_int_eq(vfu_dma_report_bitmap_size(0, UINT64_MAX, 4096, &bytes), 0);
+    ck_assert_uint_eq(bytes, UINT64_C(1) << 49);
+    ck_assert_int_eq(vfu_dma_report_bitmap_size(0, 64 * PAGE, PAGE, &bytes), 0);
+    ck_assert_uint_eq(bytes, 8);
+    ck_assert_int_eq(vfu_dma_report_bitmap_size(0, 64 * PAGE + 1, PAGE, &bytes), 0);
+    ck_assert_uint_eq(bytes, 16);
+
+    struct vfu_dma *dma;
+    ck_assert_int_eq(vfu_dma_new(8, &dma), 0);
+    map_memfd(dma, 0x100000, 128 * PAGE);
+    ck_assert_int_eq(vfu_dma_logging_start(dma, PAGE), 0);
+    vfu_dma_mark_dirty(dma, 0x100000 + 127 * PAGE, 1);
+    uint64_t bitmap[2] = {0};
+    ck_assert_int_eq(
+        vfu_dma_logging_report(dma, 0x100000, 128 * PAGE, PAGE, bitmap, sizeof(bitmap)), 0);
+    ck_assert_uint_eq(bitmap[0], 0);
+    ck_assert_uint_eq(bitmap[1], UINT64_C(1) << 63);
+    /* One report page for all of it: one bit. */
+    vfu_dma_mark_dirty(dma, 0x100000 + 5 * PAGE, 1);
+    ck_assert_int_eq(vfu_dma_logging_report(dma, 0, UINT64_C(1) << 40, UINT64_C(1) << 40, bitmap,
+                                            sizeof(bitmap)),
+                     0);
+    ck_assert_uint_eq(bitmap[0], 1);
+    vfu_dma_logging_stop(dma);
+    vfu_dma_free(dma);
+}
+END_TEST
+
 START_TEST(test_map_unmap_under_threads)
 {
     struct vfu_dma *dma;
@@ -286,6 +323,7 @@ static Suite *dma_refs_suite(void)
     tcase_add_test(tc, test_get_errors);
     tcase_add_test(tc, test_dirty_logging);
     tcase_add_test(tc, test_dirty_report_scaled);
+    tcase_add_test(tc, test_dirty_report_limits);
     tcase_add_test(tc, test_map_unmap_under_threads);
     suite_add_tcase(s, tc);
     return s;
