@@ -20,6 +20,7 @@
 
 #include "../../plugins/ram/ram-regs.h"
 #include "../../plugins/timer/timer-regs.h"
+#include "../plugins/storm-regs.h"
 #include "helpers/child.h"
 #include "helpers/dbus-daemon.h"
 #include "helpers/testutil.h"
@@ -42,7 +43,9 @@ static void side_start(struct side *s, const char *const *devices)
     ck_assert_msg(r == 0, "starting dbus-daemon: %s", strerror(-r));
     ck_assert_int_eq(test_daemon_new(&s->daemon), 0);
     ck_assert_int_eq(
-        tu_plugin_dir(s->daemon, (const char *const[]){"timer", "ram", "test:storm", NULL}), 0);
+        tu_plugin_dir(s->daemon,
+                      (const char *const[]){"timer", "ram", "test:storm", "test:old-ops", NULL}),
+        0);
     ck_assert_int_eq(test_daemon_add_arg(s->daemon, "--bus-address"), 0);
     ck_assert_int_eq(test_daemon_add_arg(s->daemon, test_bus_address(s->tbus)), 0);
     for (size_t i = 0; devices[i]; i += 3)
@@ -68,7 +71,7 @@ static void setup(void)
 {
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
     side_start(&src, (const char *const[]){"timer", "t0", NULL, "ram", "r0", "{\"size\": 65536}",
-                                           "storm", "s0", NULL, NULL});
+                                           "storm", "s0", NULL, "noops", "n0", NULL, NULL});
     side_start(&dst, (const char *const[]){"timer", "t0", "{\"incoming\": true}", "ram", "r0",
                                            "{\"size\": 65536, \"incoming\": true}", "timer",
                                            "t1", NULL, "ram", "r1", "{\"size\": 65536}", NULL});
@@ -467,25 +470,25 @@ END_TEST
 /* A plugin that saves no state cannot migrate, and says so everywhere. */
 START_TEST(test_stateless_plugin_cannot_migrate)
 {
-    _cleanup_free_ char *file = tmpfile_path("s0.state");
+    _cleanup_free_ char *file = tmpfile_path("n0.state");
     int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     _cleanup_free_ char *name = NULL, *msg = NULL;
-    ck_assert_int_lt(call_device(&src, "s0", "Migrate", fd, &name, &msg), 0);
+    ck_assert_int_lt(call_device(&src, "n0", "Migrate", fd, &name, &msg), 0);
     close(fd);
     ck_assert_str_eq(name, "org.muserd1.Error.NotMigratable");
-    ck_assert_ptr_nonnull(strstr(msg, "storm"));
-    assert_migration(&src, "s0", "none");
+    ck_assert_ptr_nonnull(strstr(msg, "noops"));
+    assert_migration(&src, "n0", "none");
 
     _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
     ck_assert_int_lt(sd_bus_call_method(src.bus, NAME, "/org/muserd1", "org.muserd1.Manager",
-                                        "CreateDevice", &e, NULL, "sss", "storm", "s1",
+                                        "CreateDevice", &e, NULL, "sss", "noops", "n1",
                                         "{\"incoming\": true}"),
                      0);
     ck_assert_str_eq(e.name, "org.muserd1.Error.InvalidConfig");
     ck_assert_ptr_nonnull(strstr(e.message, "cannot migrate"));
 
     /* Its clients are offered no migration. */
-    struct vfu_client *c = tu_open(src.daemon, "s0");
+    struct vfu_client *c = tu_open(src.daemon, "n0");
     uint64_t flags = 0;
     ck_assert_int_eq(vfu_client_migration_flags(c, &flags), -ENOTSUP);
     uint32_t state = 0;
@@ -847,6 +850,67 @@ START_TEST(test_client_cancels)
 }
 END_TEST
 
+/* storm holds guest memory for 300 ms from its own thread and quiesces only
+ * once it let go: hold, wait until it holds, then ask to stop. */
+static void storm_hold(struct vfu_client *c, int *mfd)
+{
+    void *mem = NULL;
+    *mfd = tu_memfd(65536, &mem);
+    ck_assert_int_eq(vfu_client_dma_map(c, 0x10000, 65536, VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE,
+                                        *mfd, 0),
+                     0);
+    tu_wr64(c, STORM_REGS_BAR, STORM_REG_HOLD_IOVA, 0x10000);
+    tu_wr64(c, STORM_REGS_BAR, STORM_REG_HOLD_LEN, 4096);
+    tu_wr32(c, STORM_REGS_BAR, STORM_REG_HOLD_MS, 300);
+    tu_wr32(c, STORM_REGS_BAR, STORM_REG_CTRL, STORM_CTRL_HOLD);
+    uint64_t end = test_now_ns() + TU_TIMEOUT_MS * 1000000ull;
+    while (tu_rd32(c, STORM_REGS_BAR, STORM_REG_HOLD_STATUS) == STORM_HOLD_IDLE &&
+           test_now_ns() < end)
+        usleep(200);
+    ck_assert_uint_eq(tu_rd32(c, STORM_REGS_BAR, STORM_REG_HOLD_STATUS), STORM_HOLD_HOLDING);
+}
+
+/* RUNNING -> STOP waits for a quiesce that finishes later: the reply comes
+ * once the device let go of guest memory, and only then is it "stopped". */
+START_TEST(test_client_stop_waits_for_quiesce)
+{
+    struct vfu_client *c = tu_open(src.daemon, "s0");
+    int mfd;
+    storm_hold(c, &mfd);
+    set_state(c, VFU_MIG_STOP);
+    ck_assert_msg(tu_rd32(c, STORM_REGS_BAR, STORM_REG_HOLD_STATUS) == STORM_HOLD_DONE,
+                  "STOP was answered while the device still held guest memory");
+    assert_migration(&src, "s0", "stopped");
+    ck_assert_int_eq(vfu_client_reset(c), 0);
+    ck_assert_uint_eq(mig_state(c), VFU_MIG_RUNNING);
+    assert_migration(&src, "s0", "none");
+    ck_assert_uint_eq(tu_rd32(c, STORM_REGS_BAR, STORM_REG_EARLY_RESETS), 0);
+    vfu_client_free(c);
+    close(mfd);
+}
+END_TEST
+
+/* The operator's Migrate waits for it too, and its stream is whole. */
+START_TEST(test_migrate_waits_for_quiesce)
+{
+    struct vfu_client *c = tu_open(src.daemon, "s0");
+    int mfd;
+    storm_hold(c, &mfd);
+    _cleanup_free_ char *file = tmpfile_path("s0.state");
+    migrate_to_file("s0", file);
+    ck_assert_uint_eq(tu_rd32(c, STORM_REGS_BAR, STORM_REG_HOLD_STATUS), STORM_HOLD_DONE);
+    assert_migration(&src, "s0", "stopped");
+    uint8_t buf[4096];
+    size_t len = read_file(file, buf, sizeof(buf));
+    ck_assert(len > 12 && memcmp(buf + len - 4, "MEND", 4) == 0);
+    _cleanup_free_ char *name = NULL, *msg = NULL;
+    ck_assert_int_ge(call_device(&src, "s0", "Resume", -1, &name, &msg), 0);
+    assert_migration(&src, "s0", "none");
+    vfu_client_free(c);
+    close(mfd);
+}
+END_TEST
+
 /* The operator and the client do not migrate one device at once. */
 START_TEST(test_client_and_operator_exclude_each_other)
 {
@@ -921,6 +985,8 @@ int main(void)
     tcase_add_test(tp, test_client_bad_stream_then_reset);
     tcase_add_test(tp, test_client_and_operator_exclude_each_other);
     tcase_add_test(tp, test_client_cancels);
+    tcase_add_test(tp, test_client_stop_waits_for_quiesce);
+    tcase_add_test(tp, test_migrate_waits_for_quiesce);
     suite_add_tcase(s, tp);
     return tu_run_suite(s);
 }
