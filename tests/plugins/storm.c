@@ -78,8 +78,10 @@ static void *holder_main(void *opaque)
     memset(ref.ptr, STORM_HOLD_BYTE, ref.len);
     struct timespec ts = {d->job_ms / 1000, (long)(d->job_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-    d->svc->dma_put(d->host, &ref, true);
+    /* DONE before the put: the put may let the host answer the client's
+     * DMA_UNMAP at once, and the client reads DONE after that answer. */
     atomic_store(&d->hold_status, STORM_HOLD_DONE);
+    d->svc->dma_put(d->host, &ref, true);
     /* A quiesce that waited for this hold is complete now. */
     pthread_mutex_lock(&d->lock);
     d->holding = false;
