@@ -403,6 +403,8 @@ int device_state_load(struct device_state_loader *l, const void *buf, size_t len
         }
         size_t n = l->len - l->payload_got;
         n = n < len ? n : len;
+        if (n == 0)
+            break; /* the header took all there was */
         /* Grown as the bytes come, never by the length a stream claims: a
          * header saying 1 GiB costs nothing until 1 GiB has come. */
         size_t want = l->payload_got + n;
