@@ -42,9 +42,9 @@ struct device_migration {
 const char *device_migration_phase_to_string(enum device_migration_phase phase)
 {
     static const char *const names[] = {
-        [DEVICE_MIGRATION_NONE] = "none",         [DEVICE_MIGRATION_SAVING] = "saving",
-        [DEVICE_MIGRATION_STOPPED] = "stopped",   [DEVICE_MIGRATION_INCOMING] = "incoming",
-        [DEVICE_MIGRATION_LOADING] = "loading",   [DEVICE_MIGRATION_FAILED] = "failed",
+        [DEVICE_MIGRATION_NONE] = "none",       [DEVICE_MIGRATION_SAVING] = "saving",
+        [DEVICE_MIGRATION_STOPPED] = "stopped", [DEVICE_MIGRATION_INCOMING] = "incoming",
+        [DEVICE_MIGRATION_LOADING] = "loading", [DEVICE_MIGRATION_FAILED] = "failed",
     };
     return (unsigned)phase < ELEMENTSOF(names) ? names[phase] : "none";
 }
@@ -250,8 +250,10 @@ int device_migrate(struct device *d, int fd, char **why)
         r = set_why(why, -ENOTSUP, "Device '%s' cannot migrate: its %s plugin saves no state.",
                     d->id, d->type->type->name);
     if (r >= 0 && m->incoming)
-        r = set_why(why, -EINVAL, "Device '%s' is waiting for an incoming stream; it has no "
-                                  "state to migrate yet.", d->id);
+        r = set_why(why, -EINVAL,
+                    "Device '%s' is waiting for an incoming stream; it has no "
+                    "state to migrate yet.",
+                    d->id);
     if (r >= 0) {
         r = mig_saver_new(d, &m->saver);
         if (r < 0)
@@ -260,8 +262,7 @@ int device_migrate(struct device *d, int fd, char **why)
     if (r >= 0) {
         m->why = why;
         m->driver = DRIVER_OPERATOR;
-        r = fd_pump_writer_new(d->host.event, fd, operator_fill, on_written, d,
-                               &m->pump);
+        r = fd_pump_writer_new(d->host.event, fd, operator_fill, on_written, d, &m->pump);
         fd = -1;
         if (r < 0) {
             drop_sessions(m);
@@ -281,8 +282,8 @@ static int operator_drain(void *opaque, const void *buf, size_t len)
     struct device *d = opaque;
     struct device_migration *m = d->mig;
     const char *reason = NULL;
-    int r = len ? mig_loader_write(m->loader, buf, len, &reason)
-                : mig_loader_end(m->loader, &reason);
+    int r =
+        len ? mig_loader_write(m->loader, buf, len, &reason) : mig_loader_end(m->loader, &reason);
     if (r < 0)
         return set_why(m->why, r, "Device '%s' refused the stream: %s.", d->id,
                        reason ? reason : strerror(-r));
@@ -505,7 +506,7 @@ void device_migration_abort(void *opaque)
     drop_sessions(m);
     if (!m->stopped && !m->stopping)
         m->driver = DRIVER_NONE;
-    publish(d, was_loading       ? DEVICE_MIGRATION_FAILED
+    publish(d, was_loading                ? DEVICE_MIGRATION_FAILED
                : m->driver == DRIVER_NONE ? DEVICE_MIGRATION_NONE
                                           : DEVICE_MIGRATION_STOPPED);
 }

@@ -498,7 +498,7 @@ int device_new(sd_event *event, struct mailbox *mailbox, const struct plugin_typ
     own_fd = -1; /* the server has it */
     if (incoming)
         vfu_server_hold(d->server, true); /* no client until Incoming loaded it */
-    publish_irq_routes(d); /* raises work from here on */
+    publish_irq_routes(d);                /* raises work from here on */
     *ret = TAKE_PTR(d);
     return 0;
 }

@@ -121,8 +121,7 @@ static int add_source(struct fd_pump *p)
     int flags = fcntl(p->fd, F_GETFL);
     if (flags < 0 || fcntl(p->fd, F_SETFL, flags | O_NONBLOCK) < 0)
         return -errno;
-    return sd_event_add_io(p->event, &p->source, p->fd, p->writing ? EPOLLOUT : EPOLLIN, on_io,
-                           p);
+    return sd_event_add_io(p->event, &p->source, p->fd, p->writing ? EPOLLOUT : EPOLLIN, on_io, p);
 }
 
 static int pump_new(sd_event *event, int fd, bool writing, fd_pump_done_fn done, void *opaque,

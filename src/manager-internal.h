@@ -43,5 +43,5 @@ int manager_threads_reset_async(struct manager *m, struct device *d, manager_don
                                 void *userdata);
 /* Migrate, Incoming or Resume d on its thread, answered later. */
 int manager_threads_migration_async(struct manager *m, struct device *d,
-                                    enum manager_migration_op op, int fd,
-                                    manager_why_done_fn done, void *userdata);
+                                    enum manager_migration_op op, int fd, manager_why_done_fn done,
+                                    void *userdata);

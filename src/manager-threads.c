@@ -451,8 +451,8 @@ static void migration_answered(void *arg, int r)
 }
 
 int manager_threads_migration_async(struct manager *m, struct device *d,
-                                    enum manager_migration_op op, int fd,
-                                    manager_why_done_fn done, void *userdata)
+                                    enum manager_migration_op op, int fd, manager_why_done_fn done,
+                                    void *userdata)
 {
     struct job *j = new_device_job(m, d, NULL, NULL);
     if (!j) {

@@ -257,8 +257,8 @@ int manager_reset_device_async(struct manager *m, const char *id, manager_done_f
     return manager_threads_reset_async(m, d, done, userdata);
 }
 
-int manager_migration_async(struct manager *m, const char *id, enum manager_migration_op op,
-                            int fd, manager_why_done_fn done, void *userdata)
+int manager_migration_async(struct manager *m, const char *id, enum manager_migration_op op, int fd,
+                            manager_why_done_fn done, void *userdata)
 {
     struct device *d = manager_find_device(m, id);
     if (!d) {

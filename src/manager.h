@@ -105,8 +105,8 @@ enum manager_migration_op {
     MANAGER_RESUME,
 };
 typedef void (*manager_why_done_fn)(void *userdata, int r, const char *why);
-int manager_migration_async(struct manager *m, const char *id, enum manager_migration_op op,
-                            int fd, manager_why_done_fn done, void *userdata);
+int manager_migration_async(struct manager *m, const char *id, enum manager_migration_op op, int fd,
+                            manager_why_done_fn done, void *userdata);
 
 /* Shutting down: wait up to timeout_ms (-1: for ever) until every
  * asynchronous call in flight is answered (a D-Bus caller gets its reply).

@@ -18,8 +18,7 @@ static void on_device_removed(void *userdata, struct device *d)
     manager_object_device_removed(userdata, d);
 }
 
-static void on_device_changed(void *userdata, struct device *d,
-                              const struct device_published *now)
+static void on_device_changed(void *userdata, struct device *d, const struct device_published *now)
 {
     device_object_changed(userdata, d, now);
 }

@@ -136,7 +136,8 @@ static struct device_call *device_call_new(sd_bus_message *msg, const struct dev
     struct device_call *c = malloc(sizeof(*c));
     if (!c)
         return NULL;
-    *c = (struct device_call){.msg = sd_bus_message_ref(msg), .id = strdup(d->id), .method = method};
+    *c =
+        (struct device_call){.msg = sd_bus_message_ref(msg), .id = strdup(d->id), .method = method};
     if (!c->id) {
         sd_bus_message_unref(c->msg);
         free(c);
@@ -155,8 +156,8 @@ static void device_call_free(struct device_call *c)
 /* Reply (error set: with it) and free c. */
 static void device_call_answer(struct device_call *c, const sd_bus_error *error)
 {
-    int r = error ? sd_bus_reply_method_error(c->msg, error)
-                  : sd_bus_reply_method_return(c->msg, NULL);
+    int r =
+        error ? sd_bus_reply_method_error(c->msg, error) : sd_bus_reply_method_return(c->msg, NULL);
     if (r < 0)
         log_debug_errno(r, "Cannot answer %s of %s: %m", c->method, c->id);
     device_call_free(c);
@@ -289,7 +290,8 @@ void device_object_changed(struct bus *b, struct device *d, const struct device_
 {
     _cleanup_free_ char *path = NULL;
     _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
-    const char *state = device_state_to_string(now->connected ? DEVICE_CONNECTED : DEVICE_LISTENING);
+    const char *state =
+        device_state_to_string(now->connected ? DEVICE_CONNECTED : DEVICE_LISTENING);
     uint32_t pid = now->connected ? (uint32_t)now->pid : 0;
     uint32_t uid = now->connected ? (uint32_t)now->uid : 0;
 
@@ -298,8 +300,8 @@ void device_object_changed(struct bus *b, struct device *d, const struct device_
         r = sd_bus_message_new_signal(b->bus, &m, path, "org.freedesktop.DBus.Properties",
                                       "PropertiesChanged");
     if (r >= 0)
-        r = sd_bus_message_append(m, "sa{sv}as", DEVICE_INTERFACE, 3, "State", "s", state,
-                                  "Client", "(uu)", pid, uid, "Migration", "s",
+        r = sd_bus_message_append(m, "sa{sv}as", DEVICE_INTERFACE, 3, "State", "s", state, "Client",
+                                  "(uu)", pid, uid, "Migration", "s",
                                   device_migration_phase_to_string(now->migration), 0);
     if (r >= 0)
         r = sd_bus_send(b->bus, m, NULL);

@@ -143,9 +143,10 @@ static const struct {
     const char *name;
     int (*run)(int argc, char **argv, const struct ctl_options *o);
 } commands[] = {
-    {"list", ctl_list}, {"types", ctl_types}, {"create", ctl_create},   {"destroy", ctl_destroy},
-    {"show", ctl_show}, {"reset", ctl_reset}, {"monitor", ctl_monitor}, {"probe", cmd_probe},
-    {"migrate", ctl_migrate}, {"incoming", ctl_incoming}, {"resume", ctl_resume},
+    {"list", ctl_list},         {"types", ctl_types},   {"create", ctl_create},
+    {"destroy", ctl_destroy},   {"show", ctl_show},     {"reset", ctl_reset},
+    {"monitor", ctl_monitor},   {"probe", cmd_probe},   {"migrate", ctl_migrate},
+    {"incoming", ctl_incoming}, {"resume", ctl_resume},
 };
 
 int main(int argc, char **argv)

@@ -23,9 +23,9 @@
 #include "../integration/helpers/testutil.h"
 #include "util/macro.h"
 
-#define RAM_MIB      64
-#define ROUNDS       3
-#define GOAL_RATIO   0.8
+#define RAM_MIB       64
+#define ROUNDS        3
+#define GOAL_RATIO    0.8
 #define GOAL_TIMER_MS 10.0
 
 DEFINE_FREEP(struct test_daemon, test_daemon_free)
@@ -175,7 +175,8 @@ static int client_pause(const char *src_sock, const char *dst_sock, uint64_t *ns
         r = vfu_client_mig_set_state(d, VFU_MIG_RUNNING, NULL);
     *ns = test_now_ns() - t0;
     if (r >= 0)
-        r = vfu_client_mig_set_state(s, VFU_MIG_RUNNING, NULL); /* the source goes on, for the next round */
+        r = vfu_client_mig_set_state(s, VFU_MIG_RUNNING,
+                                     NULL); /* the source goes on, for the next round */
     if (r < 0)
         fprintf(stderr, "bench-migration: client migration failed: %s\n", strerror(-r));
     vfu_client_free(s);
@@ -207,8 +208,7 @@ int main(void)
     }
     if ((r = test_daemon_new(&d)) < 0 || (r = test_daemon_add_arg(d, "--bus-address")) < 0 ||
         (r = test_daemon_add_arg(d, test_bus_address(tb))) < 0 ||
-        (r = test_daemon_add_arg(d, "--io-threads")) < 0 ||
-        (r = test_daemon_add_arg(d, "2")) < 0 ||
+        (r = test_daemon_add_arg(d, "--io-threads")) < 0 || (r = test_daemon_add_arg(d, "2")) < 0 ||
         (r = test_daemon_add_device(d, "ram", "src", src_cfg)) < 0 ||
         (r = test_daemon_add_device(d, "ram", "rdst", "{\"size\": 67108864, \"io_thread\": 1}")) <
             0 ||

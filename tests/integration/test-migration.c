@@ -42,10 +42,9 @@ static void side_start(struct side *s, const char *const *devices)
     int r = test_bus_start(NULL, &s->tbus);
     ck_assert_msg(r == 0, "starting dbus-daemon: %s", strerror(-r));
     ck_assert_int_eq(test_daemon_new(&s->daemon), 0);
-    ck_assert_int_eq(
-        tu_plugin_dir(s->daemon,
-                      (const char *const[]){"timer", "ram", "test:storm", "test:old-ops", NULL}),
-        0);
+    ck_assert_int_eq(tu_plugin_dir(s->daemon, (const char *const[]){"timer", "ram", "test:storm",
+                                                                    "test:old-ops", NULL}),
+                     0);
     ck_assert_int_eq(test_daemon_add_arg(s->daemon, "--bus-address"), 0);
     ck_assert_int_eq(test_daemon_add_arg(s->daemon, test_bus_address(s->tbus)), 0);
     for (size_t i = 0; devices[i]; i += 3)
@@ -73,8 +72,8 @@ static void setup(void)
     side_start(&src, (const char *const[]){"timer", "t0", NULL, "ram", "r0", "{\"size\": 65536}",
                                            "storm", "s0", NULL, "noops", "n0", NULL, NULL});
     side_start(&dst, (const char *const[]){"timer", "t0", "{\"incoming\": true}", "ram", "r0",
-                                           "{\"size\": 65536, \"incoming\": true}", "timer",
-                                           "t1", NULL, "ram", "r1", "{\"size\": 65536}", NULL});
+                                           "{\"size\": 65536, \"incoming\": true}", "timer", "t1",
+                                           NULL, "ram", "r1", "{\"size\": 65536}", NULL});
 }
 
 static void teardown(void)
@@ -179,8 +178,10 @@ static void assert_announced(struct side *s, const char *want)
         if (sd_bus_process(s->bus, NULL) == 0)
             (void)sd_bus_wait(s->bus, 100000);
     }
-    ck_assert_msg(strstr(announced, want), "PropertiesChanged announced Migration \"%s\", "
-                  "expected \"%s\"", announced, want);
+    ck_assert_msg(strstr(announced, want),
+                  "PropertiesChanged announced Migration \"%s\", "
+                  "expected \"%s\"",
+                  announced, want);
 }
 
 static void migrate_to_file(const char *id, const char *file)
@@ -714,9 +715,9 @@ START_TEST(test_client_migrates_ram_with_dirty_logging)
     struct vfu_client *c = tu_open(src.daemon, "r0");
     void *mem = NULL;
     int mfd = tu_memfd(1 << 20, &mem);
-    ck_assert_int_eq(vfu_client_dma_map(c, 0x100000, 1 << 20,
-                                        VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE, mfd, 0),
-                     0);
+    ck_assert_int_eq(
+        vfu_client_dma_map(c, 0x100000, 1 << 20, VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE, mfd, 0),
+        0);
     uint8_t pattern[4096];
     for (size_t i = 0; i < sizeof(pattern); i++)
         pattern[i] = (uint8_t)(i ^ 0xa5);
@@ -735,9 +736,8 @@ START_TEST(test_client_migrates_ram_with_dirty_logging)
     ck_assert_msg(st & RAM_DMA_STATUS_DONE, "the DMA did not finish: status %#x", st);
     ck_assert(memcmp((uint8_t *)mem + 5 * 4096, pattern, 4096) == 0);
     uint64_t bitmap[4] = {0};
-    ck_assert_int_eq(vfu_client_dma_logging_report(c, 0x100000, 1 << 20, 4096, bitmap,
-                                                   sizeof(bitmap)),
-                     0);
+    ck_assert_int_eq(
+        vfu_client_dma_logging_report(c, 0x100000, 1 << 20, 4096, bitmap, sizeof(bitmap)), 0);
     ck_assert_msg(bitmap[0] == (1ull << 5) && !bitmap[1] && !bitmap[2] && !bitmap[3],
                   "dirty bitmap %#llx %#llx %#llx %#llx, expected page 5 only",
                   (unsigned long long)bitmap[0], (unsigned long long)bitmap[1],
@@ -856,9 +856,8 @@ static void storm_hold(struct vfu_client *c, int *mfd)
 {
     void *mem = NULL;
     *mfd = tu_memfd(65536, &mem);
-    ck_assert_int_eq(vfu_client_dma_map(c, 0x10000, 65536, VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE,
-                                        *mfd, 0),
-                     0);
+    ck_assert_int_eq(
+        vfu_client_dma_map(c, 0x10000, 65536, VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE, *mfd, 0), 0);
     tu_wr64(c, STORM_REGS_BAR, STORM_REG_HOLD_IOVA, 0x10000);
     tu_wr64(c, STORM_REGS_BAR, STORM_REG_HOLD_LEN, 4096);
     tu_wr32(c, STORM_REGS_BAR, STORM_REG_HOLD_MS, 300);
