@@ -219,6 +219,8 @@ deps:
 QEMU ?= $(firstword $(wildcard $(CURDIR)/../shared/qemu/bin/qemu-system-x86_64) \
                     $(shell command -v qemu-system-x86_64 2>/dev/null))
 GUEST_DIR ?= $(CURDIR)/build/guest
+# SPDK's initiator for test-spdk-nvme: $(SPDK), else ../shared/spdk. None: it says SKIP.
+SPDK ?= $(firstword $(wildcard $(CURDIR)/../shared/spdk))
 
 check: deps
 	$(if $(QEMU),@$(MAKE) --no-print-directory deps DEB_PKGS="$(QEMU_DEB_PKGS)")
@@ -245,7 +247,7 @@ integration-check:
 	@failed=""; for t in $(INTEGRATION_BINS); do echo "== $$t"; \
 	    MUSERD_BIN=$(MUSERD) MUSERCTL_BIN=$(MUSERCTL) MUSERD_PLUGIN_DIR=$(BUILD)/plugins \
 	    MUSERD_TEST_PLUGIN_DIR=$(BUILD)/test-plugins MUSERD_GUEST_DIR=$(GUEST_DIR) \
-	    $(if $(QEMU),QEMU=$(QEMU)) CK_DEFAULT_TIMEOUT=60 $$t \
+	    $(if $(QEMU),QEMU=$(QEMU)) $(if $(SPDK),SPDK_DIR=$(SPDK)) CK_DEFAULT_TIMEOUT=60 $$t \
 	    || failed="$$failed $$(basename $$t)"; done; \
 	if [ -n "$$failed" ]; then echo "FAILED integration suites:$$failed"; exit 1; fi
 

@@ -536,7 +536,7 @@ START_TEST(test_errors)
     /* muserd's sentences, as they are. */
     r = run("create", "nvme9", "x");
     expect_failure(&r, 1, "No device type 'nvme9'");
-    ck_assert_ptr_nonnull(strstr(r.err, "available: ram, timer"));
+    ck_assert_ptr_nonnull(strstr(r.err, "available: nvme, ram, timer"));
     run_free(&r);
     r = run("create", "timer", "dup");
     expect_failure(&r, 1, "'dup' already exists");

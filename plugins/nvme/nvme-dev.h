@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The nvme device model's state, shared by its files: nvme.c (create,
+ * config, ops), nvme-regs.c (BAR0 and controller enable/reset),
+ * nvme-queue.c (doorbells, the poller, completions, interrupts),
+ * nvme-admin.c, nvme-io.c (commands), nvme-prp.c (data pointers),
+ * nvme-ns.c (the RAM namespace) and nvme-state.c (migration).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <muserd/plugin.h>
+
+#include "nvme-spec.h"
+
+#define NVME_PCI_VENDOR_ID 0x4d55 /* 'MU': muserd's demonstration vendor id */
+#define NVME_PCI_DEVICE_ID 0x0010
+#define NVME_PCI_CLASS     0x010802 /* mass storage, NVM, NVMe */
+
+#define NVME_BAR0_SIZE   0x2000 /* registers page + doorbell page */
+#define NVME_MSIX_BAR    4
+#define NVME_MSIX_SIZE   0x2000
+#define NVME_MSIX_TABLE  0x0000
+#define NVME_MSIX_PBA    0x1000
+#define NVME_MSI_VECTORS 1
+
+#define NVME_MAX_QUEUES     64 /* I/O queue pairs, the "queues" bound */
+#define NVME_DEFAULT_QUEUES 4
+#define NVME_MAX_ENTRIES    1024 /* CAP.MQES + 1 */
+#define NVME_MDTS           5    /* 2^5 pages: 128 KiB per command */
+#define NVME_MAX_XFER       (NVME_PAGE_SIZE << NVME_MDTS)
+#define NVME_AERL           3 /* 0's based: 4 requests held */
+#define NVME_MAX_EVENTS     8
+#define NVME_CAP_TO_UNITS   15 /* 7.5 s */
+
+/* A round serves at most this many commands of one SQ, so that one busy
+ * queue does not starve the others (nor the loop). */
+#define NVME_SQ_BUDGET 64
+/* The poller spins this long after the last command before it sleeps;
+ * meanwhile and asleep, a tick this often looks at the mapped doorbells
+ * (a write to mapped memory wakes nothing). */
+#define NVME_POLL_IDLE_USEC 2000
+#define NVME_IDLE_TICK_USEC 1000
+
+struct nvme_sq {
+    bool valid;
+    uint64_t addr;
+    uint32_t size;
+    uint32_t head;
+    uint16_t cqid;
+    uint32_t bad_tail; /* an invalid tail value already reported, or UINT32_MAX */
+};
+
+struct nvme_cq {
+    bool valid;
+    bool ien;
+    bool phase;
+    uint16_t iv;
+    uint64_t addr;
+    uint32_t size;
+    uint32_t tail;
+    uint32_t head; /* as the host last rang it */
+    uint32_t nr_sqs;
+    bool irq_pending; /* entries posted since the last interrupt */
+    uint32_t bad_head;
+};
+
+struct nvme_ns {
+    uint64_t size; /* bytes */
+    uint32_t block_size;
+    uint32_t lba_shift;
+    uint64_t nr_blocks;
+    bool read_only;
+    uint8_t *mem; /* anonymous mapping: untouched blocks cost nothing */
+};
+
+struct nvme_features {
+    uint32_t arbitration;
+    uint32_t power_mgmt;
+    uint32_t temp_thresh;
+    uint32_t volatile_wc;
+    uint32_t irq_coalesce;
+    uint32_t async_event;
+    uint16_t nsqa, ncqa; /* 0's based, as granted */
+    bool queues_set;
+};
+
+struct nvme_stats {
+    uint64_t units_read, units_written; /* 512-byte units (the log reports thousands) */
+    uint64_t host_reads, host_writes;
+};
+
+struct nvme_dev {
+    struct muserd_host *host;
+    const struct muserd_host_services *svc;
+
+    char serial[21];
+    char model[41];
+    uint32_t nr_queues; /* I/O queue pairs */
+    struct nvme_ns ns;
+
+    int db_fd;             /* memfd: page 0 unused, page 1 the doorbells */
+    uint8_t *db_map;       /* both pages */
+    volatile uint32_t *db; /* the doorbell page */
+
+    struct muserd_poller *poller;
+    struct muserd_timer *tick;
+    bool tick_armed;
+    bool quiesced;
+    bool irq_asserted; /* raised since every CQ was last caught up (INTx) */
+    bool fatal_logged;
+
+    /* Registers. */
+    uint32_t cc, csts, aqa, intms;
+    uint64_t asq, acq;
+
+    struct nvme_sq sq[NVME_MAX_QUEUES + 1];
+    struct nvme_cq cq[NVME_MAX_QUEUES + 1];
+    struct nvme_features feat;
+    struct nvme_stats stats;
+
+    /* Asynchronous events: requests held, events waiting for one. */
+    uint16_t aer_cids[NVME_AERL + 1];
+    uint32_t nr_aers;
+    uint32_t events[NVME_MAX_EVENTS]; /* completion dword 0 of each */
+    uint32_t nr_events;
+    uint32_t masked_types; /* bit per event type: reported, log not read yet */
+
+    /* The state stream in progress (nvme-state.c). */
+    bool save_head_sent;
+    uint64_t save_offset;
+    bool load_head_seen;
+    void *load_head; /* checked, applied at the end */
+    size_t load_head_len;
+    uint64_t load_offset;
+};
+
+/* What a command handler gives back: status (NVME_SC_*), dword 0, and
+ * whether the completion is held (an AER) and must not be posted now. */
+struct nvme_result {
+    uint16_t status;
+    uint32_t dw0;
+    bool deferred;
+};
+
+/* nvme-regs.c */
+int nvme_bar0_access(struct nvme_dev *d, uint64_t offset, void *buf, uint32_t len, bool is_write);
+/* Back to CC.EN 0: queues, held AERs and events dropped. */
+void nvme_ctrl_reset(struct nvme_dev *d);
+/* Power-on state: also the registers, features and doorbells. */
+void nvme_ctrl_power_on(struct nvme_dev *d);
+/* Set CSTS.CFS: the host must reset the controller. */
+void nvme_ctrl_fatal(struct nvme_dev *d, const char *why);
+
+/* nvme-queue.c */
+int nvme_poll(void *opaque);
+void nvme_tick(void *opaque);
+void nvme_kick(struct nvme_dev *d);
+/* A REGION_WRITE to doorbell `index` (SQ y tail: 2y, CQ y head: 2y + 1). */
+void nvme_doorbell_write(struct nvme_dev *d, uint32_t index, uint32_t value);
+/* Post a completion for a command of SQ sqid to its CQ; false if it is full. */
+bool nvme_post(struct nvme_dev *d, uint16_t sqid, uint16_t cid, const struct nvme_result *res);
+void nvme_irq_flush(struct nvme_dev *d);
+/* An asynchronous event (dw0 as an AER completion carries it). */
+void nvme_event(struct nvme_dev *d, uint32_t type, uint32_t info, uint32_t log);
+void nvme_event_unmask(struct nvme_dev *d, uint32_t type);
+void nvme_events_deliver(struct nvme_dev *d);
+
+/* nvme-admin.c */
+void nvme_admin_cmd(struct nvme_dev *d, const struct nvme_sqe *cmd, struct nvme_result *res);
+
+/* nvme-io.c */
+void nvme_io_cmd(struct nvme_dev *d, const struct nvme_sqe *cmd, struct nvme_result *res);
+
+/* nvme-prp.c: copy between the command's data buffer (len bytes from
+ * PRP1/PRP2) and buf. to_guest: buf into guest memory, marked dirty.
+ * Returns an NVME_SC_* status. */
+uint16_t nvme_prp_copy(struct nvme_dev *d, uint64_t prp1, uint64_t prp2, void *buf, uint64_t len,
+                       bool to_guest);
+/* Guest memory [iova, iova+len) in one piece, to or from buf: 0 or -errno. */
+int nvme_dma_copy(struct nvme_dev *d, uint64_t iova, void *buf, uint64_t len, bool to_guest);
+
+/* nvme-ns.c */
+int nvme_ns_open(struct nvme_ns *ns, uint64_t size, uint32_t block_size, bool read_only);
+void nvme_ns_close(struct nvme_ns *ns);
+/* [off, off+len) reads as zeros afterwards. */
+void nvme_ns_zero(struct nvme_ns *ns, uint64_t off, uint64_t len);
+
+/* nvme-state.c */
+int nvme_state_save(void *dev, enum muserd_state_phase phase, void *buf, size_t len,
+                    size_t *written);
+int nvme_state_save_begin(void *dev);
+int nvme_state_pending(void *dev, enum muserd_state_phase phase, uint64_t *bytes);
+int nvme_state_load(void *dev, const void *buf, size_t len);
+int nvme_state_load_end(void *dev);
+
+/* nvme-identify.c: Identify (CNS 0-3) into the command's buffer; a status. */
+uint16_t nvme_identify(struct nvme_dev *d, const struct nvme_sqe *cmd, struct nvme_result *res);

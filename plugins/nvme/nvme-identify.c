@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Identify: the controller (CNS 1), the namespace (CNS 0), the active
+ * namespace list (CNS 2) and the namespace identification descriptors
+ * (CNS 3). Offsets are NVMe 1.4's Figures 247 and 249.
+ */
+#include <endian.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "nvme-dev.h"
+
+#define NVME_NSID_ALL 0xffffffffu
+
+static void put16(uint8_t *p, size_t off, uint16_t v)
+{
+    v = htole16(v);
+    memcpy(p + off, &v, 2);
+}
+
+static void put32(uint8_t *p, size_t off, uint32_t v)
+{
+    v = htole32(v);
+    memcpy(p + off, &v, 4);
+}
+
+static void put64(uint8_t *p, size_t off, uint64_t v)
+{
+    v = htole64(v);
+    memcpy(p + off, &v, 8);
+}
+
+/* ASCII, padded with spaces, not terminated. */
+static void put_str(uint8_t *p, size_t off, size_t width, const char *s)
+{
+    size_t n = strlen(s);
+    memset(p + off, ' ', width);
+    memcpy(p + off, s, n < width ? n : width);
+}
+
+/* A namespace GUID from the serial: stable for a device, distinct between
+ * devices whose serials differ (FNV-1a, twice). */
+static void ns_guid(const struct nvme_dev *d, uint8_t guid[16])
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const char *s = d->serial; *s; s++)
+        h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+    uint64_t h2 = (h ^ 0x6e766d65) * 0x100000001b3ull;
+    memcpy(guid, &h, 8);
+    memcpy(guid + 8, &h2, 8);
+}
+
+static void identify_ctrl(const struct nvme_dev *d, uint8_t *p)
+{
+    put16(p, 0, NVME_PCI_VENDOR_ID);
+    put16(p, 2, NVME_PCI_VENDOR_ID);
+    put_str(p, 4, 20, d->serial);
+    put_str(p, 24, 40, d->model);
+    put_str(p, 64, 8, "1.0");
+    p[72] = 0;         /* RAB */
+    p[77] = NVME_MDTS; /* MDTS */
+    put16(p, 78, 1);   /* CNTLID */
+    put32(p, 80, NVME_VS_1_4);
+    put32(p, 92, 1u << 8); /* OAES: namespace attribute notices (never sent) */
+    p[111] = 1;            /* CNTRLTYPE: I/O controller */
+    put16(p, 256, 0);      /* OACS: no optional admin commands */
+    p[258] = 3;            /* ACL */
+    p[259] = NVME_AERL;    /* AERL */
+    p[260] = 0x03;         /* FRMW: one slot, read only */
+    p[261] = 0;            /* LPA */
+    p[262] = 0;            /* ELPE: one error log entry */
+    p[263] = 0;            /* NPSS: one power state */
+    put16(p, 266, 0x157);  /* WCTEMP */
+    put16(p, 268, 0x175);  /* CCTEMP */
+    p[512] = NVME_SQES << 4 | NVME_SQES;
+    p[513] = NVME_CQES << 4 | NVME_CQES;
+    put16(p, 514, 0);      /* MAXCMD: not reported */
+    put32(p, 516, 1);      /* NN */
+    put16(p, 520, 0x000d); /* ONCS: Compare, DSM, Write Zeroes */
+    p[525] = 1;            /* VWC: present (it is RAM; Flush is cheap) */
+    put32(p, 536, 0);      /* SGLS: PRPs only */
+    char nqn[256];
+    int n = snprintf(nqn, sizeof(nqn), "nqn.2024-01.io.muserd:nvme:%s", d->serial);
+    memcpy(p + 768, nqn, n > 0 && (size_t)n < 256 ? (size_t)n : 255);
+    put16(p, 2048, 2500); /* PSD0 MP: 25 W */
+}
+
+static void identify_ns(const struct nvme_dev *d, uint8_t *p)
+{
+    put64(p, 0, d->ns.nr_blocks);          /* NSZE */
+    put64(p, 8, d->ns.nr_blocks);          /* NCAP */
+    put64(p, 16, d->ns.nr_blocks);         /* NUSE */
+    p[25] = 0;                             /* NLBAF: one format */
+    p[26] = 0;                             /* FLBAS */
+    p[33] = 1;                             /* DLFEAT: deallocated blocks read as zeros */
+    p[99] = d->ns.read_only ? 1 : 0;       /* NSATTR: write protected */
+    ns_guid(d, p + 104);                   /* NGUID */
+    p[128 + 2] = (uint8_t)d->ns.lba_shift; /* LBAF0: LBADS */
+}
+
+uint16_t nvme_identify(struct nvme_dev *d, const struct nvme_sqe *cmd, struct nvme_result *res)
+{
+    uint8_t data[NVME_ID_SIZE] = {0};
+    uint32_t cns = le32toh(cmd->cdw10) & 0xff, nsid = le32toh(cmd->nsid);
+
+    switch (cns) {
+    case NVME_ID_CNS_CTRL:
+        identify_ctrl(d, data);
+        break;
+    case NVME_ID_CNS_NS:
+        if (nsid == NVME_NSID_ALL) {
+            /* The capabilities common to all namespaces: the format. */
+            data[128 + 2] = (uint8_t)d->ns.lba_shift;
+            break;
+        }
+        if (nsid != 1)
+            return NVME_SC_INVALID_NS;
+        identify_ns(d, data);
+        break;
+    case NVME_ID_CNS_NS_ACTIVE_LIST:
+        /* The active namespaces above nsid: ours is 1. */
+        if (nsid >= 0xfffffffeu)
+            return NVME_SC_INVALID_NS;
+        if (nsid < 1)
+            put32(data, 0, 1);
+        break;
+    case NVME_ID_CNS_NS_DESC_LIST:
+        if (nsid != 1)
+            return NVME_SC_INVALID_NS;
+        data[0] = 2;  /* NIDT: NGUID */
+        data[1] = 16; /* NIDL */
+        ns_guid(d, data + 4);
+        break;
+    default:
+        return NVME_SC_INVALID_FIELD;
+    }
+    return nvme_prp_copy(d, le64toh(cmd->prp1), le64toh(cmd->prp2), data, sizeof(data), true);
+}

@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The queues at work: the poller reads the doorbell page (the client's
+ * writes land there through its mapping, or through REGION_WRITE), fetches
+ * commands from the submission queues, posts their completions, raises
+ * interrupts and delivers asynchronous events.
+ *
+ * Commands on RAM namespaces complete within the round that fetched them,
+ * so a queue never has commands in flight past a round: disable, reset,
+ * quiesce and the state save need not wait for anything.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <string.h>
+
+#include "nvme-dev.h"
+
+static uint32_t db_read(const struct nvme_dev *d, uint32_t index)
+{
+    /* Acquire: the entries the client wrote before ringing are visible. */
+    return le32toh(__atomic_load_n(&d->db[index], __ATOMIC_ACQUIRE));
+}
+
+static bool cq_full(const struct nvme_cq *cq)
+{
+    return (cq->tail + 1) % cq->size == cq->head;
+}
+
+bool nvme_post(struct nvme_dev *d, uint16_t sqid, uint16_t cid, const struct nvme_result *res)
+{
+    struct nvme_sq *sq = &d->sq[sqid];
+    struct nvme_cq *cq = &d->cq[sq->cqid];
+
+    if (!cq->valid || cq_full(cq))
+        return false;
+    struct muserd_dma_ref ref = {
+        .size = sizeof(ref),
+        .prot = MUSERD_DMA_WRITE,
+        .iova = cq->addr + (uint64_t)cq->tail * sizeof(struct nvme_cqe),
+        .len = sizeof(struct nvme_cqe),
+    };
+    if (d->svc->dma_get(d->host, &ref) < 0) {
+        nvme_ctrl_fatal(d, "a completion queue entry is not in mapped guest memory");
+        return false;
+    }
+    struct nvme_cqe cqe = {
+        .result = htole32(res->dw0),
+        .sq_head = htole16((uint16_t)sq->head),
+        .sq_id = htole16(sqid),
+        .cid = cid, /* as the host wrote it */
+    };
+    uint32_t last = (uint32_t)cid | (uint32_t)(NVME_CQE_STATUS(res->status) | cq->phase) << 16;
+    /* The phase bit goes last: the host takes the entry as soon as it flips. */
+    memcpy(ref.ptr, &cqe, 12);
+    __atomic_store_n((uint32_t *)((uint8_t *)ref.ptr + 12), htole32(last), __ATOMIC_RELEASE);
+    d->svc->dma_put(d->host, &ref, true);
+    if (++cq->tail == cq->size) {
+        cq->tail = 0;
+        cq->phase = !cq->phase;
+    }
+    cq->irq_pending = true;
+    return true;
+}
+
+void nvme_irq_flush(struct nvme_dev *d)
+{
+    for (uint32_t q = 0; q <= d->nr_queues; q++) {
+        struct nvme_cq *cq = &d->cq[q];
+        if (!cq->valid || !cq->irq_pending || !cq->ien)
+            continue;
+        /* INTMS masks pin and MSI vectors; an MSI-X host never sets it. */
+        if (d->intms & (1u << (cq->iv & 31)))
+            continue;
+        cq->irq_pending = false;
+        int r = d->svc->irq_raise(d->host, cq->iv);
+        /* With INTx or single-vector MSI every queue shares vector 0. */
+        if (r == -EINVAL && cq->iv != 0)
+            r = d->svc->irq_raise(d->host, 0);
+        if (r == 0)
+            d->irq_asserted = true;
+    }
+}
+
+/* INTx is level-triggered: it stays up while a queue has entries the host
+ * has not consumed. */
+static void irq_maybe_lower(struct nvme_dev *d)
+{
+    if (!d->irq_asserted)
+        return;
+    for (uint32_t q = 0; q <= d->nr_queues; q++)
+        if (d->cq[q].valid && d->cq[q].ien && d->cq[q].head != d->cq[q].tail)
+            return;
+    d->irq_asserted = false;
+    d->svc->irq_lower(d->host);
+}
+
+void nvme_events_deliver(struct nvme_dev *d)
+{
+    while (d->nr_aers > 0 && d->nr_events > 0 && !(d->csts & NVME_CSTS_CFS)) {
+        struct nvme_result res = {.dw0 = d->events[0]};
+        if (!nvme_post(d, 0, d->aer_cids[0], &res))
+            return; /* the admin CQ is full: try again next round */
+        memmove(d->aer_cids, d->aer_cids + 1, --d->nr_aers * sizeof(d->aer_cids[0]));
+        memmove(d->events, d->events + 1, --d->nr_events * sizeof(d->events[0]));
+    }
+}
+
+void nvme_event(struct nvme_dev *d, uint32_t type, uint32_t info, uint32_t log)
+{
+    /* One event of a type until the host reads its log page: a broken
+     * doorbell polled a thousand times is reported once. */
+    if ((d->masked_types & (1u << type)) || d->nr_events == NVME_MAX_EVENTS)
+        return;
+    d->masked_types |= 1u << type;
+    d->events[d->nr_events++] = type | info << 8 | log << 16;
+    nvme_events_deliver(d);
+    nvme_irq_flush(d);
+}
+
+void nvme_event_unmask(struct nvme_dev *d, uint32_t type)
+{
+    d->masked_types &= ~(1u << type);
+}
+
+static void cq_update_heads(struct nvme_dev *d)
+{
+    for (uint32_t q = 0; q <= d->nr_queues; q++) {
+        struct nvme_cq *cq = &d->cq[q];
+        if (!cq->valid)
+            continue;
+        uint32_t head = db_read(d, 2 * q + 1);
+        if (head >= cq->size) {
+            if (head != cq->bad_head)
+                nvme_event(d, NVME_AER_TYPE_ERROR, NVME_AER_INFO_INVALID_DB_VAL, NVME_LOG_ERROR);
+            cq->bad_head = head;
+            continue;
+        }
+        cq->bad_head = UINT32_MAX;
+        cq->head = head;
+    }
+}
+
+/* Up to NVME_SQ_BUDGET commands of SQ qid; the number served. */
+static int sq_run(struct nvme_dev *d, uint16_t qid)
+{
+    struct nvme_sq *sq = &d->sq[qid];
+    uint32_t tail = db_read(d, 2u * qid);
+    int n = 0;
+
+    if (tail >= sq->size) {
+        if (tail != sq->bad_tail)
+            nvme_event(d, NVME_AER_TYPE_ERROR, NVME_AER_INFO_INVALID_DB_VAL, NVME_LOG_ERROR);
+        sq->bad_tail = tail; /* the queue waits for a valid tail */
+        return 0;
+    }
+    sq->bad_tail = UINT32_MAX;
+    while (sq->valid && sq->head != tail && n < NVME_SQ_BUDGET) {
+        if (cq_full(&d->cq[sq->cqid]))
+            break; /* the host consumes completions first */
+        struct nvme_sqe cmd;
+        if (nvme_dma_copy(d, sq->addr + (uint64_t)sq->head * sizeof(cmd), &cmd, sizeof(cmd),
+                          false) < 0) {
+            nvme_ctrl_fatal(d, "a submission queue entry is not in mapped guest memory");
+            break;
+        }
+        sq->head = (sq->head + 1) % sq->size;
+        struct nvme_result res = {0};
+        if (qid == 0)
+            nvme_admin_cmd(d, &cmd, &res);
+        else
+            nvme_io_cmd(d, &cmd, &res);
+        if (!res.deferred)
+            nvme_post(d, qid, cmd.cid, &res);
+        n++;
+        if (d->csts & NVME_CSTS_CFS)
+            break;
+    }
+    return n;
+}
+
+static bool running(const struct nvme_dev *d)
+{
+    return (d->csts & NVME_CSTS_RDY) && !(d->csts & NVME_CSTS_CFS) && !d->quiesced;
+}
+
+int nvme_poll(void *opaque)
+{
+    struct nvme_dev *d = opaque;
+    int work = 0;
+
+    if (!running(d))
+        return 0; /* asleep for good until enable, reset or unquiesce kicks */
+    cq_update_heads(d);
+    for (uint16_t q = 0; q <= d->nr_queues && running(d); q++)
+        if (d->sq[q].valid)
+            work += sq_run(d, q);
+    nvme_events_deliver(d);
+    nvme_irq_flush(d);
+    irq_maybe_lower(d);
+
+    /* Whenever a round finds nothing a tick is pending: the poller may
+     * fall asleep after any such round (the host keeps its own idle clock). */
+    if (work == 0 && !d->tick_armed) {
+        d->svc->timer_set(d->tick, d->svc->now_usec(d->host) + NVME_IDLE_TICK_USEC);
+        d->tick_armed = true;
+    }
+    return work;
+}
+
+/* Asleep, look at the doorbells now and then; wake the poller only for
+ * work, as a wake keeps it spinning for NVME_POLL_IDLE_USEC. */
+void nvme_tick(void *opaque)
+{
+    struct nvme_dev *d = opaque;
+    d->tick_armed = false;
+    if (nvme_poll(d) > 0)
+        d->svc->poller_wake(d->poller);
+}
+
+void nvme_kick(struct nvme_dev *d)
+{
+    d->svc->poller_wake(d->poller);
+}
+
+void nvme_doorbell_write(struct nvme_dev *d, uint32_t index, uint32_t value)
+{
+    uint32_t qid = index / 2;
+    bool is_cq = index % 2;
+
+    if (!(d->csts & NVME_CSTS_RDY))
+        return; /* no queue exists to ring */
+    if (qid > d->nr_queues || !(is_cq ? d->cq[qid].valid : d->sq[qid].valid)) {
+        nvme_event(d, NVME_AER_TYPE_ERROR, NVME_AER_INFO_INVALID_DB_REG, NVME_LOG_ERROR);
+        return;
+    }
+    __atomic_store_n(&d->db[index], htole32(value), __ATOMIC_RELEASE);
+    nvme_kick(d);
+}
