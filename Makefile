@@ -196,6 +196,8 @@ DEB_PKGS := gcc make pkg-config libsystemd-dev libjson-c-dev libcap-ng-dev check
 # building the guest's kernel modules needs (kbuild calls gcc-12 by name; the
 # kernel's prebuilt objtool links libelf).
 QEMU_DEB_PKGS := libglib2.0-0 libfdt1 zlib1g libpcre2-8-0 gcc-12 libelf1
+# What SPDK's initiator (../shared/spdk/bin) needs at run time.
+SPDK_DEB_PKGS := libnuma1 libjson-c5 libuuid1 libssl3 libaio1
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
@@ -224,6 +226,7 @@ SPDK ?= $(firstword $(wildcard $(CURDIR)/../shared/spdk))
 
 check: deps
 	$(if $(QEMU),@$(MAKE) --no-print-directory deps DEB_PKGS="$(QEMU_DEB_PKGS)")
+	$(if $(SPDK),@$(MAKE) --no-print-directory deps DEB_PKGS="$(SPDK_DEB_PKGS)")
 	$(MAKE) all
 	$(MAKE) BUILD=build/asan SAN=1 tests
 	$(if $(QEMU),$(MAKE) guest,@echo "No QEMU >= 10.1 found: the guest suite will SKIP (set QEMU=...).")
