@@ -5,6 +5,7 @@
  * Asynchronous Event Request. Identify is in nvme-identify.c.
  */
 #include <endian.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nvme-dev.h"
@@ -48,7 +49,7 @@ static uint16_t create_cq(struct nvme_dev *d, const struct nvme_sqe *cmd)
         .valid = true,
         .ien = cdw11 & CQ_IEN,
         .phase = true,
-        .iv = (uint16_t)iv,
+        .iv = (cdw11 & CQ_IEN) ? (uint16_t)iv : 0, /* unused without interrupts */
         .addr = le64toh(cmd->prp1),
         .size = qsize,
         .bad_head = UINT32_MAX,
@@ -277,11 +278,16 @@ static void get_log_page(struct nvme_dev *d, const struct nvme_sqe *cmd, struct 
         res->status = NVME_SC_INVALID_FIELD;
         return;
     }
-    uint8_t out[NVME_PAGE_SIZE * 2] = {0};
-    if (len > sizeof(out))
-        len = sizeof(out);
+    /* The whole length asked for goes through the PRPs (they describe that
+     * much), the part past the log zeros. */
+    uint8_t *out = calloc(1, len ? len : 1);
+    if (!out) {
+        res->status = NVME_SC_INTERNAL;
+        return;
+    }
     memcpy(out, page + off, size - off < len ? size - off : len);
     res->status = nvme_prp_copy(d, le64toh(cmd->prp1), le64toh(cmd->prp2), out, len, true);
+    free(out);
 }
 
 static void async_event_request(struct nvme_dev *d, const struct nvme_sqe *cmd,

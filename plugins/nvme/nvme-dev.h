@@ -74,7 +74,8 @@ struct nvme_ns {
     uint32_t lba_shift;
     uint64_t nr_blocks;
     bool read_only;
-    uint8_t *mem; /* anonymous mapping: untouched blocks cost nothing */
+    uint8_t *mem;      /* anonymous mapping: untouched blocks cost nothing */
+    uint64_t *touched; /* a bit per 4 KiB page ever written: what a save reads */
 };
 
 struct nvme_features {
@@ -188,6 +189,12 @@ int nvme_ns_open(struct nvme_ns *ns, uint64_t size, uint32_t block_size, bool re
 void nvme_ns_close(struct nvme_ns *ns);
 /* [off, off+len) reads as zeros afterwards. */
 void nvme_ns_zero(struct nvme_ns *ns, uint64_t off, uint64_t len);
+/* [off, off+len) is about to be written. */
+void nvme_ns_touch(struct nvme_ns *ns, uint64_t off, uint64_t len);
+/* The first page at or after page-aligned off ever written (size: none),
+ * and how many bytes (at most max) of written pages follow it without a gap. */
+uint64_t nvme_ns_next_touched(const struct nvme_ns *ns, uint64_t off);
+uint64_t nvme_ns_touched_run(const struct nvme_ns *ns, uint64_t off, uint64_t max);
 
 /* nvme-state.c */
 int nvme_state_save(void *dev, enum muserd_state_phase phase, void *buf, size_t len,

@@ -37,6 +37,8 @@ static uint16_t do_rw(struct nvme_dev *d, const struct nvme_sqe *cmd, bool write
         return NVME_SC_INVALID_FIELD; /* over MDTS */
     if (write && d->ns.read_only)
         return NVME_SC_NS_WRITE_PROTECTED;
+    if (write)
+        nvme_ns_touch(&d->ns, off, len);
     sc = nvme_prp_copy(d, le64toh(cmd->prp1), le64toh(cmd->prp2), d->ns.mem + off, len, !write);
     if (sc)
         return sc;

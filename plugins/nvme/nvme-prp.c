@@ -44,13 +44,33 @@ struct run {
     uint8_t *buf;
 };
 
+/* Copy a run: in one piece, or page by page when it crosses from one DMA
+ * mapping into the next (adjacent addresses need not be one mapping). */
+static int run_copy(struct nvme_dev *d, const struct run *run, bool to_guest)
+{
+    int r = nvme_dma_copy(d, run->iova, run->buf, run->len, to_guest);
+    if (r != -ENOENT || run->len <= NVME_PAGE_SIZE - (run->iova & PAGE_MASK))
+        return r;
+    for (uint64_t done = 0; done < run->len;) {
+        uint64_t iova = run->iova + done;
+        uint64_t n = NVME_PAGE_SIZE - (iova & PAGE_MASK);
+        if (n > run->len - done)
+            n = run->len - done;
+        r = nvme_dma_copy(d, iova, run->buf + done, n, to_guest);
+        if (r < 0)
+            return r;
+        done += n;
+    }
+    return 0;
+}
+
 static int run_add(struct nvme_dev *d, struct run *run, uint64_t iova, uint64_t len, uint8_t **buf,
                    bool to_guest)
 {
     if (run->len > 0 && run->iova + run->len == iova) {
         run->len += len;
     } else {
-        if (run->len > 0 && nvme_dma_copy(d, run->iova, run->buf, run->len, to_guest) < 0)
+        if (run->len > 0 && run_copy(d, run, to_guest) < 0)
             return -EIO;
         *run = (struct run){iova, len, *buf};
     }
@@ -112,7 +132,7 @@ uint16_t nvme_prp_copy(struct nvme_dev *d, uint64_t prp1, uint64_t prp2, void *b
         if (chain)
             list = le64toh(entries[n]);
     }
-    if (nvme_dma_copy(d, run.iova, run.buf, run.len, to_guest) < 0)
+    if (run_copy(d, &run, to_guest) < 0)
         return NVME_SC_DATA_XFER_ERROR;
     return NVME_SC_SUCCESS;
 }

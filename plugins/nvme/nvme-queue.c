@@ -64,6 +64,9 @@ bool nvme_post(struct nvme_dev *d, uint16_t sqid, uint16_t cid, const struct nvm
 
 void nvme_irq_flush(struct nvme_dev *d)
 {
+    /* Quiesced: no interrupt; the first round after resuming raises it. */
+    if (d->quiesced)
+        return;
     for (uint32_t q = 0; q <= d->nr_queues; q++) {
         struct nvme_cq *cq = &d->cq[q];
         if (!cq->valid || !cq->irq_pending || !cq->ien)
@@ -96,6 +99,10 @@ static void irq_maybe_lower(struct nvme_dev *d)
 
 void nvme_events_deliver(struct nvme_dev *d)
 {
+    /* Quiesced: recorded, posted by the first round after resuming (a
+     * completion written now would also escape the state being saved). */
+    if (d->quiesced)
+        return;
     while (d->nr_aers > 0 && d->nr_events > 0 && !(d->csts & NVME_CSTS_CFS)) {
         struct nvme_result res = {.dw0 = d->events[0]};
         if (!nvme_post(d, 0, d->aer_cids[0], &res))

@@ -272,8 +272,13 @@ int nvme_state_save(void *dev, enum muserd_state_phase phase, void *buf, size_t 
         d->save_offset = 0;
         return 0;
     }
-    while (d->save_offset < d->ns.size && all_zero(d->ns.mem + d->save_offset, NVME_PAGE_SIZE))
+    /* Only pages the guest ever wrote, and of those the ones not all zero. */
+    while (d->save_offset < d->ns.size) {
+        d->save_offset = nvme_ns_next_touched(&d->ns, d->save_offset);
+        if (d->save_offset >= d->ns.size || !all_zero(d->ns.mem + d->save_offset, NVME_PAGE_SIZE))
+            break;
         d->save_offset += NVME_PAGE_SIZE;
+    }
     if (d->save_offset > d->ns.size) {
         d->save_head_sent = false; /* the end; ready for another save */
         return 0;
@@ -289,9 +294,8 @@ int nvme_state_save(void *dev, enum muserd_state_phase phase, void *buf, size_t 
     }
     if (len < sizeof(uint64_t) + NVME_PAGE_SIZE)
         return -ENOBUFS;
-    uint64_t n = d->ns.size - d->save_offset;
-    if (n > len - sizeof(uint64_t))
-        n = (len - sizeof(uint64_t)) & ~(uint64_t)(NVME_PAGE_SIZE - 1);
+    uint64_t n = nvme_ns_touched_run(&d->ns, d->save_offset,
+                                     (len - sizeof(uint64_t)) & ~(uint64_t)(NVME_PAGE_SIZE - 1));
     uint64_t off = htole64(d->save_offset);
     memcpy(out, &off, sizeof(off));
     memcpy(out + sizeof(off), d->ns.mem + d->save_offset, n);
@@ -349,6 +353,7 @@ int nvme_state_load(void *dev, const void *buf, size_t len)
     uint64_t n = len - sizeof(off);
     if (off < d->load_offset || off > d->ns.size || n > d->ns.size - off)
         return -EINVAL;
+    nvme_ns_touch(&d->ns, off, n);
     memcpy(d->ns.mem + off, in + sizeof(off), n);
     d->load_offset = off + n;
     return 0;

@@ -768,6 +768,156 @@ START_TEST(test_migration_keeps_data_and_queues)
 END_TEST
 
 /* A config the plugin refuses fails CreateDevice with a sentence. */
+/* Migrate n0 to a second muserd (created incoming): the D-Bus verdict. */
+static int migrate_to_dst(char **error_name)
+{
+    char file[] = "/tmp/muserd-nvme-XXXXXX";
+    int fd = mkstemp(file);
+    ck_assert_int_ge(fd, 0);
+    unlink(file);
+    sd_bus_error error = SD_BUS_ERROR_NULL;
+    int r = call_device(&src, "n0", "Migrate", fd, &error);
+    ck_assert_msg(r >= 0, "Migrate: %s: %s", error.name, error.message);
+    sd_bus_error_free(&error);
+    ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
+    r = call_device(&dst, "n0", "Incoming", fd, &error);
+    *error_name = error.name ? strdup(error.name) : NULL;
+    sd_bus_error_free(&error);
+    close(fd);
+    return r;
+}
+
+static void start_dst(void)
+{
+    side_start(&dst, (const char *const[]){
+                         "nvme", "n0",
+                         "{\"size\": 16777216, \"serial\": \"TESTSERIAL1\", \"queues\": 2, "
+                         "\"incoming\": true}",
+                         NULL});
+}
+
+/* A stopped controller (Migrate) writes no completion into guest memory and
+ * raises no interrupt, whatever the client writes meanwhile: a doorbell of
+ * a queue that does not exist (an async event for the AER held), INTMC. */
+START_TEST(test_stopped_controller_is_silent)
+{
+    open_drv("n0", false);
+    struct nvme_sqe aer = {.opcode = NVME_ADM_ASYNC_EVENT};
+    uint16_t aer_cid;
+    ck_assert_int_eq(nvme_drv_queue_cmd(&drv, 0, &aer, &aer_cid), 0);
+    ck_assert_int_eq(nvme_drv_kick(&drv, 0), 0);
+    ck_assert_int_eq(nvme_drv_wr32(&drv, NVME_REG_INTMS, 1), 0);
+    usleep(50000);
+    (void)tu_eventfd_read(drv.irq[0]);
+    char file[] = "/tmp/muserd-nvme-XXXXXX";
+    int fd = mkstemp(file);
+    unlink(file);
+    sd_bus_error error = SD_BUS_ERROR_NULL;
+    ck_assert_msg(call_device(&src, "n0", "Migrate", fd, &error) >= 0, "Migrate: %s",
+                  error.message);
+    close(fd);
+    ck_assert_int_eq(nvme_drv_wr32(&drv, NVME_DOORBELL_BASE + 8 * 5, 1), 0);
+    ck_assert_int_eq(nvme_drv_wr32(&drv, NVME_REG_INTMC, 1), 0);
+    struct nvme_cqe cqe;
+    ck_assert_msg(nvme_drv_reap(&drv, 0, &cqe, 300) == -ETIMEDOUT,
+                  "the stopped controller posted a completion into guest memory");
+    ck_assert_msg(tu_eventfd_read(drv.irq[0]) == 0, "the stopped controller raised an interrupt");
+    /* Resumed, it delivers what it held: the event completes the AER. */
+    ck_assert_int_ge(call_device(&src, "n0", "Resume", -1, &error), 0);
+    ck_assert_int_eq(nvme_drv_reap(&drv, 0, &cqe, TU_TIMEOUT_MS), 0);
+    ck_assert_uint_eq(cqe.cid, aer_cid);
+}
+END_TEST
+
+/* A CQ made without interrupts may name any vector; it migrates. */
+START_TEST(test_cq_without_interrupts_migrates)
+{
+    start_dst();
+    open_drv("n0", true);
+    set_queues(NR_QUEUES);
+    memset(nvme_drv_ptr(&drv, 0x2000), 0, 0x2000);
+    struct nvme_sqe c = {.opcode = NVME_ADM_CREATE_CQ,
+                         .prp1 = nvme_drv_iova(0x3000),
+                         .cdw10 = 63u << 16 | 1,
+                         .cdw11 = 500u << 16 | 1}; /* PC, IEN clear, IV 500 */
+    cmd_ok(0, &c, NULL);
+    _cleanup_free_ char *name = NULL;
+    ck_assert_msg(migrate_to_dst(&name) >= 0, "Incoming refused the stream: %s", name);
+}
+END_TEST
+
+/* Two pages adjacent in IOVA but in two DMA mappings are one transfer. */
+START_TEST(test_prps_across_adjacent_mappings)
+{
+    open_drv("n0", true);
+    set_queues(NR_QUEUES);
+    create_queue(1);
+    void *mem2;
+    int fd2 = tu_memfd(1 << 20, &mem2);
+    ck_assert_int_ge(fd2, 0);
+    uint64_t iova2 = NVME_DRV_IOVA + NVME_DRV_MEM_SIZE; /* right after the first mapping */
+    ck_assert_int_eq(
+        vfu_client_dma_map(client, iova2, 1 << 20, VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE, fd2, 0),
+        0);
+    struct nvme_sqe c = rw(NVME_CMD_READ, 0, 16, iova2 - 4096, iova2);
+    ck_assert_uint_eq(cmd(1, &c, NULL), 0);
+    close(fd2);
+}
+END_TEST
+
+/* A 16 KiB Get Log Page: the PRP list stays the host's, the bytes past the
+ * log read as zeros. */
+START_TEST(test_long_log_page)
+{
+    open_drv("n0", true);
+    memset(nvme_drv_ptr(&drv, BUF_A), 0xee, 16384);
+    uint64_t *list = nvme_drv_ptr(&drv, LIST);
+    for (int i = 0; i < 3; i++)
+        list[i] = nvme_drv_iova(BUF_A + 4096ull * (i + 1));
+    struct nvme_sqe l = {.opcode = NVME_ADM_GET_LOG_PAGE,
+                         .prp1 = nvme_drv_iova(BUF_A),
+                         .prp2 = nvme_drv_iova(LIST),
+                         .cdw10 = (16384 / 4 - 1) << 16 | NVME_LOG_SMART};
+    cmd_ok(0, &l, NULL);
+    ck_assert_uint_eq(list[0], nvme_drv_iova(BUF_A + 4096));
+    const uint8_t *p = nvme_drv_ptr(&drv, BUF_A);
+    for (size_t i = 512; i < 16384; i++)
+        ck_assert_msg(p[i] == 0, "byte %zu past the log is %#x, not 0", i, p[i]);
+}
+END_TEST
+
+/* A big namespace the guest barely wrote: its stream holds what was
+ * written (1 GiB here, one block of it), and the save walks a bitmap of
+ * written pages rather than reading the rest (which on a kernel that backs
+ * read faults with pages costs the whole namespace in memory). */
+START_TEST(test_sparse_namespace_stream_holds_what_was_written)
+{
+    _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+    ck_assert_int_ge(sd_bus_call_method(src.bus, NAME, "/org/muserd1", "org.muserd1.Manager",
+                                        "CreateDevice", &e, NULL, "sss", "nvme", "big",
+                                        "{\"size\": 1073741824}"),
+                     0);
+    client = tu_open(src.daemon, "big");
+    ck_assert_int_eq(nvme_drv_attach(&drv, client, true, NR_QUEUES + 1), 0);
+    ck_assert_int_eq(nvme_drv_enable(&drv), 0);
+    set_queues(NR_QUEUES);
+    create_queue(1);
+    fill(BUF_A, 4096, 9);
+    struct nvme_sqe c = rw(NVME_CMD_WRITE, 1u << 20, 8, nvme_drv_iova(BUF_A), 0);
+    cmd_ok(1, &c, NULL);
+    char file[] = "/tmp/muserd-nvme-XXXXXX";
+    int fd = mkstemp(file);
+    unlink(file);
+    sd_bus_error error = SD_BUS_ERROR_NULL;
+    ck_assert_msg(call_device(&src, "big", "Migrate", fd, &error) >= 0, "Migrate: %s",
+                  error.message);
+    off_t len = lseek(fd, 0, SEEK_END);
+    close(fd);
+    ck_assert_msg(len > 4096 && len < 65536, "the stream of 1 written page is %lld bytes",
+                  (long long)len);
+}
+END_TEST
+
 START_TEST(test_bad_config)
 {
     static const char *const bad[][2] = {
@@ -806,6 +956,11 @@ int main(void)
     tcase_add_test(tc, test_disable_shutdown_resets);
     tcase_add_test(tc, test_migration_keeps_data_and_queues);
     tcase_add_test(tc, test_bad_config);
+    tcase_add_test(tc, test_stopped_controller_is_silent);
+    tcase_add_test(tc, test_cq_without_interrupts_migrates);
+    tcase_add_test(tc, test_prps_across_adjacent_mappings);
+    tcase_add_test(tc, test_long_log_page);
+    tcase_add_test(tc, test_sparse_namespace_stream_holds_what_was_written);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }
