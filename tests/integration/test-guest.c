@@ -353,7 +353,7 @@ static void read_back_ram(struct test_daemon *d, size_t gi, const char *id)
     vfu_client_free(c);
 }
 
-/* Read nr 512-byte blocks at byte offset off of the namespace into buf. */
+/* Read len bytes (whole 512-byte blocks) at byte offset off of the namespace into buf. */
 static int nvme_read(struct nvme_drv *drv, uint64_t off, void *buf, uint32_t len, uint16_t *status)
 {
     struct nvme_sqe cmd = {.opcode = NVME_CMD_READ,
