@@ -6,10 +6,11 @@
 #   tests/guest/build-guest.sh OUTDIR
 #
 # writes OUTDIR/vmlinuz (a Debian 12 kernel) and OUTDIR/initrd.gz (busybox,
-# tests/guest/init as /init, uio + uio_pci_generic and the test drivers of
-# tests/guest/drivers/ built against the same kernel's headers). Everything
-# comes from Debian packages fetched with `apt-get download` and unpacked with
-# `dpkg-deb -x` into OUTDIR: nothing is installed on the host. The host needs
+# tests/guest/init as /init, uio + uio_pci_generic, the kernel's nvme and
+# ext4 drivers, and the test drivers of tests/guest/drivers/ built against the
+# same kernel's headers). Everything comes from Debian packages fetched with
+# `apt-get download` and unpacked with `dpkg-deb -x` into OUTDIR: nothing is
+# installed on the host. The host needs
 # gcc-12 (Debian 12's gcc, the compiler the kernel was built with), make,
 # libelf1 and zlib1g (for the kernel's objtool), gzip and apt.
 #
@@ -115,16 +116,31 @@ for a in $("$staging/bin/busybox" --list); do
 done
 ln -s bin "$staging/sbin"
 install -m755 "$here/init" "$staging/init"
-for m in drivers/uio/uio.ko drivers/uio/uio_pci_generic.ko; do
-    src="$moddir/kernel/$m"
+copy_module() {
+    local src="$moddir/kernel/$1"
     if [ -f "$src" ]; then
         cp "$src" "$staging/modules/"
     elif [ -f "$src.xz" ]; then
         # busybox insmod may lack xz support: decompress here.
-        xz -dc "$src.xz" >"$staging/modules/$(basename "$m")"
+        xz -dc "$src.xz" >"$staging/modules/$(basename "$1")"
     else
-        die "$image_pkg has no $m"
+        die "$image_pkg has no $1"
     fi
+}
+for m in drivers/uio/uio.ko drivers/uio/uio_pci_generic.ko; do
+    copy_module "$m"
+done
+# The stock NVMe driver and ext4 (which mounts ext2), each after what it
+# depends on (the package has no modules.dep: depmod runs at install).
+# /init insmods them in the order of /modules/nvme.order.
+nvme_modules=(crypto/crct10dif_common.ko crypto/crct10dif_generic.ko lib/crc-t10dif.ko
+    lib/crc64.ko crypto/crc64_rocksoft_generic.ko lib/crc64-rocksoft.ko block/t10-pi.ko
+    drivers/nvme/host/nvme-core.ko drivers/nvme/host/nvme.ko
+    crypto/crc32c_generic.ko lib/crc16.ko fs/mbcache.ko fs/jbd2/jbd2.ko fs/ext4/ext4.ko)
+: >"$staging/modules/nvme.order"
+for m in "${nvme_modules[@]}"; do
+    copy_module "$m"
+    basename "$m" >>"$staging/modules/nvme.order"
 done
 cp "$drv_build"/*.ko "$staging/modules/"
 

@@ -5,7 +5,9 @@
  * drivers (tests/guest/), and we assert what that guest relies on:
  * enumeration matching what `muserctl probe` reports, registers, INTx / MSI /
  * MSI-X delivery and masking, and the ram device's DMA engine, both with
- * guest memory shared by fd and reached over the socket.
+ * guest memory shared by fd and reached over the socket. Guest A (2 CPUs)
+ * also has an nvme device that the kernel's own nvme driver runs: an ext2
+ * round trip through it, discards and a controller reset under load.
  *
  * Three guests boot at once on devices of one muserd (guest A with shared
  * memory, guest B without, guest C with shared memory in 2 MiB huge pages
@@ -34,10 +36,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../../plugins/nvme/nvme-spec.h"
 #include "../../plugins/ram/ram-regs.h"
 #include "../../plugins/timer/timer-regs.h"
 #include "helpers/child.h"
 #include "helpers/guest.h"
+#include "helpers/nvme-driver.h"
 #include "helpers/testutil.h"
 #include "util/macro.h"
 
@@ -55,6 +59,15 @@
 #define GUEST_DEADLINE 0x1122334455667788ull
 #define GUEST_INTERVAL 0x10badc0deull
 #define GUEST_VECTOR   1u
+/* Guest A's nvme device, and the block /init leaves on it for the host
+ * (tests/guest/init: NVME_MARKER_OFF, NVME_MARKER). */
+#define NVME_ID         "nvme0"
+#define NVME_SIZE       33554432u
+#define NVME_QUEUES     4u
+#define NVME_SERIAL     "GUESTNVME01"
+#define NVME_MODEL      "muserd-guest-nvme"
+#define NVME_MARKER_OFF (24u << 20)
+#define NVME_MARKER     "MUSERD-NVME-MARKER written by the guest after its tests\n"
 
 struct guest_dev {
     const char *id;   /* muserd device id */
@@ -65,6 +78,7 @@ struct guest_dev {
 struct guest {
     const char *name;
     enum qemu_guest_memory memory;
+    unsigned smp;        /* virtual CPUs, 0: one */
     const char *skipped; /* why this guest did not boot (huge pages missing) */
     const char *cmdline;
     struct guest_dev devs[4];
@@ -79,9 +93,11 @@ static struct guest guests[] = {
     {
         .name = "A (shared memory)",
         .memory = QEMU_GUEST_MEMORY_SHARED,
+        /* Two CPUs: the nvme driver makes an I/O queue for each. */
+        .smp = 2,
         .cmdline = "muserd.uio=0000:00:04.0 muserd.timer=msix,msi muserd.ram=0000:00:06.0",
-        .devs = {{"timer0", "0x4"}, {"timer1", "0x5"}, {"ram0", "0x6"}},
-        .nr_devs = 3,
+        .devs = {{"timer0", "0x4"}, {"timer1", "0x5"}, {"ram0", "0x6"}, {NVME_ID, "0x7"}},
+        .nr_devs = 4,
     },
     {
         .name = "B (DMA over the socket)",
@@ -116,6 +132,12 @@ static struct {
     bool read;
     uint32_t scratch, words[16];
 } ram_after[NR_GUESTS];
+/* What the host read from guest A's namespace after QEMU exited. */
+static struct {
+    char error[256]; /* why not, when not: for the nvme tests only */
+    uint16_t status;
+    uint8_t first[4096], marker[4096];
+} nvme_after;
 static unsigned long hostile_rounds;
 static bool hostile_device_ok;
 static int daemon_stop_r, daemon_status = -1;
@@ -213,6 +235,7 @@ static int qemu_start(struct guest *g, struct test_daemon *d, struct tu_child *c
         .cmdline = g->cmdline,
         .memory = g->memory,
         .mem_mib = GUEST_MEM_MIB,
+        .smp = g->smp,
         .devs = devs,
         .nr_devs = g->nr_devs,
     };
@@ -330,6 +353,52 @@ static void read_back_ram(struct test_daemon *d, size_t gi, const char *id)
     vfu_client_free(c);
 }
 
+/* Read len bytes (whole 512-byte blocks) at byte offset off of the namespace into buf. */
+static int nvme_read(struct nvme_drv *drv, uint64_t off, void *buf, uint32_t len, uint16_t *status)
+{
+    struct nvme_sqe cmd = {.opcode = NVME_CMD_READ,
+                           .nsid = 1,
+                           .prp1 = nvme_drv_iova(NVME_DRV_DATA),
+                           .cdw10 = (uint32_t)(off / 512),
+                           .cdw11 = (uint32_t)(off / 512 >> 32),
+                           .cdw12 = len / 512 - 1};
+    int r = nvme_drv_cmd(drv, 1, &cmd, status, NULL);
+
+    if (r == 0 && *status == 0)
+        memcpy(buf, nvme_drv_ptr(drv, NVME_DRV_DATA), len);
+    return r;
+}
+
+/* The namespace outlives QEMU: the host's own driver reads what the guest
+ * left there (the ext2 superblock, the marker block). */
+static void read_back_nvme(struct test_daemon *d)
+{
+    struct nvme_drv drv = {.mem_fd = -1};
+    struct vfu_client *c;
+    uint16_t status = 0;
+    int r = tu_connect(test_daemon_socket(d, NVME_ID), vfu_client_qemu_caps_json, 10000, &c);
+
+    if (r < 0) {
+        snprintf(nvme_after.error, sizeof(nvme_after.error), "connecting: %s", strerror(-r));
+        return;
+    }
+    r = nvme_drv_attach(&drv, c, true, 2);
+    if (!r)
+        r = nvme_drv_enable(&drv);
+    if (!r)
+        r = nvme_drv_create_io_queue(&drv, 1, &status);
+    if (!r && !status)
+        r = nvme_read(&drv, 0, nvme_after.first, sizeof(nvme_after.first), &status);
+    if (!r && !status)
+        r = nvme_read(&drv, NVME_MARKER_OFF, nvme_after.marker, sizeof(nvme_after.marker), &status);
+    if (r < 0 || status)
+        snprintf(nvme_after.error, sizeof(nvme_after.error), "%s, NVMe status %#x", strerror(-r),
+                 status);
+    nvme_after.status = status;
+    nvme_drv_free(&drv);
+    vfu_client_free(c);
+}
+
 /* The device the hostile client hammered still serves a well-behaved one. */
 static void check_hostile_device(struct test_daemon *d)
 {
@@ -349,14 +418,36 @@ static bool is_ram(const char *id)
     return !strncmp(id, "ram", 3);
 }
 
+static bool is_nvme(const char *id)
+{
+    return !strncmp(id, "nvme", 4);
+}
+
+/* The ram device of g (each guest has one). */
+static const char *ram_of(const struct guest *g)
+{
+    for (size_t i = 0; i < g->nr_devs; i++)
+        if (is_ram(g->devs[i].id))
+            return g->devs[i].id;
+    return NULL;
+}
+
 /* The guests' devices and the hostile client's, up and serving. */
 static int start_daemon(struct test_daemon *d)
 {
+    char nvme_config[256];
+
+    snprintf(nvme_config, sizeof(nvme_config),
+             "{\"size\":%u,\"queues\":%u,\"serial\":\"%s\",\"model\":\"%s\"}", NVME_SIZE,
+             NVME_QUEUES, NVME_SERIAL, NVME_MODEL);
     for (size_t gi = 0; gi < NR_GUESTS; gi++)
         for (size_t i = 0; i < guests[gi].nr_devs; i++) {
             const char *id = guests[gi].devs[i].id;
-            test_daemon_add_device(d, is_ram(id) ? "ram" : "timer", id,
-                                   is_ram(id) ? "{\"size\":1048576}" : NULL);
+            if (is_nvme(id))
+                test_daemon_add_device(d, "nvme", id, nvme_config);
+            else
+                test_daemon_add_device(d, is_ram(id) ? "ram" : "timer", id,
+                                       is_ram(id) ? "{\"size\":1048576}" : NULL);
         }
     test_daemon_add_device(d, "timer", HOSTILE_ID, NULL);
     if (test_daemon_start(d) < 0 || test_daemon_wait_ready(d, 10000) < 0) {
@@ -438,7 +529,8 @@ static void read_back(struct test_daemon *d)
     read_back_timer0(d);
     for (size_t gi = 0; gi < NR_GUESTS; gi++)
         if (!guests[gi].skipped)
-            read_back_ram(d, gi, guests[gi].devs[guests[gi].nr_devs - 1].id);
+            read_back_ram(d, gi, ram_of(&guests[gi]));
+    read_back_nvme(d);
     check_hostile_device(d);
 }
 
@@ -807,6 +899,124 @@ START_TEST(test_dma_hugetlb_memory)
 }
 END_TEST
 
+/* ---- the kernel's nvme driver on the nvme device -------------------------------- */
+
+/* Guest A printed `MUSERD-NVME-step ok ...`; the line's values from prefix. */
+static const char *assert_nvme_step(const char *step, char *prefix, size_t size)
+{
+    const struct guest *a = &guests[0];
+    char fail[64];
+
+    assert_guest_done(a);
+    snprintf(prefix, size, "MUSERD-NVME-%s ok ", step);
+    snprintf(fail, sizeof(fail), "MUSERD-NVME-%s ", step);
+    const char *line = strstr(serial(a), prefix);
+    if (!line) {
+        char *lines = guest_log_grep(serial(a), fail, 2000);
+        char *klog = guest_log_grep(serial(a), "MUSERD-NVME-KLOG", 6000);
+        ck_abort_msg("guest %s: nvme step %s did not pass; the guest printed:\n%s"
+                     "the kernel said about nvme:\n%s",
+                     a->name, step, lines[0] ? lines : "    (nothing about it)\n", klog);
+    }
+    return line;
+}
+
+static unsigned long long nvme_value(const char *step, const char *key)
+{
+    char prefix[64];
+    unsigned long long v = 0;
+    const char *line = assert_nvme_step(step, prefix, sizeof(prefix));
+
+    ck_assert_msg(guest_log_value(serial(&guests[0]), prefix, key, &v) == 0,
+                  "guest A's MUSERD-NVME-%s line has no %s=: %.200s", step, key, line);
+    return v;
+}
+
+/* The line of step has ` key=want` (a word, not a prefix of a longer one). */
+static void assert_nvme_word(const char *step, const char *key, const char *want)
+{
+    char prefix[64], word[128];
+    const char *line = assert_nvme_step(step, prefix, sizeof(prefix));
+    const char *eol = strchr(line, '\n');
+    size_t n = eol ? (size_t)(eol - line) : strlen(line);
+
+    snprintf(word, sizeof(word), " %s=%s", key, want);
+    const char *w = memmem(line, n, word, strlen(word));
+    ck_assert_msg(w && (w + strlen(word) == line + n || w[strlen(word)] == ' '),
+                  "guest A's nvme driver: want%s on %.*s", word, (int)n, line);
+}
+
+START_TEST(test_nvme_driver_binds)
+{
+    assert_nvme_word("PROBE", "bdf", "0000:00:07.0");
+    assert_nvme_word("PROBE", "model", NVME_MODEL);
+    assert_nvme_word("PROBE", "serial", NVME_SERIAL);
+    assert_nvme_word("PROBE", "state", "live");
+    ck_assert_uint_eq(nvme_value("PROBE", "size"), NVME_SIZE);
+    ck_assert_uint_eq(nvme_value("PROBE", "lbs"), 512);
+    /* The driver asks for a queue per CPU; the device offers NVME_QUEUES. */
+    unsigned long long q = nvme_value("PROBE", "ioqueues"), cpus = nvme_value("PROBE", "cpus");
+    ck_assert_uint_eq(cpus, guests[0].smp);
+    ck_assert_msg(q >= 1 && q == (cpus < NVME_QUEUES ? cpus : NVME_QUEUES),
+                  "guest A's nvme driver uses %llu I/O queues with %llu CPUs on a device of %u", q,
+                  cpus, NVME_QUEUES);
+    ck_assert_msg(nvme_value("PROBE", "discard_max") > 0,
+                  "guest A's nvme driver sees no discard support (ONCS DSM)");
+}
+END_TEST
+
+START_TEST(test_nvme_filesystem_round_trip)
+{
+    ck_assert_uint_ge(nvme_value("MKFS", "kib"), NVME_SIZE / 1024 * 9 / 10);
+    unsigned long long files = nvme_value("WRITE", "files");
+    ck_assert_uint_ge(files, 7);
+    /* 4 MiB of random data and the rest reached the device ... */
+    ck_assert_uint_ge(nvme_value("WRITE", "write_sectors"), 4u << 20 >> 9);
+    /* ... and came back from it after unmount and dropped caches. */
+    ck_assert_uint_eq(nvme_value("REMOUNT", "verified"), files);
+    ck_assert_uint_ge(nvme_value("REMOUNT", "read_sectors"), 4u << 20 >> 9);
+}
+END_TEST
+
+START_TEST(test_nvme_discard)
+{
+    ck_assert_msg(nvme_value("DISCARD", "trimmed") > 0, "fstrim trimmed nothing");
+    ck_assert_msg(nvme_value("DISCARD", "discards") > 0,
+                  "fstrim sent the device no discard (Dataset Management)");
+    ck_assert_uint_eq(nvme_value("RAW-DISCARD", "length"), 1048576);
+    ck_assert_msg(nvme_value("RAW-DISCARD", "discards") > 0, "blkdiscard sent no discard");
+}
+END_TEST
+
+START_TEST(test_nvme_reset_under_io)
+{
+    /* The dd was mid-file when the controller reset, and finished after. */
+    ck_assert_uint_eq(nvme_value("RESET", "dd_running"), 1);
+    ck_assert_uint_ge(nvme_value("RESET", "at"), 4u << 20);
+    assert_nvme_word("RESET", "state", "live");
+    ck_assert_uint_eq(nvme_value("RESET", "ioqueues"), nvme_value("PROBE", "ioqueues"));
+    /* Every file, the one written across the reset too, back from the device. */
+    ck_assert_uint_eq(nvme_value("VERIFY", "verified"), nvme_value("WRITE", "files"));
+}
+END_TEST
+
+START_TEST(test_nvme_host_reads_back)
+{
+    unsigned long long off = nvme_value("MARKER", "offset");
+
+    ck_assert_uint_eq(off, NVME_MARKER_OFF);
+    ck_assert_msg(!nvme_after.error[0], "%s's namespace was not read back after QEMU exited: %s",
+                  NVME_ID, nvme_after.error);
+    /* The ext2 superblock at 1024, its magic at 56. */
+    ck_assert_msg(nvme_after.first[1024 + 56] == 0x53 && nvme_after.first[1024 + 57] == 0xef,
+                  "no ext2 superblock on the namespace after the guest's mke2fs (magic %02x%02x)",
+                  nvme_after.first[1024 + 57], nvme_after.first[1024 + 56]);
+    ck_assert_msg(!memcmp(nvme_after.marker, NVME_MARKER, strlen(NVME_MARKER)),
+                  "the namespace at %u holds \"%.60s\", not the guest's marker", NVME_MARKER_OFF,
+                  (const char *)nvme_after.marker);
+}
+END_TEST
+
 /* ---- two guests and a hostile client ------------------------------------------- */
 
 START_TEST(test_concurrent_guests_and_hostile_client)
@@ -854,6 +1064,11 @@ static Suite *guest_suite(void)
     tcase_add_test(tc, test_dma_shared_memory);
     tcase_add_test(tc, test_dma_over_socket);
     tcase_add_test(tc, test_dma_hugetlb_memory);
+    tcase_add_test(tc, test_nvme_driver_binds);
+    tcase_add_test(tc, test_nvme_filesystem_round_trip);
+    tcase_add_test(tc, test_nvme_discard);
+    tcase_add_test(tc, test_nvme_reset_under_io);
+    tcase_add_test(tc, test_nvme_host_reads_back);
     tcase_add_test(tc, test_concurrent_guests_and_hostile_client);
     tcase_add_test(tc, test_daemon_clean_exit);
     suite_add_tcase(s, tc);

@@ -136,6 +136,10 @@ static void build_argv(struct qemu_argv *a, const struct qemu_guest_config *cfg)
 {
     args(a, cfg->qemu, "-M", "q35", "-accel", "tcg", "-m", NULL);
     argf(a, "%uM", cfg->mem_mib);
+    if (cfg->smp) {
+        arg(a, "-smp");
+        argf(a, "%u", cfg->smp);
+    }
     args(a, "-nodefaults", "-display", "none", "-no-reboot", "-serial", NULL);
     argf(a, "file:%s", cfg->serial_path);
     arg(a, "-kernel");
@@ -164,8 +168,8 @@ static void build_argv(struct qemu_argv *a, const struct qemu_guest_config *cfg)
 
 int qemu_guest_start(const struct qemu_guest_config *cfg, struct tu_child *c)
 {
-    /* Room for build_argv()'s 23 arguments at most, 2 per device and the NULL. */
-    size_t cap = 24 + 2 * cfg->nr_devs;
+    /* Room for build_argv()'s 25 arguments at most, 2 per device and the NULL. */
+    size_t cap = 26 + 2 * cfg->nr_devs;
     struct qemu_argv a = {.v = calloc(cap, sizeof(*a.v)), .owned = calloc(cap, sizeof(char *))};
     int r = -ENOMEM;
 

@@ -65,6 +65,7 @@ struct qemu_guest_config {
     const char *cmdline;     /* appended to the kernel command line; may be NULL */
     enum qemu_guest_memory memory;
     unsigned mem_mib; /* guest RAM */
+    unsigned smp;     /* virtual CPUs; 0: QEMU's default (1) */
     const struct qemu_vfu_device *devs;
     size_t nr_devs;
 };
