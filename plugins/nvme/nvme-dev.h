@@ -44,6 +44,12 @@
  * (a write to mapped memory wakes nothing). */
 #define NVME_POLL_IDLE_USEC 2000
 #define NVME_IDLE_TICK_USEC 1000
+/* Idle longer, the tick slows down, doubling every NVME_IDLE_TICKS_PER_STEP
+ * ticks up to NVME_IDLE_TICK_USEC << NVME_IDLE_TICK_MAX_SHIFT (32 ms, after
+ * about half a second of nothing): an idle controller wakes ~30 times a
+ * second, and the first command after a long pause waits up to 32 ms. */
+#define NVME_IDLE_TICKS_PER_STEP 16
+#define NVME_IDLE_TICK_MAX_SHIFT 5
 
 struct nvme_sq {
     bool valid;
@@ -110,6 +116,7 @@ struct nvme_dev {
     struct muserd_poller *poller;
     struct muserd_timer *tick;
     bool tick_armed;
+    unsigned idle_ticks; /* ticks in a row that found no work */
     bool quiesced;
     bool irq_asserted; /* raised since every CQ was last caught up (INTx) */
     bool fatal_logged;

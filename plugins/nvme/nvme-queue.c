@@ -11,6 +11,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include "nvme-dev.h"
@@ -207,8 +208,13 @@ int nvme_poll(void *opaque)
 
     /* Whenever a round finds nothing a tick is pending: the poller may
      * fall asleep after any such round (the host keeps its own idle clock). */
+    if (work > 0)
+        d->idle_ticks = 0;
     if (work == 0 && !d->tick_armed) {
-        d->svc->timer_set(d->tick, d->svc->now_usec(d->host) + NVME_IDLE_TICK_USEC);
+        unsigned shift = d->idle_ticks / NVME_IDLE_TICKS_PER_STEP;
+        if (shift > NVME_IDLE_TICK_MAX_SHIFT)
+            shift = NVME_IDLE_TICK_MAX_SHIFT;
+        d->svc->timer_set(d->tick, d->svc->now_usec(d->host) + (NVME_IDLE_TICK_USEC << shift));
         d->tick_armed = true;
     }
     return work;
@@ -220,6 +226,8 @@ void nvme_tick(void *opaque)
 {
     struct nvme_dev *d = opaque;
     d->tick_armed = false;
+    if (d->idle_ticks < UINT_MAX)
+        d->idle_ticks++; /* nvme_poll() starts over when it finds work */
     if (nvme_poll(d) > 0)
         d->svc->poller_wake(d->poller);
 }
