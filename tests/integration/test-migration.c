@@ -23,47 +23,25 @@
 #include "../plugins/storm-regs.h"
 #include "helpers/child.h"
 #include "helpers/dbus-daemon.h"
+#include "helpers/side.h"
 #include "helpers/testutil.h"
 
 #define NAME   "org.muserd1"
 #define DEVICE "org.muserd1.Device"
 
 /* The source and the destination: a bus and a muserd each. */
-struct side {
-    struct test_bus *tbus;
-    struct test_daemon *daemon;
-    sd_bus *bus;
-};
-static struct side src, dst;
+static struct tu_side src, dst;
 static char tmpdir[] = "/tmp/muserd-mig-XXXXXX";
 
-static void side_start(struct side *s, const char *const *devices)
+static void side_start(struct tu_side *s, const char *const *devices)
 {
-    int r = test_bus_start(NULL, &s->tbus);
-    ck_assert_msg(r == 0, "starting dbus-daemon: %s", strerror(-r));
-    ck_assert_int_eq(test_daemon_new(&s->daemon), 0);
-    ck_assert_int_eq(tu_plugin_dir(s->daemon, (const char *const[]){"timer", "ram", "test:storm",
-                                                                    "test:old-ops", NULL}),
-                     0);
-    ck_assert_int_eq(test_daemon_add_arg(s->daemon, "--bus-address"), 0);
-    ck_assert_int_eq(test_daemon_add_arg(s->daemon, test_bus_address(s->tbus)), 0);
-    for (size_t i = 0; devices[i]; i += 3)
-        ck_assert_int_eq(
-            test_daemon_add_device(s->daemon, devices[i], devices[i + 1], devices[i + 2]), 0);
-    tu_start(s->daemon);
-    ck_assert_int_eq(test_bus_connect(test_bus_address(s->tbus), &s->bus), 0);
-    r = test_bus_wait_name(test_bus_address(s->tbus), NAME, TU_TIMEOUT_MS);
-    ck_assert_msg(r >= 0, "muserd did not take its bus name");
+    tu_side_start(s, (const char *const[]){"timer", "ram", "test:storm", "test:old-ops", NULL},
+                  devices);
 }
 
-static void side_stop(struct side *s)
+static void side_stop(struct tu_side *s)
 {
-    s->bus = sd_bus_flush_close_unref(s->bus);
-    if (s->daemon)
-        tu_stop(s->daemon);
-    s->daemon = NULL;
-    test_bus_free(s->tbus);
-    s->tbus = NULL;
+    tu_side_stop(s);
 }
 
 static void setup(void)
@@ -99,7 +77,7 @@ static char *device_path(const char *id)
     return path;
 }
 
-static char *migration_of(struct side *s, const char *id)
+static char *migration_of(struct tu_side *s, const char *id)
 {
     _cleanup_free_ char *path = device_path(id);
     _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -109,7 +87,7 @@ static char *migration_of(struct side *s, const char *id)
     return v;
 }
 
-static void assert_migration(struct side *s, const char *id, const char *want)
+static void assert_migration(struct tu_side *s, const char *id, const char *want)
 {
     _cleanup_free_ char *v = migration_of(s, id);
     ck_assert_msg(strcmp(v, want) == 0, "%s: Migration is \"%s\", expected \"%s\"", id, v, want);
@@ -117,7 +95,7 @@ static void assert_migration(struct side *s, const char *id, const char *want)
 
 /* Call a Device method with fd (or none when fd < 0); the error name (NULL
  * on success) goes to *name, its sentence to *message (both malloc()ed). */
-static int call_device(struct side *s, const char *id, const char *member, int fd, char **name,
+static int call_device(struct tu_side *s, const char *id, const char *member, int fd, char **name,
                        char **message)
 {
     _cleanup_free_ char *path = device_path(id);
@@ -160,7 +138,7 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
     return 0;
 }
 
-static void watch_migration(struct side *s, const char *id, sd_bus_slot **slot)
+static void watch_migration(struct tu_side *s, const char *id, sd_bus_slot **slot)
 {
     _cleanup_free_ char *path = device_path(id);
     announced[0] = 0;
@@ -171,7 +149,7 @@ static void watch_migration(struct side *s, const char *id, sd_bus_slot **slot)
 }
 
 /* Process s's bus until `want` was announced (or 5 s passed). */
-static void assert_announced(struct side *s, const char *want)
+static void assert_announced(struct tu_side *s, const char *want)
 {
     uint64_t end = test_now_ns() + TU_TIMEOUT_MS * 1000000ull;
     while (!strstr(announced, want) && test_now_ns() < end) {
@@ -513,7 +491,7 @@ static int on_async_reply(sd_bus_message *m, void *userdata, sd_bus_error *e)
     return 0;
 }
 
-static void wait_async(struct side *s, struct async_reply *a)
+static void wait_async(struct tu_side *s, struct async_reply *a)
 {
     uint64_t end = test_now_ns() + 10000 * 1000000ull;
     while (!a->done && test_now_ns() < end)

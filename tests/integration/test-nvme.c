@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "helpers/dbus-daemon.h"
+#include "helpers/side.h"
 #include "helpers/nvme-driver.h"
 #include "helpers/testutil.h"
 
@@ -28,42 +29,18 @@
 #define NR_QUEUES 2
 
 /* A muserd on its own private bus. */
-struct side {
-    struct test_bus *tbus;
-    struct test_daemon *daemon;
-    sd_bus *bus;
-};
-static struct side src, dst;
+static struct tu_side src, dst;
 static struct vfu_client *client;
 static struct nvme_drv drv;
 
-static void side_start(struct side *s, const char *const *devices)
+static void side_start(struct tu_side *s, const char *const *devices)
 {
-    int r = test_bus_start(NULL, &s->tbus);
-    ck_assert_msg(r == 0, "starting dbus-daemon: %s", strerror(-r));
-    ck_assert_int_eq(test_daemon_new(&s->daemon), 0);
-    ck_assert_int_eq(tu_plugin_dir(s->daemon, (const char *const[]){"nvme", NULL}), 0);
-    if (getenv("NVME_LOG_STDERR"))
-        test_daemon_set_log_to_stderr(s->daemon, true);
-    ck_assert_int_eq(test_daemon_add_arg(s->daemon, "--bus-address"), 0);
-    ck_assert_int_eq(test_daemon_add_arg(s->daemon, test_bus_address(s->tbus)), 0);
-    for (size_t i = 0; devices[i]; i += 3)
-        ck_assert_int_eq(
-            test_daemon_add_device(s->daemon, devices[i], devices[i + 1], devices[i + 2]), 0);
-    tu_start(s->daemon);
-    ck_assert_int_eq(test_bus_connect(test_bus_address(s->tbus), &s->bus), 0);
-    r = test_bus_wait_name(test_bus_address(s->tbus), NAME, TU_TIMEOUT_MS);
-    ck_assert_msg(r >= 0, "muserd did not take its bus name");
+    tu_side_start(s, (const char *const[]){"nvme", NULL}, devices);
 }
 
-static void side_stop(struct side *s)
+static void side_stop(struct tu_side *s)
 {
-    s->bus = sd_bus_flush_close_unref(s->bus);
-    if (s->daemon)
-        tu_stop(s->daemon);
-    s->daemon = NULL;
-    test_bus_free(s->tbus);
-    s->tbus = NULL;
+    tu_side_stop(s);
 }
 
 static void open_drv(const char *id, bool mmap_doorbells)
@@ -672,7 +649,7 @@ END_TEST
 
 /* ---- migration ----------------------------------------------------------- */
 
-static int call_device(struct side *s, const char *id, const char *member, int fd,
+static int call_device(struct tu_side *s, const char *id, const char *member, int fd,
                        sd_bus_error *error)
 {
     _cleanup_free_ char *path = NULL;

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A muserd on a private dbus-daemon of its own, for suites that run two at
+ * once (a migration's source and destination). Check suites only: failures
+ * are assertions.
+ */
+#pragma once
+
+#ifdef CHECK_H
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "dbus-daemon.h"
+#include "testutil.h"
+
+struct tu_side {
+    struct test_bus *tbus;
+    struct test_daemon *daemon;
+    sd_bus *bus;
+};
+
+/* Start the bus and muserd with a plugin directory of `plugins` (as
+ * tu_plugin_dir takes them) and `devices` ("type", "id", "json or NULL", ...
+ * NULL); connect to the bus once muserd owns its name. TU_LOG_STDERR=1
+ * sends muserd's log to stderr. */
+static inline void tu_side_start(struct tu_side *s, const char *const *plugins,
+                                 const char *const *devices)
+{
+    int r = test_bus_start(NULL, &s->tbus);
+    ck_assert_msg(r == 0, "starting dbus-daemon: %s", strerror(-r));
+    ck_assert_int_eq(test_daemon_new(&s->daemon), 0);
+    ck_assert_int_eq(tu_plugin_dir(s->daemon, plugins), 0);
+    if (getenv("TU_LOG_STDERR"))
+        test_daemon_set_log_to_stderr(s->daemon, true);
+    ck_assert_int_eq(test_daemon_add_arg(s->daemon, "--bus-address"), 0);
+    ck_assert_int_eq(test_daemon_add_arg(s->daemon, test_bus_address(s->tbus)), 0);
+    for (size_t i = 0; devices[i]; i += 3)
+        ck_assert_int_eq(
+            test_daemon_add_device(s->daemon, devices[i], devices[i + 1], devices[i + 2]), 0);
+    tu_start(s->daemon);
+    ck_assert_int_eq(test_bus_connect(test_bus_address(s->tbus), &s->bus), 0);
+    r = test_bus_wait_name(test_bus_address(s->tbus), "org.muserd1", TU_TIMEOUT_MS);
+    ck_assert_msg(r >= 0, "muserd did not take its bus name");
+}
+
+/* Stop muserd (it must exit cleanly) and the bus; a side never started is
+ * fine. */
+static inline void tu_side_stop(struct tu_side *s)
+{
+    s->bus = sd_bus_flush_close_unref(s->bus);
+    if (s->daemon)
+        tu_stop(s->daemon);
+    s->daemon = NULL;
+    test_bus_free(s->tbus);
+    s->tbus = NULL;
+}
+
+#endif
