@@ -895,6 +895,55 @@ START_TEST(test_sparse_namespace_stream_holds_what_was_written)
 }
 END_TEST
 
+/* Without MSI-X a controller interrupts through INTx (every queue on pin
+ * A), or through single-vector MSI: a completion raises it, and INTMS
+ * holds it back until INTMC. */
+static void fallback_irq(unsigned index)
+{
+    open_drv("n0", true);
+    uint8_t msix = tu_find_cap(client, PCI_CAP_ID_MSIX);
+    tu_wr16(client, TU_CFG, msix + PCI_MSIX_FLAGS, 0);
+    int efd = tu_eventfd();
+    ck_assert_int_ge(efd, 0);
+    ck_assert_int_eq(vfu_client_set_irqs(client, index,
+                                         VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, 0,
+                                         1, &efd, 1, NULL),
+                     0);
+    if (index == VFIO_PCI_MSI_IRQ_INDEX) {
+        uint8_t msi = tu_find_cap(client, PCI_CAP_ID_MSI);
+        tu_wr16(client, TU_CFG, msi + PCI_MSI_FLAGS, PCI_MSI_FLAGS_ENABLE);
+    }
+    (void)identify(NVME_ID_CNS_CTRL, 0);
+    uint64_t n = 0;
+    ck_assert_msg(tu_eventfd_wait(efd, TU_TIMEOUT_MS, &n) == 1, "no interrupt for a completion");
+    if (index == VFIO_PCI_INTX_IRQ_INDEX) /* VFIO masks INTx as it fires: the handler unmasks */
+        ck_assert_int_eq(vfu_client_set_irqs(client, index,
+                                             VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, 0,
+                                             1, NULL, 0, NULL),
+                         0);
+
+    /* Masked by INTMS: the completion comes, the interrupt waits for INTMC. */
+    ck_assert_int_eq(nvme_drv_wr32(&drv, NVME_REG_INTMS, 1), 0);
+    (void)identify(NVME_ID_CNS_CTRL, 0);
+    usleep(50000);
+    ck_assert_msg(tu_eventfd_read(efd) == 0, "an interrupt INTMS masked came through");
+    ck_assert_int_eq(nvme_drv_wr32(&drv, NVME_REG_INTMC, 1), 0);
+    ck_assert_msg(tu_eventfd_wait(efd, TU_TIMEOUT_MS, &n) == 1, "INTMC did not deliver it");
+    close(efd);
+}
+
+START_TEST(test_intx_fallback)
+{
+    fallback_irq(VFIO_PCI_INTX_IRQ_INDEX);
+}
+END_TEST
+
+START_TEST(test_msi_fallback)
+{
+    fallback_irq(VFIO_PCI_MSI_IRQ_INDEX);
+}
+END_TEST
+
 START_TEST(test_bad_config)
 {
     static const char *const bad[][2] = {
@@ -933,6 +982,8 @@ int main(void)
     tcase_add_test(tc, test_disable_shutdown_resets);
     tcase_add_test(tc, test_migration_keeps_data_and_queues);
     tcase_add_test(tc, test_bad_config);
+    tcase_add_test(tc, test_intx_fallback);
+    tcase_add_test(tc, test_msi_fallback);
     tcase_add_test(tc, test_stopped_controller_is_silent);
     tcase_add_test(tc, test_cq_without_interrupts_migrates);
     tcase_add_test(tc, test_prps_across_adjacent_mappings);
