@@ -221,7 +221,8 @@ deps:
 QEMU ?= $(firstword $(wildcard $(CURDIR)/../shared/qemu/bin/qemu-system-x86_64) \
                     $(shell command -v qemu-system-x86_64 2>/dev/null))
 GUEST_DIR ?= $(CURDIR)/build/guest
-# SPDK's initiator for test-spdk-nvme: $(SPDK), else ../shared/spdk. None: it says SKIP.
+# SPDK's initiator for test-spdk-nvme (and its nvmf_tgt for bench-nvme): $(SPDK), else
+# ../shared/spdk. None: they say SKIP.
 SPDK ?= $(firstword $(wildcard $(CURDIR)/../shared/spdk))
 
 check: deps
@@ -310,10 +311,12 @@ run: deps
 BENCH_TMPDIR ?= $(shell [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo /tmp)
 
 bench: deps
+	$(if $(SPDK),@$(MAKE) --no-print-directory deps DEB_PKGS="$(SPDK_DEB_PKGS)")
 	$(MAKE) all $(BENCH_BINS)
 	@echo "runtime directories in $(BENCH_TMPDIR) ($$(stat -f -c %T $(BENCH_TMPDIR)))"
 	@set -e; for b in $(BENCH_BINS); do \
-	    TMPDIR=$(BENCH_TMPDIR) MUSERD_BIN=$(MUSERD) MUSERD_PLUGIN_DIR=$(BUILD)/plugins $$b; done
+	    TMPDIR=$(BENCH_TMPDIR) MUSERD_BIN=$(MUSERD) MUSERD_PLUGIN_DIR=$(BUILD)/plugins \
+	    $(if $(SPDK),SPDK_DIR=$(SPDK)) $$b; done
 
 # ---- fuzzing ----------------------------------------------------------------------
 FUZZ_SECONDS ?= 60
