@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "host.h"
@@ -59,14 +60,28 @@ static void fall_asleep(struct muserd_poller *p, unsigned wakes)
 /* After a round that found work, more rounds at once before the loop's
  * next epoll_wait: that system call is most of a round's cost, and at queue
  * depth 1 the next request comes a microsecond or two after the last
- * completion. Bounded, so the thread's other sources wait at most
- * SPIN_ROUNDS_MAX rounds. Returns 1 (there was work). */
+ * completion. Bounded in rounds and in time, so that a plugin doing a big
+ * piece of work per round (the ram device copies 64 KiB) still gives the
+ * thread's other sources their turn every SPIN_BUDGET_NSEC. Returns 1
+ * (there was work). */
 #define SPIN_IDLE_ROUNDS 64
 #define SPIN_ROUNDS_MAX  1024
+#define SPIN_BUDGET_NSEC 100000
+static uint64_t mono_nsec(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static int spin(struct muserd_poller *p)
 {
-    for (unsigned i = 0, idle = 0; i < SPIN_ROUNDS_MAX && idle < SPIN_IDLE_ROUNDS; i++)
+    uint64_t end = mono_nsec() + SPIN_BUDGET_NSEC;
+    for (unsigned i = 0, idle = 0; i < SPIN_ROUNDS_MAX && idle < SPIN_IDLE_ROUNDS; i++) {
         idle = p->fn(p->opaque) > 0 ? 0 : idle + 1;
+        if (i % 8 == 7 && mono_nsec() >= end)
+            break;
+    }
     return 1;
 }
 
