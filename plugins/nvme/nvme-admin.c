@@ -286,7 +286,7 @@ static void get_log_page(struct nvme_dev *d, const struct nvme_sqe *cmd, struct 
         return;
     }
     memcpy(out, page + off, size - off < len ? size - off : len);
-    res->status = nvme_prp_copy(d, le64toh(cmd->prp1), le64toh(cmd->prp2), out, len, true);
+    res->status = nvme_data_copy(d, cmd, out, len, true);
     free(out);
 }
 

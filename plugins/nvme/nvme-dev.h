@@ -3,7 +3,8 @@
  * The nvme device model's state, shared by its files: nvme.c (create,
  * config, ops), nvme-regs.c (BAR0 and controller enable/reset),
  * nvme-queue.c (doorbells, the poller, completions, interrupts),
- * nvme-admin.c, nvme-io.c (commands), nvme-prp.c (data pointers),
+ * nvme-admin.c, nvme-io.c (commands), nvme-io-decode.c (their checks),
+ * nvme-dptr.c (data pointers), nvme-data.c (copies through them),
  * nvme-ns.c (the RAM namespace) and nvme-state.c (migration).
  */
 #pragma once
@@ -14,6 +15,7 @@
 
 #include <muserd/plugin.h>
 
+#include "nvme-dptr.h"
 #include "nvme-spec.h"
 
 #define NVME_PCI_VENDOR_ID 0x4d55 /* 'MU': muserd's demonstration vendor id */
@@ -30,9 +32,7 @@
 #define NVME_MAX_QUEUES     64 /* I/O queue pairs, the "queues" bound */
 #define NVME_DEFAULT_QUEUES 4
 #define NVME_MAX_ENTRIES    1024 /* CAP.MQES + 1 */
-#define NVME_MDTS           5    /* 2^5 pages: 128 KiB per command */
-#define NVME_MAX_XFER       (NVME_PAGE_SIZE << NVME_MDTS)
-#define NVME_AERL           3 /* 0's based: 4 requests held */
+#define NVME_AERL           3    /* 0's based: 4 requests held */
 #define NVME_MAX_EVENTS     8
 #define NVME_CAP_TO_UNITS   15 /* 7.5 s */
 
@@ -183,11 +183,11 @@ void nvme_admin_cmd(struct nvme_dev *d, const struct nvme_sqe *cmd, struct nvme_
 /* nvme-io.c */
 void nvme_io_cmd(struct nvme_dev *d, const struct nvme_sqe *cmd, struct nvme_result *res);
 
-/* nvme-prp.c: copy between the command's data buffer (len bytes from
- * PRP1/PRP2) and buf. to_guest: buf into guest memory, marked dirty.
- * Returns an NVME_SC_* status. */
-uint16_t nvme_prp_copy(struct nvme_dev *d, uint64_t prp1, uint64_t prp2, void *buf, uint64_t len,
-                       bool to_guest);
+/* nvme-data.c: copy between the command's data buffer (len bytes through
+ * its PRPs or SGL) and buf. to_guest: buf into guest memory, marked dirty
+ * (bit buckets skip their part of buf). Returns an NVME_SC_* status. */
+uint16_t nvme_data_copy(struct nvme_dev *d, const struct nvme_sqe *cmd, void *buf, uint64_t len,
+                        bool to_guest);
 /* Guest memory [iova, iova+len) in one piece, to or from buf: 0 or -errno. */
 int nvme_dma_copy(struct nvme_dev *d, uint64_t iova, void *buf, uint64_t len, bool to_guest);
 

@@ -78,7 +78,11 @@ static void identify_ctrl(const struct nvme_dev *d, uint8_t *p)
     put32(p, 516, 1);      /* NN */
     put16(p, 520, 0x000d); /* ONCS: Compare, DSM, Write Zeroes */
     p[525] = 1;            /* VWC: present (it is RAM; Flush is cheap) */
-    put32(p, 536, 0);      /* SGLS: PRPs only */
+    /* SGLS: SGLs on NVM commands, data blocks at any byte address and of any
+     * length, bit buckets, and an SGL longer than the data (the rest unread).
+     * No keyed or transport data blocks, no metadata SGLs (PSDT 10b). */
+    put32(p, 536,
+          NVME_SGLS_SUPPORTED_ANY_ALIGN | NVME_SGLS_BIT_BUCKET | NVME_SGLS_LONGER_THAN_DATA);
     char nqn[256];
     int n = snprintf(nqn, sizeof(nqn), "nqn.2024-01.io.muserd:nvme:%s", d->serial);
     memcpy(p + 768, nqn, n > 0 && (size_t)n < 256 ? (size_t)n : 255);
@@ -134,5 +138,5 @@ uint16_t nvme_identify(struct nvme_dev *d, const struct nvme_sqe *cmd, struct nv
     default:
         return NVME_SC_INVALID_FIELD;
     }
-    return nvme_prp_copy(d, le64toh(cmd->prp1), le64toh(cmd->prp2), data, sizeof(data), true);
+    return nvme_data_copy(d, cmd, data, sizeof(data), true);
 }

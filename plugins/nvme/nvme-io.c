@@ -1,45 +1,28 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * NVM command set on the RAM namespace: Read, Write, Compare, Flush, Write
- * Zeroes, Dataset Management. Every LBA range is checked against the
- * namespace before it offsets anything; data moves through nvme-prp.c.
+ * Zeroes, Dataset Management. nvme-io-decode.c checks the command (its
+ * LBA range against the namespace) before anything here runs; data moves
+ * through nvme-data.c.
  */
 #include <endian.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nvme-dev.h"
+#include "nvme-io-decode.h"
 
-#define NVME_NSID_ALL 0xffffffffu
-
-/* The byte range of SLBA (CDW10-11) and NLB (CDW12 15:0, 0's based), or a status. */
-static uint16_t lba_range(const struct nvme_dev *d, const struct nvme_sqe *cmd, uint64_t *off,
-                          uint64_t *len)
+static uint16_t do_rw(struct nvme_dev *d, const struct nvme_sqe *cmd, const struct nvme_io_req *req,
+                      bool write)
 {
-    uint64_t slba = (uint64_t)le32toh(cmd->cdw11) << 32 | le32toh(cmd->cdw10);
-    uint64_t nlb = (le32toh(cmd->cdw12) & 0xffff) + 1ull;
+    uint64_t off = req->off, len = req->len;
+    uint16_t sc;
 
-    if (slba >= d->ns.nr_blocks || nlb > d->ns.nr_blocks - slba)
-        return NVME_SC_LBA_RANGE;
-    *off = slba << d->ns.lba_shift;
-    *len = nlb << d->ns.lba_shift;
-    return NVME_SC_SUCCESS;
-}
-
-static uint16_t do_rw(struct nvme_dev *d, const struct nvme_sqe *cmd, bool write)
-{
-    uint64_t off, len;
-    uint16_t sc = lba_range(d, cmd, &off, &len);
-
-    if (sc)
-        return sc;
-    if (len > NVME_MAX_XFER)
-        return NVME_SC_INVALID_FIELD; /* over MDTS */
     if (write && d->ns.read_only)
         return NVME_SC_NS_WRITE_PROTECTED;
     if (write)
         nvme_ns_touch(&d->ns, off, len);
-    sc = nvme_prp_copy(d, le64toh(cmd->prp1), le64toh(cmd->prp2), d->ns.mem + off, len, !write);
+    sc = nvme_data_copy(d, cmd, d->ns.mem + off, len, !write);
     if (sc)
         return sc;
     if (write) {
@@ -52,35 +35,27 @@ static uint16_t do_rw(struct nvme_dev *d, const struct nvme_sqe *cmd, bool write
     return NVME_SC_SUCCESS;
 }
 
-static uint16_t do_compare(struct nvme_dev *d, const struct nvme_sqe *cmd)
+static uint16_t do_compare(struct nvme_dev *d, const struct nvme_sqe *cmd,
+                           const struct nvme_io_req *req)
 {
-    uint64_t off, len;
-    uint16_t sc = lba_range(d, cmd, &off, &len);
+    uint64_t off = req->off, len = req->len;
+    uint16_t sc;
 
-    if (sc)
-        return sc;
-    if (len > NVME_MAX_XFER)
-        return NVME_SC_INVALID_FIELD;
     void *buf = malloc(len);
     if (!buf)
         return NVME_SC_INTERNAL;
-    sc = nvme_prp_copy(d, le64toh(cmd->prp1), le64toh(cmd->prp2), buf, len, false);
+    sc = nvme_data_copy(d, cmd, buf, len, false);
     if (sc == 0 && memcmp(buf, d->ns.mem + off, len) != 0)
         sc = NVME_SC_COMPARE_FAILED;
     free(buf);
     return sc;
 }
 
-static uint16_t do_write_zeroes(struct nvme_dev *d, const struct nvme_sqe *cmd)
+static uint16_t do_write_zeroes(struct nvme_dev *d, const struct nvme_io_req *req)
 {
-    uint64_t off, len;
-    uint16_t sc = lba_range(d, cmd, &off, &len);
-
-    if (sc)
-        return sc;
     if (d->ns.read_only)
         return NVME_SC_NS_WRITE_PROTECTED;
-    nvme_ns_zero(&d->ns, off, len);
+    nvme_ns_zero(&d->ns, req->off, req->len);
     return NVME_SC_SUCCESS;
 }
 
@@ -92,13 +67,14 @@ struct nvme_dsm_range {
 _Static_assert(sizeof(struct nvme_dsm_range) == 16, "a DSM range is 16 bytes");
 #define NVME_DSM_AD (1u << 2) /* CDW11: deallocate */
 
-static uint16_t do_dsm(struct nvme_dev *d, const struct nvme_sqe *cmd)
+static uint16_t do_dsm(struct nvme_dev *d, const struct nvme_sqe *cmd,
+                       const struct nvme_io_req *req)
 {
     struct nvme_dsm_range ranges[256];
-    uint32_t nr = (le32toh(cmd->cdw10) & 0xff) + 1;
+    uint32_t nr = req->nr_ranges;
 
-    uint16_t sc = nvme_prp_copy(d, le64toh(cmd->prp1), le64toh(cmd->prp2), ranges,
-                                nr * sizeof(ranges[0]), false);
+    _Static_assert(sizeof(ranges) / sizeof(ranges[0]) == 256, "DSM takes up to 256 ranges");
+    uint16_t sc = nvme_data_copy(d, cmd, ranges, nr * sizeof(ranges[0]), false);
     if (sc)
         return sc;
     if (!(le32toh(cmd->cdw11) & NVME_DSM_AD))
@@ -120,47 +96,30 @@ static uint16_t do_dsm(struct nvme_dev *d, const struct nvme_sqe *cmd)
 
 void nvme_io_cmd(struct nvme_dev *d, const struct nvme_sqe *cmd, struct nvme_result *res)
 {
-    uint32_t nsid = le32toh(cmd->nsid);
+    const struct nvme_ns_geom geom = {.nr_blocks = d->ns.nr_blocks, .lba_shift = d->ns.lba_shift};
+    struct nvme_io_req req;
 
-    switch (cmd->opcode) {
-    case NVME_CMD_FLUSH:
-    case NVME_CMD_WRITE:
-    case NVME_CMD_READ:
-    case NVME_CMD_COMPARE:
-    case NVME_CMD_WRITE_ZEROES:
-    case NVME_CMD_DSM:
-        break;
-    default:
-        res->status = NVME_SC_INVALID_OPCODE;
+    res->status = nvme_io_decode(cmd, &geom, &req);
+    if (res->status)
         return;
-    }
-    /* Fused operations and SGLs (PSDT != 0) are not offered. */
-    if (cmd->flags != 0) {
-        res->status = NVME_SC_INVALID_FIELD;
-        return;
-    }
-    if (nsid != 1 && !(cmd->opcode == NVME_CMD_FLUSH && nsid == NVME_NSID_ALL)) {
-        res->status = NVME_SC_INVALID_NS;
-        return;
-    }
     switch (cmd->opcode) {
     case NVME_CMD_FLUSH:
         res->status = NVME_SC_SUCCESS; /* RAM: nothing volatile to write back */
         break;
     case NVME_CMD_WRITE:
-        res->status = do_rw(d, cmd, true);
+        res->status = do_rw(d, cmd, &req, true);
         break;
     case NVME_CMD_READ:
-        res->status = do_rw(d, cmd, false);
+        res->status = do_rw(d, cmd, &req, false);
         break;
     case NVME_CMD_COMPARE:
-        res->status = do_compare(d, cmd);
+        res->status = do_compare(d, cmd, &req);
         break;
     case NVME_CMD_WRITE_ZEROES:
-        res->status = do_write_zeroes(d, cmd);
+        res->status = do_write_zeroes(d, &req);
         break;
     case NVME_CMD_DSM:
-        res->status = do_dsm(d, cmd);
+        res->status = do_dsm(d, cmd, &req);
         break;
     }
 }

@@ -78,6 +78,42 @@ struct nvme_cqe {
 };
 static_assert(sizeof(struct nvme_cqe) == 16, "a CQ entry is 16 bytes");
 
+/* SQE flags: FUSE (1:0) and PSDT (7:6): PRPs, or an SGL in the DPTR with
+ * MPTR a buffer (01b) or an SGL segment (10b). */
+#define NVME_SQE_FUSE(flags) ((flags)&0x3)
+#define NVME_SQE_PSDT(flags) (((flags) >> 6) & 0x3)
+#define NVME_PSDT_PRP        0
+#define NVME_PSDT_SGL        1
+#define NVME_PSDT_SGL_MPTR   2
+#define NVME_SQE_FLAGS_SGL   (NVME_PSDT_SGL << 6)
+
+/* An SGL descriptor (section 4.4): the first one is the SQE's DPTR (the
+ * prp1 and prp2 fields); the others sit in SGL segments in host memory. */
+struct nvme_sgl_desc {
+    uint64_t addr;
+    uint32_t len;
+    uint8_t rsvd[3];
+    uint8_t id; /* type 7:4, subtype 3:0 */
+};
+static_assert(sizeof(struct nvme_sgl_desc) == 16, "an SGL descriptor is 16 bytes");
+#define NVME_SGL_ID(type, subtype) ((uint8_t)((type) << 4 | (subtype)))
+#define NVME_SGL_TYPE(id)          ((id) >> 4)
+#define NVME_SGL_SUBTYPE(id)       ((id)&0xf)
+enum {
+    NVME_SGL_DATA_BLOCK = 0x0,
+    NVME_SGL_BIT_BUCKET = 0x1,
+    NVME_SGL_SEGMENT = 0x2,
+    NVME_SGL_LAST_SEGMENT = 0x3,
+    NVME_SGL_KEYED_DATA_BLOCK = 0x4,
+    NVME_SGL_TRANSPORT_DATA_BLOCK = 0x5,
+};
+#define NVME_SGL_SUBTYPE_ADDRESS 0x0
+
+/* Identify Controller SGLS (bytes 539:536). */
+#define NVME_SGLS_SUPPORTED_ANY_ALIGN (1u << 0)  /* 01b: no alignment or granularity rule */
+#define NVME_SGLS_BIT_BUCKET          (1u << 16) /* Bit Bucket descriptors */
+#define NVME_SGLS_LONGER_THAN_DATA    (1u << 18) /* an SGL may describe more than the data */
+
 #define NVME_SQES 6 /* log2(64) */
 #define NVME_CQES 4 /* log2(16) */
 
@@ -148,6 +184,10 @@ enum {
     NVME_SC_INTERNAL = 0x06,
     NVME_SC_INVALID_NS = 0x0b,
     NVME_SC_CMD_SEQ_ERROR = 0x0c,
+    NVME_SC_SGL_SEGMENT_INVALID = 0x0d, /* Invalid SGL Segment Descriptor */
+    NVME_SC_SGL_COUNT_INVALID = 0x0e,   /* Invalid Number of SGL Descriptors */
+    NVME_SC_SGL_LENGTH_INVALID = 0x0f,  /* Data SGL Length Invalid */
+    NVME_SC_SGL_TYPE_INVALID = 0x11,    /* SGL Descriptor Type Invalid */
     NVME_SC_PRP_OFFSET_INVALID = 0x13,
     NVME_SC_NS_WRITE_PROTECTED = 0x20,
     NVME_SC_LBA_RANGE = 0x80,
