@@ -167,6 +167,10 @@ $(BUILD)/tests/unit/test-%: $(call obj,tests/unit/test-%.c $(UNIT_HELPERS)) $(CO
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(PKG_LIBS) $(shell pkg-config --libs check 2>/dev/null) -ldl
 
+# The nvme plugin's pure parsers, tested apart from the plugin.
+NVME_PURE_SRC := plugins/nvme/nvme-dptr.c plugins/nvme/nvme-io-decode.c
+$(BUILD)/tests/unit/test-nvme-dptr: $(call obj,$(NVME_PURE_SRC))
+
 $(BUILD)/tests/bench-%: $(call obj,tests/bench/bench-%.c $(TEST_HELPERS)) $(CLIENT_LIB)
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(PKG_LIBS) -lm
