@@ -6,7 +6,8 @@
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make bench      latency, throughput and scale measurements against a floor
 #   make lint       clang-format --dry-run and cppcheck
-#   make fuzz       libFuzzer on the message decoders and the migration stream (FUZZ_SECONDS=60 each)
+#   make fuzz       libFuzzer on the message decoders, the migration stream and nvme commands
+#                   (FUZZ_SECONDS=60 each)
 
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
@@ -332,16 +333,20 @@ FUZZ_CC := clang -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undef
 # fuzz-codec: the message decoders alone. fuzz-stream: the migration stream's
 # loader on in-process devices, so it links the whole core, built with clang
 # and coverage into $(FUZZ_DIR)/core; the plugins it loads are make's own.
+# fuzz-nvme-cmd: the nvme plugin's command checks and data pointer parser.
 fuzz:
 	@$(MAKE) --no-print-directory deps DEB_PKGS="clang libclang-rt-14-dev"
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_DIR)/core CC=clang SAN=fuzz \
 	    CFLAGS="-O1 -g $(FUZZ_CLANG_NOWARN)" $(FUZZ_DIR)/core/libmuserd-core.a
-	@mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/stream-corpus
+	@mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/stream-corpus $(FUZZ_DIR)/nvme-cmd-corpus
 	$(FUZZ_CC) tests/fuzz/fuzz-codec.c src/vfu/codec.c -o $(FUZZ_DIR)/fuzz-codec
+	$(FUZZ_CC) tests/fuzz/fuzz-nvme-cmd.c $(NVME_PURE_SRC) -o $(FUZZ_DIR)/fuzz-nvme-cmd
 	$(FUZZ_CC) $(PKG_CFLAGS) tests/fuzz/fuzz-stream.c $(FUZZ_DIR)/core/libmuserd-core.a \
 	    -o $(FUZZ_DIR)/fuzz-stream $(PKG_LIBS) -ldl
 	$(FUZZ_DIR)/fuzz-codec -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus
+	$(FUZZ_DIR)/fuzz-nvme-cmd -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(FUZZ_DIR)/ \
+	    $(FUZZ_DIR)/nvme-cmd-corpus
 	MUSERD_PLUGIN_DIR=$(BUILD)/plugins MUSERD_FUZZ_SEED_DIR=$(FUZZ_DIR)/stream-corpus \
 	    $(FUZZ_DIR)/fuzz-stream -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(FUZZ_DIR)/ \
 	    $(FUZZ_DIR)/stream-corpus
