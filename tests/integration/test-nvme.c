@@ -4,7 +4,7 @@
  * in-tree userspace driver (helpers/nvme-driver.c) bringing the controller
  * up as Linux does, with doorbells through the mapped page and through
  * REGION_WRITE. Identify, queues, Read/Write/Compare/Write Zeroes/DSM with
- * PRP1, PRP2 and PRP lists, the error statuses, disable with commands in
+ * PRP1, PRP2 and PRP lists and with SGLs, the error statuses, disable with commands in
  * flight, shutdown, NSSR, DEVICE_RESET, and migration through D-Bus to a
  * second muserd with the data and the queues intact.
  */
@@ -280,10 +280,12 @@ START_TEST(test_identify)
     ck_assert_uint_eq(id[0] | id[1] << 8, 0x4d55);
     ck_assert(memcmp(id + 4, "TESTSERIAL1         ", 20) == 0);
     ck_assert(memcmp(id + 24, "muserd NVMe controller", 22) == 0);
-    ck_assert_uint_eq(id[512], 0x66);                            /* SQES */
-    ck_assert_uint_eq(id[513], 0x44);                            /* CQES */
-    ck_assert_uint_eq(id[516], 1);                               /* NN */
-    ck_assert_uint_eq(id[536] | id[537] | id[538] | id[539], 0); /* SGLS: none */
+    ck_assert_uint_eq(id[512], 0x66); /* SQES */
+    ck_assert_uint_eq(id[513], 0x44); /* CQES */
+    ck_assert_uint_eq(id[516], 1);    /* NN */
+    uint32_t sgls;
+    memcpy(&sgls, id + 536, 4);
+    ck_assert_uint_eq(sgls, 0x00050001); /* SGLs any alignment, bit buckets, longer SGLs */
     ck_assert(strncmp((const char *)id + 768, "nqn.", 4) == 0);
 
     id = identify(NVME_ID_CNS_NS, 1);
@@ -503,8 +505,15 @@ START_TEST(test_errors)
     r.nsid = 2;
     expect_status(1, &r, NVME_SC_INVALID_NS, "namespace 2");
     r.nsid = 1;
-    r.flags = 0x40; /* PSDT: SGL */
-    expect_status(1, &r, NVME_SC_INVALID_FIELD, "an SGL command without SGL support");
+    r.flags = 0x80; /* PSDT 10b: MPTR an SGL, not offered */
+    expect_status(1, &r, NVME_SC_INVALID_FIELD, "PSDT 10b");
+    r.flags = 0x01; /* fused */
+    expect_status(1, &r, NVME_SC_INVALID_FIELD, "a fused command");
+    struct nvme_sqe id = {.opcode = NVME_ADM_IDENTIFY,
+                          .flags = NVME_SQE_FLAGS_SGL,
+                          .prp1 = nvme_drv_iova(NVME_DRV_DATA),
+                          .cdw10 = NVME_ID_CNS_CTRL};
+    expect_status(0, &id, NVME_SC_INVALID_FIELD, "an admin command with an SGL");
     /* The queue goes on after all of that. */
     io_round_trip();
 
@@ -536,6 +545,73 @@ START_TEST(test_errors)
     }
     aer = (struct nvme_sqe){.opcode = NVME_ADM_ASYNC_EVENT};
     expect_status(0, &aer, NVME_SC_AER_LIMIT, "a fifth Asynchronous Event Request");
+}
+END_TEST
+
+/* SGL writes read back through PRPs and PRP writes through SGLs; bad SGLs
+ * fail with their status and the queue goes on. */
+START_TEST(test_sgl)
+{
+    open_drv("n0", true);
+    set_queues(NR_QUEUES);
+    create_queue(1);
+
+    /* One data block at an odd address, read back with PRPs. */
+    fill(BUF_A + 3, 8192, 5);
+    struct nvme_sqe c = rw(NVME_CMD_WRITE, 200, 16, 0, 0);
+    nvme_drv_sgl_data(&c, nvme_drv_iova(BUF_A + 3), 8192);
+    cmd_ok(1, &c, NULL);
+    memset(nvme_drv_ptr(&drv, BUF_B), 0, 8192);
+    c = rw(NVME_CMD_READ, 200, 16, nvme_drv_iova(BUF_B), nvme_drv_iova(BUF_B + 4096));
+    cmd_ok(1, &c, NULL);
+    check_fill(BUF_B, 8192, 5, "SGL data block written, PRPs read");
+
+    /* PRP list written, read through a segment of scattered blocks with a
+     * bit bucket skipping 512 bytes. */
+    fill(BUF_A, 65536, 6);
+    c = rw(NVME_CMD_WRITE, 300, 128, nvme_drv_iova(BUF_A), prp_list(LIST, BUF_A, 15));
+    cmd_ok(1, &c, NULL);
+    memset(nvme_drv_ptr(&drv, BUF_B), 0, 0x30000);
+    const struct nvme_sgl_desc descs[] = {
+        nvme_drv_sgl_block(nvme_drv_iova(BUF_B + 0x20001), 1000),
+        nvme_drv_sgl_block(nvme_drv_iova(BUF_B + 0x10000), 24),
+        {.len = 512, .id = NVME_SGL_ID(NVME_SGL_BIT_BUCKET, 0)},
+        nvme_drv_sgl_block(nvme_drv_iova(BUF_B), 65536 - 1536),
+    };
+    c = rw(NVME_CMD_READ, 300, 128, 0, 0);
+    nvme_drv_sgl_segment(&drv, &c, LIST + 0x1000, descs, 4);
+    cmd_ok(1, &c, NULL);
+    check_pat(BUF_B + 0x20001, 1000, 6, 0, "first SGL block");
+    check_pat(BUF_B + 0x10000, 24, 6, 1000, "second SGL block");
+    check_pat(BUF_B, 65536 - 1536, 6, 1536, "the block after the bit bucket");
+    /* Compare through an SGL sees the same data. */
+    c = rw(NVME_CMD_COMPARE, 300, 128, 0, 0);
+    nvme_drv_sgl_data(&c, nvme_drv_iova(BUF_A), 65536);
+    cmd_ok(1, &c, NULL);
+
+    /* Bad SGLs. */
+    struct nvme_sgl_desc bad = nvme_drv_sgl_block(nvme_drv_iova(BUF_B), 4096);
+    bad.id = NVME_SGL_ID(NVME_SGL_KEYED_DATA_BLOCK, 0);
+    c = rw(NVME_CMD_READ, 0, 8, 0, 0);
+    nvme_drv_sgl_segment(&drv, &c, LIST, &bad, 1);
+    expect_status(1, &c, NVME_SC_SGL_TYPE_INVALID, "a keyed data block on PCIe");
+    c = rw(NVME_CMD_READ, 0, 8, 0, 0);
+    nvme_drv_sgl_data(&c, 0, 0);
+    struct nvme_sgl_desc seg = {
+        .addr = 0x7000000000ull, .len = 32, .id = NVME_SGL_ID(NVME_SGL_SEGMENT, 0)};
+    memcpy(&c.prp1, &seg, sizeof(seg));
+    expect_status(1, &c, NVME_SC_DATA_XFER_ERROR, "a segment in unmapped memory");
+    c = rw(NVME_CMD_WRITE, 0, 8, 0, 0);
+    nvme_drv_sgl_data(&c, nvme_drv_iova(BUF_A), 4095);
+    expect_status(1, &c, NVME_SC_SGL_LENGTH_INVALID, "an SGL a byte short");
+    c = rw(NVME_CMD_WRITE, 0, 8, 0, 0);
+    nvme_drv_sgl_segment(&drv, &c, LIST + 0x1000, descs, 4);
+    expect_status(1, &c, NVME_SC_SGL_TYPE_INVALID, "a bit bucket in a write");
+    c = rw(NVME_CMD_READ, 0, 8, 0, 0);
+    nvme_drv_sgl_data(&c, 0x7000000000ull, 4096);
+    expect_status(1, &c, NVME_SC_DATA_XFER_ERROR, "a data block in unmapped memory");
+    /* The controller keeps serving. */
+    io_round_trip();
 }
 END_TEST
 
@@ -978,6 +1054,7 @@ int main(void)
     tcase_add_test(tc, test_io_mapped_doorbells);
     tcase_add_test(tc, test_io_region_write_doorbells);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_sgl);
     tcase_add_test(tc, test_read_only_and_4k);
     tcase_add_test(tc, test_disable_shutdown_resets);
     tcase_add_test(tc, test_migration_keeps_data_and_queues);

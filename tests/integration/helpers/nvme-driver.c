@@ -286,3 +286,23 @@ int nvme_drv_create_io_queue(struct nvme_drv *drv, uint16_t qid, uint16_t *statu
         drv->q[qid] = (struct nvme_drv_queue){.phase = true, .size = NVME_DRV_QDEPTH};
     return r;
 }
+
+void nvme_drv_sgl_data(struct nvme_sqe *cmd, uint64_t iova, uint32_t len)
+{
+    struct nvme_sgl_desc d = nvme_drv_sgl_block(iova, len);
+
+    cmd->flags = NVME_SQE_FLAGS_SGL;
+    memcpy(&cmd->prp1, &d, sizeof(d));
+}
+
+void nvme_drv_sgl_segment(struct nvme_drv *drv, struct nvme_sqe *cmd, uint64_t seg_off,
+                          const struct nvme_sgl_desc *descs, uint32_t n)
+{
+    struct nvme_sgl_desc d = {.addr = nvme_drv_iova(seg_off),
+                              .len = n * (uint32_t)sizeof(*descs),
+                              .id = NVME_SGL_ID(NVME_SGL_LAST_SEGMENT, 0)};
+
+    memcpy(nvme_drv_ptr(drv, seg_off), descs, n * sizeof(*descs));
+    cmd->flags = NVME_SQE_FLAGS_SGL;
+    memcpy(&cmd->prp1, &d, sizeof(d));
+}

@@ -93,6 +93,19 @@ int nvme_drv_cmd(struct nvme_drv *drv, uint16_t qid, struct nvme_sqe *cmd, uint1
                  uint32_t *dw0);
 /* Create I/O CQ qid (vector qid) and SQ qid on it. */
 int nvme_drv_create_io_queue(struct nvme_drv *drv, uint16_t qid, uint16_t *status);
+/* SGLs (PSDT 01b): cmd's DPTR becomes one data block of len bytes at iova. */
+void nvme_drv_sgl_data(struct nvme_sqe *cmd, uint64_t iova, uint32_t len);
+/* cmd's DPTR becomes a Last Segment descriptor for the n descriptors copied
+ * to guest memory at offset seg_off (descs as the device will read them). */
+void nvme_drv_sgl_segment(struct nvme_drv *drv, struct nvme_sqe *cmd, uint64_t seg_off,
+                          const struct nvme_sgl_desc *descs, uint32_t n);
+/* An SGL data block descriptor for [iova, iova+len). */
+static inline struct nvme_sgl_desc nvme_drv_sgl_block(uint64_t iova, uint32_t len)
+{
+    return (struct nvme_sgl_desc){
+        .addr = iova, .len = len, .id = NVME_SGL_ID(NVME_SGL_DATA_BLOCK, 0)};
+}
+
 /* The status of a CQE: SCT << 8 | SC. */
 static inline uint16_t nvme_drv_status(const struct nvme_cqe *cqe)
 {
