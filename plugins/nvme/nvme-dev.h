@@ -91,6 +91,7 @@ struct nvme_shadow {
     struct nvme_shadow_db db[2 * (NVME_MAX_QUEUES + 1)];
     /* Only during a poll round (a DMA_UNMAP waits for refs): both pages taken. */
     bool held;
+    bool unmapped_logged;
     struct muserd_dma_ref db_ref, ei_ref;
 };
 
@@ -218,7 +219,7 @@ void nvme_shadow_config(struct nvme_dev *d, const struct nvme_sqe *cmd, struct n
 void nvme_shadow_clear(struct nvme_dev *d);
 /* A queue was created: its doorbell `index` starts over. */
 void nvme_shadow_queue_new(struct nvme_dev *d, uint32_t index);
-/* A poll round takes the shadow pages; -errno (and fatal status) when it cannot. */
+/* A poll round takes the shadow pages; -errno when unmapped (the round sees no doorbell). */
 int nvme_shadow_round_begin(struct nvme_dev *d);
 /* Doorbell `index` as the round sees it, given the MMIO register's value. */
 uint32_t nvme_shadow_doorbell(struct nvme_dev *d, uint32_t index, uint32_t mmio);

@@ -199,10 +199,11 @@ int nvme_poll(void *opaque)
 
     if (!running(d))
         return 0; /* asleep for good until enable, reset or unquiesce kicks */
-    if (nvme_shadow_round_begin(d) < 0)
-        return 0; /* fatal status */
-    cq_update_heads(d);
-    for (uint16_t q = 0; q <= d->nr_queues && running(d); q++)
+    /* Shadow pages unmapped (no client yet): no doorbell is seen this round. */
+    bool doorbells = nvme_shadow_round_begin(d) == 0;
+    if (doorbells)
+        cq_update_heads(d);
+    for (uint16_t q = 0; doorbells && q <= d->nr_queues && running(d); q++)
         if (d->sq[q].valid)
             work += sq_run(d, q);
     /* A shadow tail written as EventIdx changed is work for the next round. */

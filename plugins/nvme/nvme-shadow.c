@@ -23,8 +23,14 @@
  * previous value, so a spec-following host finds that it must ring.
  *
  * A shadow page that is not mapped guest memory when a round needs it is
- * controller fatal status, as for a queue's memory: the controller cannot
- * see the doorbells, and no command is there to carry an error.
+ * not fatal status (as an unmapped queue entry is, when a doorbell said it
+ * was there): the round sees no doorbell at all, the controller waits and
+ * looks again at the next tick. Those pages are read every round, not
+ * only after the host rang, and they are unmapped whenever no client is
+ * connected: between a client and its reconnection, and on a migration's
+ * destination until the VMM maps guest memory. Fatal status there would
+ * break both; a host that really unmapped them sees its controller stop
+ * serving, and its reset clears the config.
  *
  * The pages are taken for one poll round at a time (a DMA_UNMAP waits for
  * the refs), and rounds do not run while quiesced, so a quiesced
@@ -140,16 +146,19 @@ int nvme_shadow_round_begin(struct nvme_dev *d)
     d->shadow.db_ref = page_ref(d, d->shadow.db_addr, MUSERD_DMA_READ);
     d->shadow.ei_ref = page_ref(d, d->shadow.ei_addr, MUSERD_DMA_WRITE);
     int r = d->svc->dma_get(d->host, &d->shadow.db_ref);
+    if (r >= 0) {
+        r = d->svc->dma_get(d->host, &d->shadow.ei_ref);
+        if (r < 0)
+            d->svc->dma_put(d->host, &d->shadow.db_ref, false);
+    }
     if (r < 0) {
-        nvme_ctrl_fatal(d, "the shadow doorbell buffer is not in mapped guest memory");
+        if (!d->shadow.unmapped_logged)
+            d->svc->log(d->host, MUSERD_LOG_INFO,
+                        "nvme: shadow doorbell pages not in mapped guest memory: waiting");
+        d->shadow.unmapped_logged = true;
         return r;
     }
-    r = d->svc->dma_get(d->host, &d->shadow.ei_ref);
-    if (r < 0) {
-        d->svc->dma_put(d->host, &d->shadow.db_ref, false);
-        nvme_ctrl_fatal(d, "the EventIdx buffer is not in mapped, writable guest memory");
-        return r;
-    }
+    d->shadow.unmapped_logged = false;
     d->shadow.held = true;
     return 0;
 }
