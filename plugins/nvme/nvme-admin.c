@@ -2,7 +2,8 @@
 /*
  * Admin commands: queue creation and deletion with the checks NVMe 1.4
  * section 5 asks for, Get/Set Features, Get Log Page, Abort and
- * Asynchronous Event Request. Identify is in nvme-identify.c.
+ * Asynchronous Event Request. Identify is in nvme-identify.c, Doorbell
+ * Buffer Config in nvme-shadow.c.
  */
 #include <endian.h>
 #include <stdlib.h>
@@ -54,6 +55,7 @@ static uint16_t create_cq(struct nvme_dev *d, const struct nvme_sqe *cmd)
         .size = qsize,
         .bad_head = UINT32_MAX,
     };
+    nvme_shadow_queue_new(d, 2 * qid + 1);
     return NVME_SC_SUCCESS;
 }
 
@@ -80,6 +82,7 @@ static uint16_t create_sq(struct nvme_dev *d, const struct nvme_sqe *cmd)
     d->cq[cqid].nr_sqs++;
     /* A tail left from an earlier queue of this id means nothing now. */
     __atomic_store_n(&d->db[2 * qid], 0, __ATOMIC_RELAXED);
+    nvme_shadow_queue_new(d, 2 * qid);
     return NVME_SC_SUCCESS;
 }
 
@@ -344,6 +347,9 @@ void nvme_admin_cmd(struct nvme_dev *d, const struct nvme_sqe *cmd, struct nvme_
         break;
     case NVME_ADM_ASYNC_EVENT:
         async_event_request(d, cmd, res);
+        break;
+    case NVME_ADM_DBBUF_CONFIG:
+        nvme_shadow_config(d, cmd, res);
         break;
     default:
         /* Keep Alive too: KAS is 0. */

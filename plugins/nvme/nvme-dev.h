@@ -5,7 +5,8 @@
  * nvme-queue.c (doorbells, the poller, completions, interrupts),
  * nvme-admin.c, nvme-io.c (commands), nvme-io-decode.c (their checks),
  * nvme-dptr.c (data pointers), nvme-data.c (copies through them),
- * nvme-ns.c (the RAM namespace) and nvme-state.c (migration).
+ * nvme-ns.c (the RAM namespace), nvme-shadow.c (shadow doorbells) and
+ * nvme-state.c (migration).
  */
 #pragma once
 
@@ -74,6 +75,26 @@ struct nvme_cq {
     uint32_t bad_head;
 };
 
+/* One doorbell under Doorbell Buffer Config (nvme-shadow.c). */
+struct nvme_shadow_db {
+    bool live;       /* the host writes its shadow entry: that, not MMIO, is the doorbell */
+    bool base_taken; /* base holds the entry as the doorbell first met the config */
+    bool published;  /* the EventIdx entry holds `event` */
+    uint32_t base;
+    uint32_t seen;  /* the value last taken: what EventIdx tells the host */
+    uint32_t event; /* what the EventIdx entry was last set to */
+};
+
+struct nvme_shadow {
+    bool enabled;
+    uint64_t db_addr, ei_addr; /* page aligned */
+    struct nvme_shadow_db db[2 * (NVME_MAX_QUEUES + 1)];
+    /* Only during a poll round (a DMA_UNMAP waits for refs): both pages taken. */
+    bool held;
+    bool unmapped_logged;
+    struct muserd_dma_ref db_ref, ei_ref;
+};
+
 struct nvme_ns {
     uint64_t size; /* bytes */
     uint32_t block_size;
@@ -129,6 +150,7 @@ struct nvme_dev {
     struct nvme_cq cq[NVME_MAX_QUEUES + 1];
     struct nvme_features feat;
     struct nvme_stats stats;
+    struct nvme_shadow shadow;
 
     /* Asynchronous events: requests held, events waiting for one. */
     uint16_t aer_cids[NVME_AERL + 1];
@@ -190,6 +212,19 @@ uint16_t nvme_data_copy(struct nvme_dev *d, const struct nvme_sqe *cmd, void *bu
                         bool to_guest);
 /* Guest memory [iova, iova+len) in one piece, to or from buf: 0 or -errno. */
 int nvme_dma_copy(struct nvme_dev *d, uint64_t iova, void *buf, uint64_t len, bool to_guest);
+
+/* nvme-shadow.c: Doorbell Buffer Config and the shadow doorbells. */
+void nvme_shadow_config(struct nvme_dev *d, const struct nvme_sqe *cmd, struct nvme_result *res);
+/* Forget the config (controller reset). */
+void nvme_shadow_clear(struct nvme_dev *d);
+/* A queue was created: its doorbell `index` starts over. */
+void nvme_shadow_queue_new(struct nvme_dev *d, uint32_t index);
+/* A poll round takes the shadow pages; -errno when unmapped (the round sees no doorbell). */
+int nvme_shadow_round_begin(struct nvme_dev *d);
+/* Doorbell `index` as the round sees it, given the MMIO register's value. */
+uint32_t nvme_shadow_doorbell(struct nvme_dev *d, uint32_t index, uint32_t mmio);
+/* Publish EventIdx, put the pages back; true if an SQ tail moved meanwhile. */
+bool nvme_shadow_round_end(struct nvme_dev *d);
 
 /* nvme-ns.c */
 int nvme_ns_open(struct nvme_ns *ns, uint64_t size, uint32_t block_size, bool read_only);

@@ -63,15 +63,15 @@ static void identify_ctrl(const struct nvme_dev *d, uint8_t *p)
     put32(p, 80, NVME_VS_1_4);
     put32(p, 92, 1u << 8); /* OAES: namespace attribute notices (never sent) */
     p[111] = 1;            /* CNTRLTYPE: I/O controller */
-    put16(p, 256, 0);      /* OACS: no optional admin commands */
-    p[258] = 3;            /* ACL */
-    p[259] = NVME_AERL;    /* AERL */
-    p[260] = 0x03;         /* FRMW: one slot, read only */
-    p[261] = 0;            /* LPA */
-    p[262] = 0;            /* ELPE: one error log entry */
-    p[263] = 0;            /* NPSS: one power state */
-    put16(p, 266, 0x157);  /* WCTEMP */
-    put16(p, 268, 0x175);  /* CCTEMP */
+    put16(p, NVME_ID_CTRL_OACS, NVME_ID_OACS_DBBUF); /* OACS: only Doorbell Buffer Config */
+    p[258] = 3;                                      /* ACL */
+    p[259] = NVME_AERL;                              /* AERL */
+    p[260] = 0x03;                                   /* FRMW: one slot, read only */
+    p[261] = 0;                                      /* LPA */
+    p[262] = 0;                                      /* ELPE: one error log entry */
+    p[263] = 0;                                      /* NPSS: one power state */
+    put16(p, 266, 0x157);                            /* WCTEMP */
+    put16(p, 268, 0x175);                            /* CCTEMP */
     p[512] = NVME_SQES << 4 | NVME_SQES;
     p[513] = NVME_CQES << 4 | NVME_CQES;
     put16(p, 514, 0);      /* MAXCMD: not reported */

@@ -16,10 +16,11 @@
 
 #include "nvme-dev.h"
 
-static uint32_t db_read(const struct nvme_dev *d, uint32_t index)
+static uint32_t db_read(struct nvme_dev *d, uint32_t index)
 {
     /* Acquire: the entries the client wrote before ringing are visible. */
-    return le32toh(__atomic_load_n(&d->db[index], __ATOMIC_ACQUIRE));
+    uint32_t mmio = le32toh(__atomic_load_n(&d->db[index], __ATOMIC_ACQUIRE));
+    return d->shadow.enabled ? nvme_shadow_doorbell(d, index, mmio) : mmio;
 }
 
 static bool cq_full(const struct nvme_cq *cq)
@@ -198,10 +199,16 @@ int nvme_poll(void *opaque)
 
     if (!running(d))
         return 0; /* asleep for good until enable, reset or unquiesce kicks */
-    cq_update_heads(d);
-    for (uint16_t q = 0; q <= d->nr_queues && running(d); q++)
+    /* Shadow pages unmapped (no client yet): no doorbell is seen this round. */
+    bool doorbells = nvme_shadow_round_begin(d) == 0;
+    if (doorbells)
+        cq_update_heads(d);
+    for (uint16_t q = 0; doorbells && q <= d->nr_queues && running(d); q++)
         if (d->sq[q].valid)
             work += sq_run(d, q);
+    /* A shadow tail written as EventIdx changed is work for the next round. */
+    if (nvme_shadow_round_end(d))
+        work++;
     nvme_events_deliver(d);
     nvme_irq_flush(d);
     irq_maybe_lower(d);

@@ -41,6 +41,7 @@ void nvme_ctrl_reset(struct nvme_dev *d)
     d->nr_aers = 0;
     d->nr_events = 0;
     d->masked_types = 0;
+    nvme_shadow_clear(d);
     /* The doorbells of the queues just gone read 0 again, as after power-on. */
     memset((void *)d->db, 0, NVME_DOORBELL_SIZE);
     d->csts &= NVME_CSTS_NSSRO;

@@ -130,6 +130,7 @@ enum {
     NVME_ADM_GET_FEATURES = 0x0a,
     NVME_ADM_ASYNC_EVENT = 0x0c,
     NVME_ADM_KEEP_ALIVE = 0x18,
+    NVME_ADM_DBBUF_CONFIG = 0x7c, /* Doorbell Buffer Config */
 };
 
 enum {
@@ -208,4 +209,6 @@ enum {
 #define NVME_CQE_STATUS(sc) ((uint16_t)((sc) ? (((sc) << 1) | 0x8000u) : 0))
 
 /* ---- identify data offsets ---------------------------------------------- */
-#define NVME_ID_SIZE 4096u
+#define NVME_ID_SIZE       4096u
+#define NVME_ID_CTRL_OACS  256       /* u16 */
+#define NVME_ID_OACS_DBBUF (1u << 8) /* Doorbell Buffer Config */

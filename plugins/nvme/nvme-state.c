@@ -9,6 +9,11 @@
  * that are all zeros (the destination starts from zeros); a last piece of
  * the offset alone, the namespace size, says the stream is whole.
  *
+ * Version 2 adds the Doorbell Buffer Config: a head flag, a live bit per
+ * shadowed doorbell in the queue records, and a record after the queues
+ * with the two page addresses. Version 1 streams (from before shadow
+ * doorbells) still load, with none configured.
+ *
  * No command is in flight while quiesced, so there is nothing else.
  */
 #include <endian.h>
@@ -19,10 +24,11 @@
 #include "nvme-dev.h"
 
 #define NVME_STATE_MAGIC   0x53454d4eu /* "NMES" */
-#define NVME_STATE_VERSION 1u
+#define NVME_STATE_VERSION 2u
 
 #define HEAD_QUEUES_SET   (1u << 0)
 #define HEAD_IRQ_ASSERTED (1u << 1)
+#define HEAD_SHADOW       (1u << 2) /* version 2: Doorbell Buffer Config set */
 
 struct nvme_state_head {
     uint64_t ns_size, asq, acq;
@@ -44,6 +50,9 @@ _Static_assert(sizeof(struct nvme_state_head) == 176, "state head layout is fixe
 #define QUEUE_CQ_IEN      (1u << 2)
 #define QUEUE_CQ_PHASE    (1u << 3)
 #define QUEUE_CQ_IRQ_PEND (1u << 4)
+/* Version 2: the doorbell follows its shadow entry (nvme-shadow.c). */
+#define QUEUE_SQ_SHADOW (1u << 5)
+#define QUEUE_CQ_SHADOW (1u << 6)
 
 /* SQ y and CQ y, with their doorbells. */
 struct nvme_state_queue {
@@ -56,9 +65,25 @@ struct nvme_state_queue {
 };
 _Static_assert(sizeof(struct nvme_state_queue) == 56, "state queue layout is fixed");
 
-static size_t head_len(const struct nvme_dev *d)
+/* Version 2, after the queues. */
+struct nvme_state_shadow {
+    uint64_t db_addr, ei_addr;
+};
+_Static_assert(sizeof(struct nvme_state_shadow) == 16, "state shadow layout is fixed");
+
+static size_t queues_end(const struct nvme_dev *d)
 {
     return sizeof(struct nvme_state_head) + (d->nr_queues + 1) * sizeof(struct nvme_state_queue);
+}
+
+static size_t head_len_of(const struct nvme_dev *d, uint32_t version)
+{
+    return queues_end(d) + (version >= 2 ? sizeof(struct nvme_state_shadow) : 0);
+}
+
+static size_t head_len(const struct nvme_dev *d)
+{
+    return head_len_of(d, NVME_STATE_VERSION);
 }
 
 static void head_fill(const struct nvme_dev *d, uint8_t *out)
@@ -86,7 +111,8 @@ static void head_fill(const struct nvme_dev *d, uint8_t *out)
         .irq_coalesce = htole32(d->feat.irq_coalesce),
         .async_event = htole32(d->feat.async_event),
         .flags = htole32((d->feat.queues_set ? HEAD_QUEUES_SET : 0) |
-                         (d->irq_asserted ? HEAD_IRQ_ASSERTED : 0)),
+                         (d->irq_asserted ? HEAD_IRQ_ASSERTED : 0) |
+                         (d->shadow.enabled ? HEAD_SHADOW : 0)),
         .nr_aers = htole32(d->nr_aers),
         .nr_events = htole32(d->nr_events),
         .masked_types = htole32(d->masked_types),
@@ -114,22 +140,29 @@ static void head_fill(const struct nvme_dev *d, uint8_t *out)
             .cq_head_db = d->db[2 * q + 1],
             .flags = htole32((sq->valid ? QUEUE_SQ_VALID : 0) | (cq->valid ? QUEUE_CQ_VALID : 0) |
                              (cq->ien ? QUEUE_CQ_IEN : 0) | (cq->phase ? QUEUE_CQ_PHASE : 0) |
-                             (cq->irq_pending ? QUEUE_CQ_IRQ_PEND : 0)),
+                             (cq->irq_pending ? QUEUE_CQ_IRQ_PEND : 0) |
+                             (d->shadow.db[2 * q].live ? QUEUE_SQ_SHADOW : 0) |
+                             (d->shadow.db[2 * q + 1].live ? QUEUE_CQ_SHADOW : 0)),
             .sq_cqid = htole16(sq->cqid),
             .cq_iv = htole16(cq->iv),
         };
         memcpy(out + q * sizeof(s), &s, sizeof(s));
     }
+    struct nvme_state_shadow sh = {
+        .db_addr = htole64(d->shadow.db_addr),
+        .ei_addr = htole64(d->shadow.ei_addr),
+    };
+    memcpy(out + (d->nr_queues + 1) * sizeof(struct nvme_state_queue), &sh, sizeof(sh));
 }
 
 /* A queue of the stream is one create would have accepted. */
 static int queue_check(const struct nvme_dev *d, uint32_t q, const struct nvme_state_queue *s,
-                       const struct nvme_state_queue *all)
+                       const struct nvme_state_queue *all, uint32_t known_flags)
 {
     uint32_t flags = le32toh(s->flags);
     uint32_t max = q == 0 ? 4096 : NVME_MAX_ENTRIES;
 
-    if (flags & ~0x1fu)
+    if (flags & ~known_flags)
         return -EINVAL;
     if (flags & QUEUE_SQ_VALID) {
         uint32_t size = le32toh(s->sq_size), cqid = le16toh(s->sq_cqid);
@@ -152,11 +185,16 @@ static int head_check(const struct nvme_dev *d, const uint8_t *in, size_t len)
 {
     struct nvme_state_head h;
 
-    if (len != head_len(d))
+    if (len < sizeof(h))
         return -EINVAL;
     memcpy(&h, in, sizeof(h));
-    if (le32toh(h.magic) != NVME_STATE_MAGIC || le32toh(h.version) != NVME_STATE_VERSION)
+    uint32_t version = le32toh(h.version);
+    if (le32toh(h.magic) != NVME_STATE_MAGIC || version < 1 || version > NVME_STATE_VERSION)
         return -EINVAL;
+    if (len != head_len_of(d, version))
+        return -EINVAL;
+    uint32_t head_flags = version >= 2 ? 7u : 3u;
+    uint32_t queue_flags = version >= 2 ? 0x7fu : 0x1fu;
     /* The destination must have been created with the same config. */
     if (le64toh(h.ns_size) != d->ns.size || le32toh(h.block_size) != d->ns.block_size ||
         le32toh(h.nr_queues) != d->nr_queues)
@@ -167,13 +205,19 @@ static int head_check(const struct nvme_dev *d, const uint8_t *in, size_t len)
         return -EINVAL;
     if (le32toh(h.nr_aers) > NVME_AERL + 1 || le32toh(h.nr_events) > NVME_MAX_EVENTS ||
         le16toh(h.nsqa) >= d->nr_queues || le16toh(h.ncqa) >= d->nr_queues ||
-        (le32toh(h.flags) & ~3u))
+        (le32toh(h.flags) & ~head_flags))
         return -EINVAL;
+    if (version >= 2) {
+        struct nvme_state_shadow sh;
+        memcpy(&sh, in + queues_end(d), sizeof(sh));
+        if ((le64toh(sh.db_addr) | le64toh(sh.ei_addr)) & (NVME_PAGE_SIZE - 1))
+            return -EINVAL;
+    }
     const struct nvme_state_queue *qs = (const void *)(in + sizeof(h));
     struct nvme_state_queue all[NVME_MAX_QUEUES + 1];
     memcpy(all, qs, (d->nr_queues + 1) * sizeof(all[0]));
     for (uint32_t q = 0; q <= d->nr_queues; q++)
-        if (queue_check(d, q, &all[q], all) < 0)
+        if (queue_check(d, q, &all[q], all, queue_flags) < 0)
             return -EINVAL;
     return 0;
 }
@@ -240,6 +284,18 @@ static void head_apply(struct nvme_dev *d, const uint8_t *in)
             };
         d->db[2 * q] = s->sq_tail_db;
         d->db[2 * q + 1] = s->cq_head_db;
+        /* A doorbell not live takes its base again in the first round: the
+         * host rang every value since the source's last look (EventIdx is
+         * its previous value), so the register holds the newest. */
+        d->shadow.db[2 * q].live = flags & QUEUE_SQ_SHADOW;
+        d->shadow.db[2 * q + 1].live = flags & QUEUE_CQ_SHADOW;
+    }
+    if (le32toh(h.flags) & HEAD_SHADOW) {
+        struct nvme_state_shadow sh;
+        memcpy(&sh, in + queues_end(d), sizeof(sh));
+        d->shadow.enabled = true;
+        d->shadow.db_addr = le64toh(sh.db_addr);
+        d->shadow.ei_addr = le64toh(sh.ei_addr);
     }
     /* Counted again rather than trusted. */
     for (uint32_t q = 0; q <= d->nr_queues; q++)

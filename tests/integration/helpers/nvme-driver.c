@@ -31,8 +31,27 @@ int nvme_drv_wr64(struct nvme_drv *drv, uint64_t off, uint64_t v)
     return vfu_client_region_write(drv->c, 0, off, &v, 8);
 }
 
+/* The host must write MMIO when its doorbell moved from old to new past
+ * the controller's EventIdx (within (old, new], modulo 2^16). */
+static bool need_event(uint16_t event, uint16_t new_value, uint16_t old)
+{
+    return (uint16_t)(new_value - event - 1) < (uint16_t)(new_value - old);
+}
+
 int nvme_drv_ring(struct nvme_drv *drv, uint32_t index, uint32_t value)
 {
+    if (drv->shadow && (index >= 2 || drv->shadow_admin)) {
+        uint32_t *shadow = nvme_drv_ptr(drv, NVME_DRV_SHADOW);
+        uint32_t old = shadow[index];
+        __atomic_store_n(&shadow[index], value, __ATOMIC_RELEASE);
+        /* The shadow entry before the EventIdx read; the controller does the reverse. */
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        drv->shadow_rings++;
+        if (drv->shadow_only ||
+            !need_event((uint16_t)nvme_drv_eventidx(drv, index), (uint16_t)value, (uint16_t)old))
+            return 0;
+    }
+    drv->mmio_rings++;
     if (drv->db) {
         __atomic_store_n(&drv->db[index], value, __ATOMIC_RELEASE);
         return 0;
@@ -179,6 +198,7 @@ int nvme_drv_disable(struct nvme_drv *drv)
     if (r >= 0)
         r = nvme_drv_wait_csts(drv, NVME_CSTS_RDY, 0, TU_TIMEOUT_MS);
     memset(drv->q, 0, sizeof(drv->q));
+    drv->shadow = false; /* a reset forgets the config */
     return r;
 }
 
@@ -258,6 +278,30 @@ int nvme_drv_cmd(struct nvme_drv *drv, uint16_t qid, struct nvme_sqe *cmd, uint1
     if (dw0)
         *dw0 = cqe.result;
     return 0;
+}
+
+uint32_t nvme_drv_eventidx(struct nvme_drv *drv, uint32_t index)
+{
+    uint32_t *ei = nvme_drv_ptr(drv, NVME_DRV_EVENTIDX);
+    return __atomic_load_n(&ei[index], __ATOMIC_ACQUIRE);
+}
+
+int nvme_drv_dbbuf_config(struct nvme_drv *drv, uint16_t *status)
+{
+    memset(nvme_drv_ptr(drv, NVME_DRV_SHADOW), 0, 0x2000);
+    /* The shadow entries hold what the queues were rung to so far. */
+    uint32_t *shadow = nvme_drv_ptr(drv, NVME_DRV_SHADOW);
+    for (uint32_t q = 0; q <= NVME_DRV_MAX_QUEUES; q++) {
+        shadow[2 * q] = drv->q[q].sq_tail;
+        shadow[2 * q + 1] = drv->q[q].cq_head;
+    }
+    struct nvme_sqe c = {.opcode = NVME_ADM_DBBUF_CONFIG,
+                         .prp1 = nvme_drv_iova(NVME_DRV_SHADOW),
+                         .prp2 = nvme_drv_iova(NVME_DRV_EVENTIDX)};
+    int r = nvme_drv_cmd(drv, 0, &c, status, NULL);
+    if (r >= 0 && *status == 0)
+        drv->shadow = true;
+    return r;
 }
 
 int nvme_drv_create_io_queue(struct nvme_drv *drv, uint16_t qid, uint16_t *status)

@@ -26,6 +26,9 @@
 #define NVME_DRV_DATA       0x100000ull /* offset of the data area */
 #define NVME_DRV_MAX_QUEUES 8
 #define NVME_DRV_QDEPTH     64
+/* Doorbell Buffer Config pages (offsets), below the data area. */
+#define NVME_DRV_SHADOW   0xe0000ull
+#define NVME_DRV_EVENTIDX 0xe1000ull
 
 struct nvme_drv_queue {
     uint32_t sq_tail, cq_head;
@@ -44,6 +47,11 @@ struct nvme_drv {
     uint32_t nr_irqs;
     struct nvme_drv_queue q[NVME_DRV_MAX_QUEUES + 1];
     uint16_t next_cid;
+    /* Shadow doorbells (nvme_drv_dbbuf_config): the I/O queues' doorbells go
+     * to the shadow page and to MMIO only when EventIdx says so, as Linux
+     * does; shadow_admin: the admin queue's too; shadow_only: never MMIO. */
+    bool shadow, shadow_admin, shadow_only;
+    uint64_t mmio_rings, shadow_rings;
 };
 
 /* Take over a negotiated client: map guest memory, map the doorbells when
@@ -91,6 +99,11 @@ int nvme_drv_reap(struct nvme_drv *drv, uint16_t qid, struct nvme_cqe *cqe, int 
 /* Submit, ring, reap: 0 with *status (SCT << 8 | SC) and *dw0 (may be NULL). */
 int nvme_drv_cmd(struct nvme_drv *drv, uint16_t qid, struct nvme_sqe *cmd, uint16_t *status,
                  uint32_t *dw0);
+/* Doorbell Buffer Config with the pages at NVME_DRV_SHADOW/EVENTIDX (zeroed
+ * first); shadow mode on when it succeeds. */
+int nvme_drv_dbbuf_config(struct nvme_drv *drv, uint16_t *status);
+/* Doorbell `index`'s EventIdx entry as the controller last wrote it. */
+uint32_t nvme_drv_eventidx(struct nvme_drv *drv, uint32_t index);
 /* Create I/O CQ qid (vector qid) and SQ qid on it. */
 int nvme_drv_create_io_queue(struct nvme_drv *drv, uint16_t qid, uint16_t *status);
 /* SGLs (PSDT 01b): cmd's DPTR becomes one data block of len bytes at iova. */
