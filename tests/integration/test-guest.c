@@ -1000,6 +1000,22 @@ START_TEST(test_nvme_reset_under_io)
 }
 END_TEST
 
+/* The device offers Doorbell Buffer Config (OACS bit 8) and Linux's nvme
+ * driver takes it: the plugin logs each configuration, once at probe and
+ * once more after the controller reset under I/O. */
+START_TEST(test_nvme_shadow_doorbells)
+{
+    ck_assert_msg(daemon_log_tail, "muserd's log could not be read");
+    char needle[64];
+    snprintf(needle, sizeof(needle), "%s: nvme: shadow doorbells at", NVME_ID);
+    size_t n = guest_log_count(daemon_log_tail, needle);
+    ck_assert_msg(n >= 2,
+                  "guest A's nvme driver configured shadow doorbells %zu times, not at probe "
+                  "and after the reset; muserd's log ends:\n%s",
+                  n, guest_log_tail(daemon_log_tail, 3000));
+}
+END_TEST
+
 START_TEST(test_nvme_host_reads_back)
 {
     unsigned long long off = nvme_value("MARKER", "offset");
@@ -1069,6 +1085,7 @@ static Suite *guest_suite(void)
     tcase_add_test(tc, test_nvme_discard);
     tcase_add_test(tc, test_nvme_reset_under_io);
     tcase_add_test(tc, test_nvme_host_reads_back);
+    tcase_add_test(tc, test_nvme_shadow_doorbells);
     tcase_add_test(tc, test_concurrent_guests_and_hostile_client);
     tcase_add_test(tc, test_daemon_clean_exit);
     suite_add_tcase(s, tc);
