@@ -64,9 +64,15 @@ static uint32_t entry_read(const struct muserd_dma_ref *ref, uint32_t index)
     return le32toh(__atomic_load_n((uint32_t *)ref->ptr + index, __ATOMIC_ACQUIRE));
 }
 
+/* Sequentially consistent, with recheck_read(): see nvme_shadow_round_end(). */
 static void entry_write(const struct muserd_dma_ref *ref, uint32_t index, uint32_t v)
 {
-    __atomic_store_n((uint32_t *)ref->ptr + index, htole32(v), __ATOMIC_RELEASE);
+    __atomic_store_n((uint32_t *)ref->ptr + index, htole32(v), __ATOMIC_SEQ_CST);
+}
+
+static uint32_t recheck_read(const struct muserd_dma_ref *ref, uint32_t index)
+{
+    return le32toh(__atomic_load_n((uint32_t *)ref->ptr + index, __ATOMIC_SEQ_CST));
 }
 
 static bool doorbell_exists(const struct nvme_dev *d, uint32_t index)
@@ -206,14 +212,16 @@ bool nvme_shadow_round_end(struct nvme_dev *d)
     /* The host writes its shadow entry, then reads EventIdx; we write
      * EventIdx, then read the shadow entry again: with a full barrier on
      * both sides, a value written meanwhile is either seen here or makes
-     * the host ring, so the poller may sleep after this round. */
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+     * the host ring, so the poller may sleep after this round. Our barrier
+     * is the sequentially consistent store (entry_write) before the
+     * sequentially consistent load (recheck_read), not a fence, which
+     * ThreadSanitizer cannot model. */
     for (uint32_t q = 0; q <= d->nr_queues && !moved; q++) {
         const struct nvme_shadow_db *s = &d->shadow.db[2 * q];
         bool live;
         if (!d->sq[q].valid || !s->base_taken)
             continue;
-        uint32_t entry = entry_read(&d->shadow.db_ref, 2 * q);
+        uint32_t entry = recheck_read(&d->shadow.db_ref, 2 * q);
         uint32_t now = doorbell_peek(s, entry, s->seen, &live);
         moved = live && now != s->seen;
     }
