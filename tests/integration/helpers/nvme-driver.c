@@ -43,9 +43,10 @@ int nvme_drv_ring(struct nvme_drv *drv, uint32_t index, uint32_t value)
     if (drv->shadow && (index >= 2 || drv->shadow_admin)) {
         uint32_t *shadow = nvme_drv_ptr(drv, NVME_DRV_SHADOW);
         uint32_t old = shadow[index];
-        __atomic_store_n(&shadow[index], value, __ATOMIC_RELEASE);
-        /* The shadow entry before the EventIdx read; the controller does the reverse. */
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        /* The shadow entry before the EventIdx read (the controller does the
+         * reverse): a seq_cst store, then nvme_drv_eventidx()'s seq_cst load,
+         * not a fence, which ThreadSanitizer builds refuse. */
+        __atomic_store_n(&shadow[index], value, __ATOMIC_SEQ_CST);
         drv->shadow_rings++;
         if (drv->shadow_only ||
             !need_event((uint16_t)nvme_drv_eventidx(drv, index), (uint16_t)value, (uint16_t)old))
@@ -283,7 +284,7 @@ int nvme_drv_cmd(struct nvme_drv *drv, uint16_t qid, struct nvme_sqe *cmd, uint1
 uint32_t nvme_drv_eventidx(struct nvme_drv *drv, uint32_t index)
 {
     uint32_t *ei = nvme_drv_ptr(drv, NVME_DRV_EVENTIDX);
-    return __atomic_load_n(&ei[index], __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&ei[index], __ATOMIC_SEQ_CST);
 }
 
 int nvme_drv_dbbuf_config(struct nvme_drv *drv, uint16_t *status)
