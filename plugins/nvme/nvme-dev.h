@@ -7,6 +7,12 @@
  * nvme-dptr.c (data pointers), nvme-data.c (copies through them),
  * nvme-ns.c (the RAM namespace), nvme-shadow.c (shadow doorbells) and
  * nvme-state.c (migration).
+ *
+ * Threads: every function declared here runs on the device's I/O thread
+ * (its poller, its timer, the device ops the host calls there); the plugin
+ * starts no thread of its own. What it shares with other threads is guest
+ * memory: the client's writes to the doorbell page and the shadow pages
+ * are read with acquire loads (see nvme-queue.c and nvme-shadow.c).
  */
 #pragma once
 

@@ -4,7 +4,8 @@
  * turned into the guest memory it names: a bounded list of segments. Pure:
  * the one way it reads guest memory (PRP list pages, SGL segments) is the
  * caller's fetch callback, so the fuzz target and the unit tests drive it
- * with fake memory, and no device state is touched.
+ * with fake memory, and no device state is touched. Any thread: it keeps
+ * no state of its own.
  */
 #pragma once
 
@@ -22,8 +23,8 @@
  * included. It bounds the walk (a guest may chain segments in a cycle) and
  * is generous: 128 KiB in 4 KiB pages takes 33 data blocks. */
 #define NVME_DPTR_MAX_DESCS 256
-/* Segments the list holds: adjacent data merge, so at most one a data
- * descriptor (and 2 + MDTS pages for PRPs). */
+/* Segments the list holds: adjacent data merge, so at most one per data
+ * descriptor (and at most 1 + 2^MDTS for PRPs). */
 #define NVME_DPTR_MAX_SEGS NVME_DPTR_MAX_DESCS
 
 struct nvme_dptr_seg {

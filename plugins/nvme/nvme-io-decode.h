@@ -3,7 +3,7 @@
  * The checks an NVM command's SQE must pass before it is executed, as a
  * pure function of the SQE and the namespace's geometry, so that the fuzz
  * target covers them. What the command's data holds (DSM ranges, blocks)
- * is the executor's business (nvme-io.c).
+ * is the executor's business (nvme-io.c). Any thread: no state.
  */
 #pragma once
 

@@ -48,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(&cmd, data, sizeof(cmd));
     struct fake_mem mem = {data + sizeof(cmd), size - sizeof(cmd), 0};
-    /* A 4 KiB-block namespace for even reserved bits of cdw13, else 512. */
+    /* 4 KiB blocks when cdw13's bit 0 is set, else 512 bytes (the checks never read cdw13). */
     struct nvme_ns_geom geom = {.nr_blocks = 1u << 20, .lba_shift = (cmd.cdw13 & 1) ? 12 : 9};
 
     uint16_t sc = nvme_io_decode(&cmd, &geom, &req);
