@@ -85,8 +85,11 @@ int nvme_backing_open(struct nvme_dev *d, const char *path, uint32_t block_size,
 
     int fd = open_backing(path, read_only, block_size, &direct);
     if (fd < 0) {
-        svc->set_error(d->host, "nvme: cannot open \"backing\" %s%s: %s", path,
-                       read_only ? " for reading" : " for reading and writing", strerror(-fd));
+        bool denied = fd == -EACCES || fd == -EPERM;
+        svc->set_error(d->host, "nvme: cannot open \"backing\" %s%s: %s%s", path,
+                       read_only ? " for reading" : " for reading and writing", strerror(-fd),
+                       denied ? " (muserd opens it as the user it runs as: give that user access)"
+                              : "");
         return fd;
     }
     d->ns.fd = fd;
