@@ -223,6 +223,10 @@ void nvme_kick(struct nvme_dev *d);
 void nvme_doorbell_write(struct nvme_dev *d, uint32_t index, uint32_t value);
 /* Post a completion for a command of SQ sqid to its CQ; false if it is full. */
 bool nvme_post(struct nvme_dev *d, uint16_t sqid, uint16_t cid, const struct nvme_result *res);
+/* The same, but a CQ in unmapped memory is -errno, not fatal status:
+ * -ENOSPC full (or gone), else what dma_get said. */
+int nvme_post_unfatal(struct nvme_dev *d, uint16_t sqid, uint16_t cid,
+                      const struct nvme_result *res);
 void nvme_irq_flush(struct nvme_dev *d);
 /* An asynchronous event (dw0 as an AER completion carries it). */
 void nvme_event(struct nvme_dev *d, uint32_t type, uint32_t info, uint32_t log);

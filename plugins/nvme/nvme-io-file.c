@@ -194,7 +194,15 @@ static void complete(struct nvme_dev *d, struct file_cmd *c, uint16_t status)
 
     sq->inflight--;
     d->cq[sq->cqid].reserved--;
-    nvme_post(d, c->sqid, c->sqe.cid, &res);
+    /* The client left with commands in flight (its memory went with it):
+     * the completion has nowhere to go, but the controller is not broken;
+     * a VMM that comes back resets it or finds the command lost, as after
+     * a crash. */
+    int r = nvme_post_unfatal(d, c->sqid, c->sqe.cid, &res);
+    if (r < 0 && r != -ENOSPC)
+        d->svc->log(d->host, MUSERD_LOG_WARNING,
+                    "nvme: a command on the backing file completed after its completion queue "
+                    "left mapped memory; dropped");
     cmd_free(c);
 }
 

@@ -36,23 +36,23 @@ static bool cq_has_room(const struct nvme_cq *cq)
     return cq->size - 1 - used > cq->reserved;
 }
 
-bool nvme_post(struct nvme_dev *d, uint16_t sqid, uint16_t cid, const struct nvme_result *res)
+int nvme_post_unfatal(struct nvme_dev *d, uint16_t sqid, uint16_t cid,
+                      const struct nvme_result *res)
 {
     struct nvme_sq *sq = &d->sq[sqid];
     struct nvme_cq *cq = &d->cq[sq->cqid];
 
     if (!cq->valid || cq_full(cq))
-        return false;
+        return -ENOSPC;
     struct muserd_dma_ref ref = {
         .size = sizeof(ref),
         .prot = MUSERD_DMA_WRITE,
         .iova = cq->addr + (uint64_t)cq->tail * sizeof(struct nvme_cqe),
         .len = sizeof(struct nvme_cqe),
     };
-    if (d->svc->dma_get(d->host, &ref) < 0) {
-        nvme_ctrl_fatal(d, "a completion queue entry is not in mapped guest memory");
-        return false;
-    }
+    int r = d->svc->dma_get(d->host, &ref);
+    if (r < 0)
+        return r;
     struct nvme_cqe cqe = {
         .result = htole32(res->dw0),
         .sq_head = htole16((uint16_t)sq->head),
@@ -69,7 +69,15 @@ bool nvme_post(struct nvme_dev *d, uint16_t sqid, uint16_t cid, const struct nvm
         cq->phase = !cq->phase;
     }
     cq->irq_pending = true;
-    return true;
+    return 0;
+}
+
+bool nvme_post(struct nvme_dev *d, uint16_t sqid, uint16_t cid, const struct nvme_result *res)
+{
+    int r = nvme_post_unfatal(d, sqid, cid, res);
+    if (r < 0 && r != -ENOSPC)
+        nvme_ctrl_fatal(d, "a completion queue entry is not in mapped guest memory");
+    return r == 0;
 }
 
 void nvme_irq_flush(struct nvme_dev *d)
