@@ -165,7 +165,10 @@ struct nvme_dev {
     /* File-backed namespace (nvme-backing.c, nvme-io-file.c). */
     struct nvme_aio *aio;
     struct muserd_watch *aio_watch;
-    uint8_t *zeros;    /* for files that cannot punch holes */
+    uint8_t *zeros;        /* for files that cannot punch holes */
+    bool shutdown_waiting; /* CC.SHN: the flush goes once nothing is in flight */
+    bool shutdown_flushing;
+    struct nvme_aio_req shutdown_flush;
     bool irq_asserted; /* raised since every CQ was last caught up (INTx) */
     bool fatal_logged;
 
@@ -259,6 +262,9 @@ uint32_t nvme_file_inflight(const struct nvme_dev *d);
 void nvme_file_commit(struct nvme_dev *d);
 /* SQ qid goes: its commands in flight will be dropped when they come back. */
 void nvme_file_forget_sq(struct nvme_dev *d, uint16_t qid);
+/* CC.SHN on a backing file: once nothing is in flight, fdatasync, then
+ * CSTS.SHST says complete. Nothing for RAM. */
+void nvme_file_shutdown(struct nvme_dev *d);
 /* A quiesce waits for the file: done when nothing is in flight. */
 void nvme_file_quiesce_check(struct nvme_dev *d);
 /* Wait for everything in flight (dropped), free the engine. */
