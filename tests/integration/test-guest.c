@@ -8,7 +8,8 @@
  * guest memory shared by fd and reached over the socket. Guest A (2 CPUs)
  * also has three nvme devices that the kernel's own nvme driver runs: an
  * ext2 round trip, discards and a controller reset under load on the first;
- * the same round trip on a namespace of 4096-byte blocks.
+ * the same round trip on a namespace of 4096-byte blocks; a read-only
+ * namespace read whole.
  *
  * Three guests boot at once on devices of one muserd (guest A with shared
  * memory, guest B without, guest C with shared memory in 2 MiB huge pages
@@ -78,6 +79,7 @@ struct guest_nvme {
 };
 static const struct guest_nvme nvme_main = {"", "GUESTNVME01", 33554432u, 512, false};
 static const struct guest_nvme nvme_4k = {"4K-", "GUESTNVME4K", 16777216u, 4096, false};
+static const struct guest_nvme nvme_ro = {"RO-", "GUESTNVMERO", 4194304u, 512, true};
 
 struct guest_dev {
     const char *id;                /* muserd device id */
@@ -92,7 +94,7 @@ struct guest {
     unsigned smp;        /* virtual CPUs, 0: one */
     const char *skipped; /* why this guest did not boot (huge pages missing) */
     const char *cmdline;
-    struct guest_dev devs[5];
+    struct guest_dev devs[6];
     size_t nr_devs;
     char serial_path[512];
     char *serial; /* the whole serial log */
@@ -107,13 +109,15 @@ static struct guest guests[] = {
         /* Two CPUs: the nvme driver makes an I/O queue for each. */
         .smp = 2,
         .cmdline = "muserd.uio=0000:00:04.0 muserd.timer=msix,msi muserd.ram=0000:00:06.0 "
-                   "muserd.nvme4k=0000:00:08.0",
+                   "muserd.nvme4k=0000:00:08.0 "
+                   "muserd.nvmero=0000:00:09.0",
         .devs = {{"timer0", "0x4"},
                  {"timer1", "0x5"},
                  {"ram0", "0x6"},
                  {NVME_ID, "0x7", &nvme_main},
-                 {"nvme1", "0x8", &nvme_4k}},
-        .nr_devs = 5,
+                 {"nvme1", "0x8", &nvme_4k},
+                 {"nvme2", "0x9", &nvme_ro}},
+        .nr_devs = 6,
     },
     {
         .name = "B (DMA over the socket)",
@@ -1034,6 +1038,19 @@ START_TEST(test_nvme_4k_blocks)
 }
 END_TEST
 
+/* A read-only namespace (NSATTR write protected): the guest's kernel makes
+ * the disk read-only and refuses a write; all of it reads, as zeros. */
+START_TEST(test_nvme_read_only)
+{
+    assert_nvme_probed(&nvme_ro, "0000:00:09.0");
+    ck_assert_uint_eq(nvme_value(&nvme_ro, "READ-ONLY", "ro"), 1);
+    assert_nvme_word(&nvme_ro, "READ-ONLY", "write", "refused");
+    ck_assert_uint_eq(nvme_value(&nvme_ro, "READ-ONLY", "read_bytes"), nvme_ro.size);
+    ck_assert_uint_ge(nvme_value(&nvme_ro, "READ-ONLY", "read_sectors"), nvme_ro.size / 512);
+    ck_assert_uint_eq(nvme_value(&nvme_ro, "READ-ONLY", "nonzero"), 0);
+}
+END_TEST
+
 START_TEST(test_nvme_discard)
 {
     ck_assert_msg(nvme_value(&nvme_main, "DISCARD", "trimmed") > 0, "fstrim trimmed nothing");
@@ -1142,6 +1159,7 @@ static Suite *guest_suite(void)
     tcase_add_test(tc, test_nvme_driver_binds);
     tcase_add_test(tc, test_nvme_filesystem_round_trip);
     tcase_add_test(tc, test_nvme_4k_blocks);
+    tcase_add_test(tc, test_nvme_read_only);
     tcase_add_test(tc, test_nvme_discard);
     tcase_add_test(tc, test_nvme_reset_under_io);
     tcase_add_test(tc, test_nvme_host_reads_back);
