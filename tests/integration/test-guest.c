@@ -8,8 +8,8 @@
  * guest memory shared by fd and reached over the socket. Guest A (2 CPUs)
  * also has three nvme devices that the kernel's own nvme driver runs: an
  * ext2 round trip, discards and a controller reset under load on the first;
- * the same round trip on a namespace of 4096-byte blocks, which the guest
- * drives with INTx; a read-only namespace read whole.
+ * the same round trip on a namespace of 4096-byte blocks in a file, which
+ * the guest drives with INTx; a read-only namespace read whole.
  *
  * Three guests boot at once on devices of one muserd (guest A with shared
  * memory, guest B without, guest C with shared memory in 2 MiB huge pages
@@ -27,6 +27,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -76,11 +77,12 @@ struct guest_nvme {
     const char *serial;
     uint32_t size, block_size;
     bool read_only;
+    bool file_backed; /* on a file of `size` bytes in the test's directory, else RAM */
 };
-static const struct guest_nvme nvme_main = {"", "GUESTNVME01", 33554432u, 512, false};
+static const struct guest_nvme nvme_main = {"", "GUESTNVME01", 33554432u, 512, false, false};
 /* Runs on INTx: the guest keeps MSI and MSI-X from it (muserd.nvme_intx). */
-static const struct guest_nvme nvme_4k = {"4K-", "GUESTNVME4K", 16777216u, 4096, false};
-static const struct guest_nvme nvme_ro = {"RO-", "GUESTNVMERO", 4194304u, 512, true};
+static const struct guest_nvme nvme_4k = {"4K-", "GUESTNVME4K", 16777216u, 4096, false, true};
+static const struct guest_nvme nvme_ro = {"RO-", "GUESTNVMERO", 4194304u, 512, true, false};
 
 struct guest_dev {
     const char *id;                /* muserd device id */
@@ -159,6 +161,11 @@ static struct {
     uint16_t status;
     uint8_t first[4096], marker[4096];
 } nvme_after;
+/* The start of the file-backed namespace's file, read after QEMU exited. */
+static struct {
+    char error[512];
+    uint8_t first[4096];
+} nvme_file_after;
 static unsigned long hostile_rounds;
 static bool hostile_device_ok;
 static int daemon_stop_r, daemon_status = -1;
@@ -448,16 +455,53 @@ static const char *ram_of(const struct guest *g)
     return NULL;
 }
 
+/* The backing file of nvme device id, in the test's directory. */
+static void backing_path(struct test_daemon *d, const char *id, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/%s.img", test_daemon_runtime_dir(d), id);
+}
+
 static void add_nvme(struct test_daemon *d, const char *id, const struct guest_nvme *n)
 {
-    char config[256];
+    char config[768], ns[512], path[384];
 
+    snprintf(ns, sizeof(ns), "\"size\":%u", n->size);
+    if (n->file_backed) {
+        backing_path(d, id, path, sizeof(path));
+        int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || ftruncate(fd, n->size) < 0)
+            set_error("cannot make the backing file %s: %m", path);
+        if (fd >= 0)
+            close(fd);
+        snprintf(ns, sizeof(ns), "\"backing\":\"%s\"", path);
+    }
     snprintf(config, sizeof(config),
-             "{\"size\":%u,\"block_size\":%u,\"read_only\":%s,\"queues\":%u,\"serial\":\"%s\","
+             "{%s,\"block_size\":%u,\"read_only\":%s,\"queues\":%u,\"serial\":\"%s\","
              "\"model\":\"%s\"}",
-             n->size, n->block_size, n->read_only ? "true" : "false", NVME_QUEUES, n->serial,
+             ns, n->block_size, n->read_only ? "true" : "false", NVME_QUEUES, n->serial,
              NVME_MODEL);
     test_daemon_add_device(d, "nvme", id, config);
+}
+
+/* What the guest left in a file-backed namespace: the file itself. */
+static void read_back_file(struct test_daemon *d)
+{
+    char path[384];
+    const struct guest *a = &guests[0];
+
+    for (size_t i = 0; i < a->nr_devs; i++) {
+        if (!a->devs[i].nvme || !a->devs[i].nvme->file_backed)
+            continue;
+        backing_path(d, a->devs[i].id, path, sizeof(path));
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n =
+            fd < 0 ? -1 : pread(fd, nvme_file_after.first, sizeof(nvme_file_after.first), 0);
+        if (n != (ssize_t)sizeof(nvme_file_after.first))
+            snprintf(nvme_file_after.error, sizeof(nvme_file_after.error),
+                     "reading %s gave %zd bytes: %m", path, n);
+        if (fd >= 0)
+            close(fd);
+    }
 }
 
 /* The guests' devices and the hostile client's, up and serving. */
@@ -554,6 +598,7 @@ static void read_back(struct test_daemon *d)
         if (!guests[gi].skipped)
             read_back_ram(d, gi, ram_of(&guests[gi]));
     read_back_nvme(d);
+    read_back_file(d);
     check_hostile_device(d);
 }
 
@@ -1044,6 +1089,24 @@ START_TEST(test_nvme_4k_blocks)
 }
 END_TEST
 
+/* The 4K namespace is a file: after QEMU exited, the file holds the
+ * guest's ext2 superblock (at 1024: its magic at 56, and 2 at 24 for
+ * 1024 << 2 = 4096-byte blocks). */
+START_TEST(test_nvme_4k_file_backed)
+{
+    const uint8_t *sb = nvme_file_after.first + 1024;
+    char prefix[64];
+
+    assert_nvme_step(&nvme_4k, "REMOUNT", prefix, sizeof(prefix));
+    ck_assert_msg(!nvme_file_after.error[0], "%s", nvme_file_after.error);
+    ck_assert_msg(
+        sb[56] == 0x53 && sb[57] == 0xef,
+        "no ext2 superblock in the backing file after the guest's mke2fs (magic %02x%02x)", sb[57],
+        sb[56]);
+    ck_assert_uint_eq(sb[24] | sb[25] << 8 | sb[26] << 16 | (uint32_t)sb[27] << 24, 2);
+}
+END_TEST
+
 /* A read-only namespace (NSATTR write protected): the guest's kernel makes
  * the disk read-only and refuses a write; all of it reads, as zeros. */
 START_TEST(test_nvme_read_only)
@@ -1186,6 +1249,7 @@ static Suite *guest_suite(void)
     tcase_add_test(tc, test_nvme_driver_binds);
     tcase_add_test(tc, test_nvme_filesystem_round_trip);
     tcase_add_test(tc, test_nvme_4k_blocks);
+    tcase_add_test(tc, test_nvme_4k_file_backed);
     tcase_add_test(tc, test_nvme_read_only);
     tcase_add_test(tc, test_nvme_intx);
     tcase_add_test(tc, test_nvme_discard);
