@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 
 #include "../integration/helpers/dbus-daemon.h"
@@ -187,14 +186,8 @@ static int bench(size_t n, size_t window)
     uint64_t rss_end = rss_kib(d);
     int fds_end = tu_count_fds(pid);
 
-    int status = 0;
-    r = test_daemon_stop(d, 30000, &status);
-    if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "bench-dbus: muserd did not exit cleanly on SIGTERM (status %#x)\n",
-                status);
-        test_daemon_dump_log(d, 8192);
-        return r < 0 ? r : -EIO;
-    }
+    if ((r = test_daemon_stop_clean(d, 30000, "bench-dbus")) < 0)
+        return r;
 
     double creates = (double)n / ((double)create_ns / 1e9);
     double destroys = (double)n / ((double)destroy_ns / 1e9);

@@ -314,15 +314,7 @@ static int run(void)
     }
 
     vfu_client_free(TAKE_PTR(c));
-    int status;
-    r = test_daemon_stop(d, 10000, &status);
-    if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "bench-latency: muserd did not exit cleanly on SIGTERM (status %#x)\n",
-                status);
-        test_daemon_dump_log(d, 4096);
-        return -EIO;
-    }
-    return 0;
+    return test_daemon_stop_clean(d, 10000, "bench-latency");
 }
 
 int main(void)

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../integration/helpers/dbus-daemon.h"
@@ -291,12 +290,5 @@ int main(void)
                    names[i], RAM_MIB, ms, mib_per_s(bytes, best));
     }
 
-    int status = 0;
-    r = test_daemon_stop(d, 30000, &status);
-    if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "bench-migration: muserd did not exit cleanly\n");
-        test_daemon_dump_log(d, 8192);
-        return 1;
-    }
-    return 0;
+    return test_daemon_stop_clean(d, 30000, "bench-migration") < 0 ? 1 : 0;
 }

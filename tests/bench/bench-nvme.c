@@ -389,14 +389,7 @@ static int bench_in(const char *top)
         }
     print_results(best);
 
-    int status = 0;
-    r = test_daemon_stop(d, 30000, &status);
-    if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "bench-nvme: muserd did not exit cleanly (status %#x)\n", status);
-        test_daemon_dump_log(d, 8192);
-        return r < 0 ? r : -EIO;
-    }
-    return 0;
+    return test_daemon_stop_clean(d, 30000, "bench-nvme");
 }
 
 static int bench(void)

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 
 #include "../integration/helpers/daemon.h"
@@ -68,15 +67,7 @@ static int run_once(size_t devices, struct sample *s)
     if ((r = test_daemon_rss_kib(d, &s->rss_kib)) < 0)
         return r;
 
-    int status;
-    r = test_daemon_stop(d, 30000, &status);
-    if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "bench-scale: muserd did not exit cleanly on SIGTERM (status %#x)\n",
-                status);
-        test_daemon_dump_log(d, 4096);
-        return r < 0 ? r : -EIO;
-    }
-    return 0;
+    return test_daemon_stop_clean(d, 30000, "bench-scale");
 }
 
 static int cmp_u64(const void *a, const void *b)

@@ -399,6 +399,18 @@ int test_daemon_stop(struct test_daemon *d, int timeout_ms, int *status)
     return r;
 }
 
+int test_daemon_stop_clean(struct test_daemon *d, int timeout_ms, const char *who)
+{
+    int status = 0;
+    int r = test_daemon_stop(d, timeout_ms, &status);
+    if (r >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    fprintf(stderr, "%s: muserd did not exit cleanly on SIGTERM (%s, status %#x)\n", who,
+            r < 0 ? strerror(-r) : "exited", status);
+    test_daemon_dump_log(d, 8192);
+    return r < 0 ? r : -EIO;
+}
+
 pid_t test_daemon_pid(const struct test_daemon *d)
 {
     return d->pid;

@@ -72,6 +72,10 @@ int test_daemon_wait_accepting(struct test_daemon *d, int timeout_ms);
  * *status gets the waitpid() status. Safe to call on a daemon that exited.
  */
 int test_daemon_stop(struct test_daemon *d, int timeout_ms, int *status);
+/* test_daemon_stop() of a daemon that must exit 0 (benchmarks): when it
+ * does not, "WHO: muserd did not exit cleanly" and the end of its log go to
+ * stderr. 0, -EIO, or test_daemon_stop()'s error. */
+int test_daemon_stop_clean(struct test_daemon *d, int timeout_ms, const char *who);
 
 pid_t test_daemon_pid(const struct test_daemon *d);
 const char *test_daemon_runtime_dir(const struct test_daemon *d);

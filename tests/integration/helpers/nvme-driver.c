@@ -243,22 +243,42 @@ int nvme_drv_kick(struct nvme_drv *drv, uint16_t qid)
     return nvme_drv_ring(drv, 2u * qid, drv->q[qid].sq_tail);
 }
 
-int nvme_drv_reap(struct nvme_drv *drv, uint16_t qid, struct nvme_cqe *cqe, int timeout_ms)
+/* The CQE at CQ qid's head, when the controller has posted it: copied to
+ * *cqe and the head moved on (not rung). */
+static bool cq_take(struct nvme_drv *drv, uint16_t qid, struct nvme_cqe *cqe)
 {
     struct nvme_drv_queue *q = &drv->q[qid];
     volatile struct nvme_cqe *e = nvme_drv_ptr(drv, 0x2000ull * qid + 0x1000 + 16ull * q->cq_head);
-    uint64_t end = test_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-    while ((__atomic_load_n(&e->status, __ATOMIC_ACQUIRE) & 1) != q->phase) {
-        if (test_now_ns() > end)
-            return -ETIMEDOUT;
-        usleep(20);
-    }
+    if ((__atomic_load_n(&e->status, __ATOMIC_ACQUIRE) & 1) != q->phase)
+        return false;
     memcpy(cqe, (const void *)e, sizeof(*cqe));
     if (++q->cq_head == q->size) {
         q->cq_head = 0;
         q->phase = !q->phase;
     }
-    return nvme_drv_ring(drv, DB_INDEX_CQ(qid), q->cq_head);
+    return true;
+}
+
+int nvme_drv_reap(struct nvme_drv *drv, uint16_t qid, struct nvme_cqe *cqe, int timeout_ms)
+{
+    uint64_t end = test_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    while (!cq_take(drv, qid, cqe)) {
+        if (test_now_ns() > end)
+            return -ETIMEDOUT;
+        usleep(20);
+    }
+    return nvme_drv_ring(drv, DB_INDEX_CQ(qid), drv->q[qid].cq_head);
+}
+
+int nvme_drv_poll(struct nvme_drv *drv, uint16_t qid, struct nvme_cqe *cqes, unsigned max)
+{
+    unsigned n = 0;
+    while (n < max && cq_take(drv, qid, &cqes[n]))
+        n++;
+    if (n == 0)
+        return 0;
+    int r = nvme_drv_ring(drv, DB_INDEX_CQ(qid), drv->q[qid].cq_head);
+    return r < 0 ? r : (int)n;
 }
 
 int nvme_drv_cmd(struct nvme_drv *drv, uint16_t qid, struct nvme_sqe *cmd, uint16_t *status,
@@ -305,7 +325,23 @@ int nvme_drv_dbbuf_config(struct nvme_drv *drv, uint16_t *status)
     return r;
 }
 
-int nvme_drv_create_io_queue(struct nvme_drv *drv, uint16_t qid, uint16_t *status)
+int nvme_drv_set_num_queues(struct nvme_drv *drv, uint16_t n, uint16_t *status, uint16_t *granted)
+{
+    if (n == 0)
+        return -EINVAL;
+    uint32_t dw0 = 0, zero_based = n - 1u;
+    struct nvme_sqe c = {.opcode = NVME_ADM_SET_FEATURES,
+                         .cdw10 = NVME_FEAT_NUM_QUEUES,
+                         .cdw11 = zero_based << 16 | zero_based};
+    int r = nvme_drv_cmd(drv, 0, &c, status, &dw0);
+    if (r >= 0 && *status == 0) {
+        uint16_t sqs = (uint16_t)(dw0 & 0xffff), cqs = (uint16_t)(dw0 >> 16);
+        *granted = (uint16_t)((sqs < cqs ? sqs : cqs) + 1);
+    }
+    return r;
+}
+
+static int create_io_queue(struct nvme_drv *drv, uint16_t qid, bool irq, uint16_t *status)
 {
     if (qid == 0 || qid > NVME_DRV_MAX_QUEUES)
         return -EINVAL;
@@ -315,7 +351,7 @@ int nvme_drv_create_io_queue(struct nvme_drv *drv, uint16_t qid, uint16_t *statu
         .opcode = NVME_ADM_CREATE_CQ,
         .prp1 = nvme_drv_iova(0x2000ull * qid + 0x1000),
         .cdw10 = n << 16 | qid,
-        .cdw11 = (uint32_t)qid << 16 | 0x3, /* vector qid, IEN, PC */
+        .cdw11 = (uint32_t)qid << 16 | (irq ? 0x2 : 0) | 0x1, /* vector qid, IEN if irq, PC */
     };
     int r = nvme_drv_cmd(drv, 0, &cq, status, NULL);
     if (r < 0 || *status)
@@ -330,6 +366,16 @@ int nvme_drv_create_io_queue(struct nvme_drv *drv, uint16_t qid, uint16_t *statu
     if (r >= 0 && *status == 0)
         drv->q[qid] = (struct nvme_drv_queue){.phase = true, .size = NVME_DRV_QDEPTH};
     return r;
+}
+
+int nvme_drv_create_io_queue(struct nvme_drv *drv, uint16_t qid, uint16_t *status)
+{
+    return create_io_queue(drv, qid, true, status);
+}
+
+int nvme_drv_create_polled_io_queue(struct nvme_drv *drv, uint16_t qid, uint16_t *status)
+{
+    return create_io_queue(drv, qid, false, status);
 }
 
 void nvme_drv_sgl_data(struct nvme_sqe *cmd, uint64_t iova, uint32_t len)

@@ -96,6 +96,9 @@ int nvme_drv_queue_cmd(struct nvme_drv *drv, uint16_t qid, struct nvme_sqe *cmd,
 int nvme_drv_kick(struct nvme_drv *drv, uint16_t qid);
 /* The next completion on CQ qid within timeout_ms (-ETIMEDOUT); CQ head rung. */
 int nvme_drv_reap(struct nvme_drv *drv, uint16_t qid, struct nvme_cqe *cqe, int timeout_ms);
+/* The completions CQ qid holds now, up to max of them into cqes, without
+ * waiting; the CQ head rung once for all. Their number, or -errno. */
+int nvme_drv_poll(struct nvme_drv *drv, uint16_t qid, struct nvme_cqe *cqes, unsigned max);
 /* Submit, ring, reap: 0 with *status (SCT << 8 | SC) and *dw0 (may be NULL). */
 int nvme_drv_cmd(struct nvme_drv *drv, uint16_t qid, struct nvme_sqe *cmd, uint16_t *status,
                  uint32_t *dw0);
@@ -104,8 +107,14 @@ int nvme_drv_cmd(struct nvme_drv *drv, uint16_t qid, struct nvme_sqe *cmd, uint1
 int nvme_drv_dbbuf_config(struct nvme_drv *drv, uint16_t *status);
 /* Doorbell `index`'s EventIdx entry as the controller last wrote it. */
 uint32_t nvme_drv_eventidx(struct nvme_drv *drv, uint32_t index);
+/* Set Features Number of Queues asking for n I/O queue pairs: 0 with
+ * *status, and on success *granted, the pairs the controller gives. */
+int nvme_drv_set_num_queues(struct nvme_drv *drv, uint16_t n, uint16_t *status, uint16_t *granted);
 /* Create I/O CQ qid (vector qid) and SQ qid on it. */
 int nvme_drv_create_io_queue(struct nvme_drv *drv, uint16_t qid, uint16_t *status);
+/* The same with interrupts off on the CQ (IEN 0): the caller polls it, as
+ * SPDK's perf does. */
+int nvme_drv_create_polled_io_queue(struct nvme_drv *drv, uint16_t qid, uint16_t *status);
 /* SGLs (PSDT 01b): cmd's DPTR becomes one data block of len bytes at iova. */
 void nvme_drv_sgl_data(struct nvme_sqe *cmd, uint64_t iova, uint32_t len);
 /* cmd's DPTR becomes a Last Segment descriptor for the n descriptors copied
