@@ -219,9 +219,12 @@ struct muserd_host_services {
      * ref->len) with ref->prot and sets ref->ptr; the memory stays mapped
      * until dma_put(), even if the client unmaps it meanwhile: the host
      * answers that DMA_UNMAP only after the last put (the protocol asks that
-     * DMA in flight end first), so do not hold a ref for long. Errors as
-     * dma_translate(): -ENOENT (also while no client is connected),
-     * -EACCES, -EREMOTE (mapped without an fd: use dma_read/dma_write).
+     * DMA in flight end first), so do not hold a ref for long. Errors:
+     * -ENOTCONN while no guest memory is mapped at all (no client yet, as
+     * right after an incoming migration, or one that has not mapped any:
+     * wait for it rather than blame the guest), -ENOENT (the range is not
+     * mapped), -EACCES, -EREMOTE (mapped without an fd: use
+     * dma_read/dma_write).
      * dma_put() with `written` marks the whole range dirty for migration;
      * dma_mark_dirty() marks a part of guest memory the plugin wrote through
      * a pointer it holds. Every ref got must be put, also on error paths.

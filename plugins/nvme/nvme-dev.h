@@ -171,6 +171,8 @@ struct nvme_dev {
     struct nvme_aio_req shutdown_flush;
     bool irq_asserted; /* raised since every CQ was last caught up (INTx) */
     bool fatal_logged;
+    bool memory_wait_logged; /* "commands wait for guest memory" said */
+    uint32_t rr_first;       /* the I/O queue (less 1) a poll round serves first */
 
     /* Registers. */
     uint32_t cc, csts, aqa, intms;

@@ -68,7 +68,8 @@ int nvme_post_unfatal(struct nvme_dev *d, uint16_t sqid, uint16_t cid,
 bool nvme_post(struct nvme_dev *d, uint16_t sqid, uint16_t cid, const struct nvme_result *res)
 {
     int r = nvme_post_unfatal(d, sqid, cid, res);
-    if (r < 0 && r != -ENOSPC)
+    /* -ENOTCONN: the client left after the command was fetched. */
+    if (r < 0 && r != -ENOSPC && r != -ENOTCONN)
         nvme_ctrl_fatal(d, "a completion queue entry is not in mapped guest memory");
     return r == 0;
 }
@@ -184,18 +185,34 @@ static uint32_t sq_allowance(const struct nvme_dev *d, const struct nvme_sq *sq,
 #define SQ_BATCH 16
 
 /* Copy up to `max` entries from the head (not past the ring's end, nor the
- * tail) into out: how many, 0 when the head's entry is not in mapped memory. */
-static uint32_t sq_fetch(struct nvme_dev *d, const struct nvme_sq *sq, uint32_t tail,
-                         struct nvme_sqe *out, uint32_t max)
+ * tail) into out: how many, or -errno when the head's entry is not in
+ * mapped memory. */
+static int sq_fetch(struct nvme_dev *d, const struct nvme_sq *sq, uint32_t tail,
+                    struct nvme_sqe *out, uint32_t max)
 {
     uint32_t n = (tail > sq->head ? tail : sq->size) - sq->head;
     uint64_t addr = sq->addr + (uint64_t)sq->head * sizeof(*out);
     if (n > max)
         n = max;
-    if (nvme_dma_copy(d, addr, out, n * sizeof(*out), false) == 0)
-        return n;
+    int r = nvme_dma_copy(d, addr, out, n * sizeof(*out), false);
+    if (r == 0)
+        return (int)n;
+    if (r != -ENOENT || n == 1)
+        return r;
     /* The run crosses from one mapping into the next: one entry. */
-    return n > 1 && nvme_dma_copy(d, addr, out, sizeof(*out), false) == 0 ? 1 : 0;
+    r = nvme_dma_copy(d, addr, out, sizeof(*out), false);
+    return r < 0 ? r : 1;
+}
+
+/* No guest memory is mapped at all: a client has yet to come (a migrated
+ * controller resumes before its VMM maps memory) or to map it. Commands
+ * wait, without fatal status; the idle tick looks again. */
+static void wait_for_memory(struct nvme_dev *d)
+{
+    if (!d->memory_wait_logged)
+        d->svc->log(d->host, MUSERD_LOG_INFO,
+                    "nvme: commands wait for the client to map guest memory");
+    d->memory_wait_logged = true;
 }
 
 /* Up to NVME_SQ_BUDGET commands of SQ qid; the number served. */
@@ -219,12 +236,17 @@ static int sq_run(struct nvme_dev *d, uint16_t qid)
         if (allowed == 0)
             break;
         struct nvme_sqe batch[SQ_BATCH];
-        uint32_t got = sq_fetch(d, sq, tail, batch, allowed < SQ_BATCH ? allowed : SQ_BATCH);
-        if (got == 0) {
+        int got = sq_fetch(d, sq, tail, batch, allowed < SQ_BATCH ? allowed : SQ_BATCH);
+        if (got == -ENOTCONN) {
+            wait_for_memory(d);
+            break;
+        }
+        if (got < 0) {
             nvme_ctrl_fatal(d, "a submission queue entry is not in mapped guest memory");
             break;
         }
-        for (uint32_t i = 0; i < got && sq->valid; i++) {
+        d->memory_wait_logged = false;
+        for (int i = 0; i < got && sq->valid; i++) {
             const struct nvme_sqe *cmd = &batch[i];
             sq->head = (sq->head + 1) % sq->size;
             struct nvme_result res = {0};
@@ -259,9 +281,17 @@ int nvme_poll(void *opaque)
     bool doorbells = nvme_shadow_round_begin(d) == 0;
     if (doorbells)
         cq_update_heads(d);
-    for (uint16_t q = 0; doorbells && q <= d->nr_queues && running(d); q++)
+    if (doorbells && d->sq[0].valid)
+        work += sq_run(d, 0);
+    /* The I/O queues take turns going first: when the backing file's
+     * in-flight limit is what holds them back, the slots freed go to each
+     * in turn, not always to queue 1. */
+    for (uint32_t i = 0; doorbells && i < d->nr_queues && running(d); i++) {
+        uint16_t q = (uint16_t)(1 + (d->rr_first + i) % d->nr_queues);
         if (d->sq[q].valid)
             work += sq_run(d, q);
+    }
+    d->rr_first = (d->rr_first + 1) % d->nr_queues;
     nvme_file_commit(d);
     /* A shadow tail written as EventIdx changed is work for the next round. */
     if (nvme_shadow_round_end(d))

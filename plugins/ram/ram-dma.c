@@ -73,6 +73,8 @@ static int ram_dma_step(struct ram_dev *d)
         d->xfer_done += n;
         return 1;
     }
+    if (r == -ENOTCONN)
+        r = -ENOENT; /* nothing mapped at all: to the guest, an unmapped address */
     if (r != -EREMOTE) {
         ram_dma_complete(d, r);
         return 0;

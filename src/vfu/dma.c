@@ -356,7 +356,7 @@ int vfu_dma_get(struct vfu_dma *dma, uint64_t iova, uint64_t len, uint32_t prot,
     const struct vfu_dma_region *r = vfu_dma_find(dma, iova, len);
     int ret = 0;
     if (!r)
-        ret = -ENOENT;
+        ret = dma->n == 0 ? -ENOTCONN : -ENOENT;
     else if (r->prot == 0 || (prot & ~r->prot) != 0)
         ret = -EACCES;
     else if (!r->vaddr)

@@ -93,7 +93,9 @@ void vfu_dma_set_released(struct vfu_dma *dma, void (*fn)(void *opaque), void *o
 
 /*
  * Any thread: hold [iova, iova+len) with `prot` until vfu_dma_put(). Errors
- * as vfu_dma_translate(). *region is what vfu_dma_put() takes back.
+ * as vfu_dma_translate(), but -ENOTCONN where nothing at all is mapped (no
+ * client yet, or one that has mapped nothing so far). *region is what
+ * vfu_dma_put() takes back.
  */
 int vfu_dma_get(struct vfu_dma *dma, uint64_t iova, uint64_t len, uint32_t prot, void **ptr,
                 struct vfu_dma_region **region);

@@ -83,8 +83,10 @@ START_TEST(test_get_errors)
     void *p;
 
     ck_assert_int_eq(vfu_dma_new(8, &dma), 0);
-    ck_assert_int_eq(vfu_dma_get(dma, 0, PAGE, VFU_DMA_FLAG_READ, &p, &held), -ENOENT);
+    /* Nothing mapped at all: a client that has not mapped its memory yet. */
+    ck_assert_int_eq(vfu_dma_get(dma, 0, PAGE, VFU_DMA_FLAG_READ, &p, &held), -ENOTCONN);
     map_memfd(dma, 0x10000, PAGE);
+    ck_assert_int_eq(vfu_dma_get(dma, 0, PAGE, VFU_DMA_FLAG_READ, &p, &held), -ENOENT);
     ck_assert_int_eq(vfu_dma_get(dma, 0x10000, PAGE + 1, VFU_DMA_FLAG_READ, &p, &held), -ENOENT);
     struct vfu_dma_map fdless = {
         .argsz = sizeof(fdless), .flags = VFU_DMA_FLAG_READ, .address = 0x20000, .size = PAGE};
