@@ -37,22 +37,6 @@ static bool direct_fits(int fd, uint32_t block_size)
     return n >= 0;
 }
 
-static int open_backing(const char *path, bool read_only, uint32_t block_size, bool *direct)
-{
-    int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-    int fd = open(path, flags | O_DIRECT);
-    if (fd >= 0 && direct_fits(fd, block_size)) {
-        *direct = true;
-        return fd;
-    }
-    if (fd >= 0)
-        close(fd);
-    *direct = false;
-    /* tmpfs and some others refuse O_DIRECT (EINVAL): buffered it is. */
-    fd = open(path, flags);
-    return fd < 0 ? -errno : fd;
-}
-
 static int backing_size(int fd, const struct stat *st, uint64_t *size)
 {
     if (S_ISREG(st->st_mode)) {
@@ -61,7 +45,37 @@ static int backing_size(int fd, const struct stat *st, uint64_t *size)
     }
     if (S_ISBLK(st->st_mode))
         return ioctl(fd, BLKGETSIZE64, size) < 0 ? -errno : 0;
-    return -EINVAL;
+    return -ENOTBLK; /* neither: a directory, a FIFO, a character device */
+}
+
+/* Open path for the namespace: only a regular file or a block device, and
+ * without waiting (a FIFO would block the I/O thread until a writer came;
+ * O_NONBLOCK makes its open return, and the type check refuses it), then
+ * O_DIRECT where the file takes it and our blocks fit it (fcntl may set
+ * O_DIRECT on an open file; a file system without it refuses). */
+static int open_backing(const char *path, bool read_only, uint32_t block_size, uint64_t *size,
+                        bool *direct)
+{
+    int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY;
+    struct stat st;
+
+    int fd = open(path, flags | O_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    int r = fstat(fd, &st) < 0 ? -errno : backing_size(fd, &st, size);
+    if (r == 0 && fcntl(fd, F_SETFL, 0) < 0)
+        r = -errno;
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    *direct = fcntl(fd, F_SETFL, O_DIRECT) == 0 && direct_fits(fd, block_size);
+    if (!*direct && fcntl(fd, F_SETFL, 0) < 0) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    return fd;
 }
 
 static void on_completions(void *opaque, int fd, uint32_t revents)
@@ -80,26 +94,24 @@ int nvme_backing_open(struct nvme_dev *d, const char *path, uint32_t block_size,
                       enum nvme_aio_kind kind)
 {
     const struct muserd_host_services *svc = d->svc;
-    struct stat st;
     uint64_t size;
     bool direct;
 
-    int fd = open_backing(path, read_only, block_size, &direct);
+    int fd = open_backing(path, read_only, block_size, &size, &direct);
+    if (fd == -ENOTBLK) {
+        svc->set_error(d->host, "nvme: \"backing\" %s must be a regular file or a block device",
+                       path);
+        return -EINVAL;
+    }
     if (fd < 0) {
         bool denied = fd == -EACCES || fd == -EPERM;
         svc->set_error(d->host, "nvme: cannot open \"backing\" %s%s: %s%s", path,
                        read_only ? " for reading" : " for reading and writing", strerror(-fd),
                        denied ? " (muserd opens it as the user it runs as: give that user access)"
                               : "");
-        return fd;
+        return -EINVAL; /* the config names a path that will not do */
     }
     d->ns.fd = fd;
-    int r = fstat(fd, &st) < 0 ? -errno : backing_size(fd, &st, &size);
-    if (r < 0) {
-        svc->set_error(d->host, "nvme: \"backing\" %s must be a regular file or a block device%s%s",
-                       path, r == -EINVAL ? "" : ": ", r == -EINVAL ? "" : strerror(-r));
-        return -EINVAL;
-    }
     size -= size % block_size;
     if (size < NVME_SIZE_MIN) {
         svc->set_error(d->host,
@@ -108,7 +120,7 @@ int nvme_backing_open(struct nvme_dev *d, const char *path, uint32_t block_size,
                        path, size, block_size);
         return -EINVAL;
     }
-    r = nvme_aio_new(kind, fd, NVME_AIO_DEPTH, &d->aio);
+    int r = nvme_aio_new(kind, fd, NVME_AIO_DEPTH, &d->aio);
     if (r < 0) {
         svc->set_error(d->host, "nvme: cannot set up %s for the backing file: %s",
                        kind == NVME_AIO_IO_URING ? "io_uring (\"aio\": \"io_uring\")"
