@@ -56,4 +56,21 @@ static inline void tu_side_stop(struct tu_side *s)
     s->tbus = NULL;
 }
 
+/* Call org.muserd1.Device.member on device id, with fd as its argument (none
+ * when fd < 0): sd_bus_call()'s result, the error in *error. */
+static inline int tu_side_call_device(struct tu_side *s, const char *id, const char *member, int fd,
+                                      sd_bus_error *error)
+{
+    _cleanup_free_ char *path = NULL;
+    _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+    ck_assert_int_ge(sd_bus_path_encode("/org/muserd1/device", id, &path), 0);
+    int r = sd_bus_message_new_method_call(s->bus, &m, "org.muserd1", path, "org.muserd1.Device",
+                                           member);
+    if (r >= 0 && fd >= 0)
+        r = sd_bus_message_append(m, "h", fd);
+    if (r >= 0)
+        r = sd_bus_call(s->bus, m, 60 * 1000000ull, error, NULL);
+    return r;
+}
+
 #endif
