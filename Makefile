@@ -99,12 +99,12 @@ all: $(MUSERD) $(MUSERCTL) $(PLUGIN_SOS) $(BUILD)/muserd-plugin.pc $(GENERATED_S
 
 # Before compiling anything, say what is missing rather than fail on a header.
 # (make deps, make check and make run install it; plain make only says so.)
-NEED_PKGS := $(PKGS) $(if $(filter tests tsan-tests unit-check integration-check,$(MAKECMDGOALS)),check)
+NEED_PKGS := $(PKGS) liburing $(if $(filter tests tsan-tests unit-check integration-check,$(MAKECMDGOALS)),check)
 ifeq ($(filter deps clean lint check run bench fuzz uninstall install-manifest install-check tsan-check,$(MAKECMDGOALS)),)
 MISSING_PKGS := $(shell for p in $(NEED_PKGS); do pkg-config --exists $$p 2>/dev/null || echo $$p; done)
 ifneq ($(MISSING_PKGS),)
 $(error muserd needs the development files of: $(MISSING_PKGS). Run 'make deps' as root, \
-or: apt-get install gcc make pkg-config libsystemd-dev libjson-c-dev libcap-ng-dev check)
+or: apt-get install gcc make pkg-config libsystemd-dev libjson-c-dev libcap-ng-dev liburing-dev check)
 endif
 endif
 
@@ -150,10 +150,12 @@ $(MUSERCTL): $(call obj,$(CTL_SRC)) $(CLIENT_LIB)
 	$(call say,LD,$@)$(CC) $^ -o $@ $(LDFLAGS_ALL) $(PKG_LIBS)
 
 # Plugins see include/ alone: no src/ headers, no libsystemd, no json-c.
+# What a plugin links of its own: PLUGIN_LIBS_<name>.
+PLUGIN_LIBS_nvme := -luring -lpthread
 $(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/%/*.h) $(wildcard include/muserd/*.h)
 	@mkdir -p $(dir $@)
 	$(call say,CC,$@)$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden $(WARNFLAGS) $(SANFLAGS) \
-	    -Iinclude $(CFLAGS) $(filter %.c,$^) -o $@ $(LDFLAGS_ALL)
+	    -Iinclude $(CFLAGS) $(filter %.c,$^) -o $@ $(LDFLAGS_ALL) $(PLUGIN_LIBS_$*)
 # Deliberately broken or unusual plugins the integration tests load.
 $(BUILD)/test-plugins/%.so: tests/plugins/%.c $(wildcard include/muserd/*.h)
 	@mkdir -p $(dir $@)
@@ -195,7 +197,7 @@ tests: all $(UNIT_BINS) $(INTEGRATION_BINS) $(BENCH_BINS) $(TEST_PLUGIN_SOS)
 # Debian packages the build, the tests and `make run` need. Installed with
 # apt-get when run as root; otherwise we say what to install. libxml2-utils
 # brings xmllint, which the libvirt hook (and so its test) reads domains with.
-DEB_PKGS := gcc make pkg-config libsystemd-dev libjson-c-dev libcap-ng-dev check \
+DEB_PKGS := gcc make pkg-config libsystemd-dev libjson-c-dev libcap-ng-dev liburing-dev check \
             linux-libc-dev dbus-daemon systemd libxml2-utils
 # The guest suite, when a QEMU is there: its runtime libraries, and what
 # building the guest's kernel modules needs (kbuild calls gcc-12 by name; the

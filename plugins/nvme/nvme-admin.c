@@ -92,8 +92,9 @@ static uint16_t delete_sq(struct nvme_dev *d, const struct nvme_sqe *cmd)
 
     if (qid == 0 || qid > d->nr_queues || !d->sq[qid].valid)
         return NVME_SC_QID_INVALID;
-    /* Nothing is in flight: its commands completed in the rounds that
-     * fetched them. */
+    /* Commands on a backing file still in flight are aborted: dropped
+     * when they come back (the host may not wait for them). */
+    nvme_file_forget_sq(d, (uint16_t)qid);
     d->cq[d->sq[qid].cqid].nr_sqs--;
     d->sq[qid] = (struct nvme_sq){0};
     return NVME_SC_SUCCESS;

@@ -5,14 +5,17 @@
  * nvme-queue.c (doorbells, the poller, completions, interrupts),
  * nvme-admin.c, nvme-io.c (commands), nvme-io-decode.c (their checks),
  * nvme-dptr.c (data pointers), nvme-data.c (copies through them),
- * nvme-ns.c (the RAM namespace), nvme-shadow.c (shadow doorbells) and
- * nvme-state.c (migration).
+ * nvme-ns.c (the RAM namespace), nvme-backing.c (the file-backed one),
+ * nvme-io-file.c (commands on it, through nvme-aio.h), nvme-shadow.c
+ * (shadow doorbells) and nvme-state.c (migration).
  *
  * Threads: every function declared here runs on the device's I/O thread
  * (its poller, its timer, the device ops the host calls there); the plugin
- * starts no thread of its own. What it shares with other threads is guest
- * memory: the client's writes to the doorbell page and the shadow pages
- * are read with acquire loads (see nvme-queue.c and nvme-shadow.c).
+ * starts no thread of its own, but for the thread pool of the asynchronous
+ * I/O engine (nvme-aio-threads.c), whose workers see only the requests
+ * handed to them. What it shares with other threads is guest memory: the
+ * client's writes to the doorbell page and the shadow pages are read with
+ * acquire loads (see nvme-queue.c and nvme-shadow.c).
  */
 #pragma once
 
@@ -22,6 +25,7 @@
 
 #include <muserd/plugin.h>
 
+#include "nvme-aio.h"
 #include "nvme-dptr.h"
 #include "nvme-spec.h"
 
@@ -42,6 +46,11 @@
 #define NVME_AERL           3    /* 0's based: 4 requests held */
 #define NVME_MAX_EVENTS     8
 #define NVME_CAP_TO_UNITS   15 /* 7.5 s */
+/* File-backed namespaces: commands in flight at once, all queues together
+ * (at most 128 KiB of bounce buffer each). */
+#define NVME_AIO_DEPTH 256
+
+#define NVME_SIZE_MIN (1ull << 20)
 
 /* A round serves at most this many commands of one SQ, so that one busy
  * queue does not starve the others (nor the loop). */
@@ -65,6 +74,7 @@ struct nvme_sq {
     uint32_t head;
     uint16_t cqid;
     uint32_t bad_tail; /* an invalid tail value already reported, or UINT32_MAX */
+    uint32_t inflight; /* commands on a backing file not completed yet */
 };
 
 struct nvme_cq {
@@ -79,6 +89,7 @@ struct nvme_cq {
     uint32_t nr_sqs;
     bool irq_pending; /* entries posted since the last interrupt */
     uint32_t bad_head;
+    uint32_t reserved; /* entries held for commands in flight (nvme-io-file.c) */
 };
 
 /* One doorbell under Doorbell Buffer Config (nvme-shadow.c). */
@@ -103,12 +114,15 @@ struct nvme_shadow {
 
 struct nvme_ns {
     uint64_t size; /* bytes */
+    int fd;        /* the backing file (nvme-backing.c), or -1: RAM (mem) */
+    bool direct;   /* fd is O_DIRECT */
+    bool no_punch; /* fd refused to punch a hole: zeros are written */
     uint32_t block_size;
     uint32_t lba_shift;
     uint64_t nr_blocks;
     bool read_only;
-    uint8_t *mem;      /* anonymous mapping: untouched blocks cost nothing */
-    uint64_t *touched; /* a bit per 4 KiB page ever written: what a save reads */
+    uint8_t *mem;      /* RAM: anonymous mapping, untouched blocks cost nothing */
+    uint64_t *touched; /* RAM: a bit per 4 KiB page ever written: what a save reads */
 };
 
 struct nvme_features {
@@ -145,6 +159,13 @@ struct nvme_dev {
     bool tick_armed;
     unsigned idle_ticks; /* ticks in a row that found no work */
     bool quiesced;
+    bool quiesce_waiting; /* answered -EBUSY: quiesce_done when nothing is in flight */
+    bool destroying;
+
+    /* File-backed namespace (nvme-backing.c, nvme-io-file.c). */
+    struct nvme_aio *aio;
+    struct muserd_watch *aio_watch;
+    uint8_t *zeros;    /* for files that cannot punch holes */
     bool irq_asserted; /* raised since every CQ was last caught up (INTx) */
     bool fatal_logged;
 
@@ -153,6 +174,9 @@ struct nvme_dev {
     uint64_t asq, acq;
 
     struct nvme_sq sq[NVME_MAX_QUEUES + 1];
+    /* Bumped when SQ y goes (delete, reset): what comes back of a command
+     * of an older generation is dropped. Survives resets. */
+    uint32_t sq_gen[NVME_MAX_QUEUES + 1];
     struct nvme_cq cq[NVME_MAX_QUEUES + 1];
     struct nvme_features feat;
     struct nvme_stats stats;
@@ -208,8 +232,33 @@ void nvme_events_deliver(struct nvme_dev *d);
 /* nvme-admin.c */
 void nvme_admin_cmd(struct nvme_dev *d, const struct nvme_sqe *cmd, struct nvme_result *res);
 
-/* nvme-io.c */
-void nvme_io_cmd(struct nvme_dev *d, const struct nvme_sqe *cmd, struct nvme_result *res);
+/* nvme-io.c: an NVM command of SQ sqid. */
+void nvme_io_cmd(struct nvme_dev *d, uint16_t sqid, const struct nvme_sqe *cmd,
+                 struct nvme_result *res);
+
+/* nvme-backing.c: open the backing file (errors said with set_error), and close it
+ * once every command in flight is back. */
+int nvme_backing_open(struct nvme_dev *d, const char *path, uint32_t block_size, bool read_only,
+                      enum nvme_aio_kind kind);
+void nvme_backing_close(struct nvme_dev *d);
+
+/* nvme-io-file.c: a checked NVM command of SQ sqid on the backing file; res
+ * is deferred while it is in flight. */
+struct nvme_io_req;
+void nvme_file_cmd(struct nvme_dev *d, uint16_t sqid, const struct nvme_sqe *cmd,
+                   const struct nvme_io_req *req, struct nvme_result *res);
+/* Complete what came back; how many operations did. */
+unsigned nvme_file_reap(struct nvme_dev *d);
+/* Operations on the file in flight. */
+uint32_t nvme_file_inflight(const struct nvme_dev *d);
+/* Start what the round queued. */
+void nvme_file_commit(struct nvme_dev *d);
+/* SQ qid goes: its commands in flight will be dropped when they come back. */
+void nvme_file_forget_sq(struct nvme_dev *d, uint16_t qid);
+/* A quiesce waits for the file: done when nothing is in flight. */
+void nvme_file_quiesce_check(struct nvme_dev *d);
+/* Wait for everything in flight (dropped), free the engine. */
+void nvme_file_drain(struct nvme_dev *d);
 
 /* nvme-data.c: copy between the command's data buffer (len bytes through
  * its PRPs or SGL) and buf. to_guest: buf into guest memory, marked dirty

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * NVM command set on the RAM namespace: Read, Write, Compare, Flush, Write
- * Zeroes, Dataset Management. nvme-io-decode.c checks the command (its
+ * Zeroes, Dataset Management (a file-backed namespace's go to
+ * nvme-io-file.c). nvme-io-decode.c checks the command (its
  * LBA range against the namespace) before anything here runs; data moves
  * through nvme-data.c.
  */
@@ -59,14 +60,6 @@ static uint16_t do_write_zeroes(struct nvme_dev *d, const struct nvme_io_req *re
     return NVME_SC_SUCCESS;
 }
 
-struct nvme_dsm_range {
-    uint32_t attributes;
-    uint32_t nlb; /* not 0's based */
-    uint64_t slba;
-};
-_Static_assert(sizeof(struct nvme_dsm_range) == 16, "a DSM range is 16 bytes");
-#define NVME_DSM_AD (1u << 2) /* CDW11: deallocate */
-
 static uint16_t do_dsm(struct nvme_dev *d, const struct nvme_sqe *cmd,
                        const struct nvme_io_req *req)
 {
@@ -94,7 +87,8 @@ static uint16_t do_dsm(struct nvme_dev *d, const struct nvme_sqe *cmd,
     return NVME_SC_SUCCESS;
 }
 
-void nvme_io_cmd(struct nvme_dev *d, const struct nvme_sqe *cmd, struct nvme_result *res)
+void nvme_io_cmd(struct nvme_dev *d, uint16_t sqid, const struct nvme_sqe *cmd,
+                 struct nvme_result *res)
 {
     const struct nvme_ns_geom geom = {.nr_blocks = d->ns.nr_blocks, .lba_shift = d->ns.lba_shift};
     struct nvme_io_req req;
@@ -102,6 +96,10 @@ void nvme_io_cmd(struct nvme_dev *d, const struct nvme_sqe *cmd, struct nvme_res
     res->status = nvme_io_decode(cmd, &geom, &req);
     if (res->status)
         return;
+    if (d->ns.fd >= 0) {
+        nvme_file_cmd(d, sqid, cmd, &req, res);
+        return;
+    }
     switch (cmd->opcode) {
     case NVME_CMD_FLUSH:
         res->status = NVME_SC_SUCCESS; /* RAM: nothing volatile to write back */

@@ -24,6 +24,7 @@ int nvme_ns_open(struct nvme_ns *ns, uint64_t size, uint32_t block_size, bool re
         return -ENOMEM;
     }
     *ns = (struct nvme_ns){
+        .fd = -1,
         .touched = touched,
         .size = size,
         .block_size = block_size,

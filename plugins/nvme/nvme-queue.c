@@ -5,9 +5,10 @@
  * commands from the submission queues, posts their completions, raises
  * interrupts and delivers asynchronous events.
  *
- * Commands on RAM namespaces complete within the round that fetched them,
- * so a queue never has commands in flight past a round: disable, reset,
- * quiesce and the state save need not wait for anything.
+ * Commands on RAM namespaces complete within the round that fetched them.
+ * On a backing file they complete later (nvme-io-file.c), each holding a
+ * slot of its CQ meanwhile; a round reaps what came back before it looks
+ * at the doorbells, and fetches nothing while NVME_AIO_DEPTH are in flight.
  */
 #include <endian.h>
 #include <errno.h>
@@ -26,6 +27,13 @@ static uint32_t db_read(struct nvme_dev *d, uint32_t index)
 static bool cq_full(const struct nvme_cq *cq)
 {
     return (cq->tail + 1) % cq->size == cq->head;
+}
+
+/* Room for one more command's completion, besides those in flight. */
+static bool cq_has_room(const struct nvme_cq *cq)
+{
+    uint32_t used = (cq->tail + cq->size - cq->head) % cq->size;
+    return cq->size - 1 - used > cq->reserved;
 }
 
 bool nvme_post(struct nvme_dev *d, uint16_t sqid, uint16_t cid, const struct nvme_result *res)
@@ -164,8 +172,10 @@ static int sq_run(struct nvme_dev *d, uint16_t qid)
     }
     sq->bad_tail = UINT32_MAX;
     while (sq->valid && sq->head != tail && n < NVME_SQ_BUDGET) {
-        if (cq_full(&d->cq[sq->cqid]))
+        if (!cq_has_room(&d->cq[sq->cqid]))
             break; /* the host consumes completions first */
+        if (nvme_file_inflight(d) >= NVME_AIO_DEPTH)
+            break; /* a completion wakes us */
         struct nvme_sqe cmd;
         if (nvme_dma_copy(d, sq->addr + (uint64_t)sq->head * sizeof(cmd), &cmd, sizeof(cmd),
                           false) < 0) {
@@ -177,7 +187,7 @@ static int sq_run(struct nvme_dev *d, uint16_t qid)
         if (qid == 0)
             nvme_admin_cmd(d, &cmd, &res);
         else
-            nvme_io_cmd(d, &cmd, &res);
+            nvme_io_cmd(d, qid, &cmd, &res);
         if (!res.deferred)
             nvme_post(d, qid, cmd.cid, &res);
         n++;
@@ -199,6 +209,7 @@ int nvme_poll(void *opaque)
 
     if (!running(d))
         return 0; /* asleep for good until enable, reset or unquiesce kicks */
+    work += (int)nvme_file_reap(d);
     /* Shadow pages unmapped (no client yet): no doorbell is seen this round. */
     bool doorbells = nvme_shadow_round_begin(d) == 0;
     if (doorbells)
@@ -206,6 +217,7 @@ int nvme_poll(void *opaque)
     for (uint16_t q = 0; doorbells && q <= d->nr_queues && running(d); q++)
         if (d->sq[q].valid)
             work += sq_run(d, q);
+    nvme_file_commit(d);
     /* A shadow tail written as EventIdx changed is work for the next round. */
     if (nvme_shadow_round_end(d))
         work++;

@@ -36,6 +36,9 @@ void nvme_ctrl_fatal(struct nvme_dev *d, const char *why)
 
 void nvme_ctrl_reset(struct nvme_dev *d)
 {
+    /* Commands on the backing file in flight: dropped when they come back. */
+    for (uint16_t q = 0; q <= NVME_MAX_QUEUES; q++)
+        d->sq_gen[q]++;
     memset(d->sq, 0, sizeof(d->sq));
     memset(d->cq, 0, sizeof(d->cq));
     d->nr_aers = 0;

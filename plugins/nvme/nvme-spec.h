@@ -167,6 +167,15 @@ enum {
     NVME_ID_CNS_NS_DESC_LIST = 0x03,
 };
 
+/* Dataset Management: a range of the command's data. */
+struct nvme_dsm_range {
+    uint32_t attributes;
+    uint32_t nlb; /* not 0's based */
+    uint64_t slba;
+};
+_Static_assert(sizeof(struct nvme_dsm_range) == 16, "a DSM range is 16 bytes");
+#define NVME_DSM_AD (1u << 2) /* CDW11: deallocate */
+
 /* Asynchronous event types and the error-type information the device posts. */
 #define NVME_AER_TYPE_ERROR          0u
 #define NVME_AER_TYPE_SMART          1u
@@ -192,6 +201,7 @@ enum {
     NVME_SC_PRP_OFFSET_INVALID = 0x13,
     NVME_SC_NS_WRITE_PROTECTED = 0x20,
     NVME_SC_LBA_RANGE = 0x80,
+    NVME_SC_CAPACITY_EXCEEDED = 0x81,
 
     NVME_SC_CQ_INVALID = NVME_SCT_SPECIFIC | 0x00,
     NVME_SC_QID_INVALID = NVME_SCT_SPECIFIC | 0x01,
@@ -202,6 +212,8 @@ enum {
     NVME_SC_INVALID_QUEUE_DELETION = NVME_SCT_SPECIFIC | 0x0c,
     NVME_SC_FEATURE_NOT_CHANGEABLE = NVME_SCT_SPECIFIC | 0x0e,
 
+    NVME_SC_WRITE_FAULT = NVME_SCT_MEDIA | 0x80,
+    NVME_SC_UNRECOVERED_READ = NVME_SCT_MEDIA | 0x81,
     NVME_SC_COMPARE_FAILED = NVME_SCT_MEDIA | 0x85,
 };
 /* The CQE status word of a status: DNR (bit 15) set for every error, as

@@ -14,7 +14,14 @@
  * with the two page addresses. Version 1 streams (from before shadow
  * doorbells) still load, with none configured.
  *
- * No command is in flight while quiesced, so there is nothing else.
+ * A file-backed namespace (head flag HEAD_BACKING) sends no pieces, only
+ * the end: its data is in the file, which the destination opens too
+ * (shared storage, as a VMM's disk image). The flag must match the
+ * destination's namespace: a RAM stream does not load into a file, nor
+ * the other way round.
+ *
+ * No command is in flight while quiesced (a quiesce waits for the backing
+ * file), so there is nothing else.
  */
 #include <endian.h>
 #include <errno.h>
@@ -29,6 +36,7 @@
 #define HEAD_QUEUES_SET   (1u << 0)
 #define HEAD_IRQ_ASSERTED (1u << 1)
 #define HEAD_SHADOW       (1u << 2) /* version 2: Doorbell Buffer Config set */
+#define HEAD_BACKING      (1u << 3) /* version 2: the namespace is a file, not in the stream */
 
 struct nvme_state_head {
     uint64_t ns_size, asq, acq;
@@ -110,9 +118,9 @@ static void head_fill(const struct nvme_dev *d, uint8_t *out)
         .volatile_wc = htole32(d->feat.volatile_wc),
         .irq_coalesce = htole32(d->feat.irq_coalesce),
         .async_event = htole32(d->feat.async_event),
-        .flags = htole32((d->feat.queues_set ? HEAD_QUEUES_SET : 0) |
-                         (d->irq_asserted ? HEAD_IRQ_ASSERTED : 0) |
-                         (d->shadow.enabled ? HEAD_SHADOW : 0)),
+        .flags = htole32(
+            (d->feat.queues_set ? HEAD_QUEUES_SET : 0) | (d->irq_asserted ? HEAD_IRQ_ASSERTED : 0) |
+            (d->shadow.enabled ? HEAD_SHADOW : 0) | (d->ns.fd >= 0 ? HEAD_BACKING : 0)),
         .nr_aers = htole32(d->nr_aers),
         .nr_events = htole32(d->nr_events),
         .masked_types = htole32(d->masked_types),
@@ -193,7 +201,7 @@ static int head_check(const struct nvme_dev *d, const uint8_t *in, size_t len)
         return -EINVAL;
     if (len != head_len_of(d, version))
         return -EINVAL;
-    uint32_t head_flags = version >= 2 ? 7u : 3u;
+    uint32_t head_flags = version >= 2 ? 0xfu : 3u;
     uint32_t queue_flags = version >= 2 ? 0x7fu : 0x1fu;
     /* The destination must have been created with the same config. */
     if (le64toh(h.ns_size) != d->ns.size || le32toh(h.block_size) != d->ns.block_size ||
@@ -207,6 +215,8 @@ static int head_check(const struct nvme_dev *d, const uint8_t *in, size_t len)
         le16toh(h.nsqa) >= d->nr_queues || le16toh(h.ncqa) >= d->nr_queues ||
         (le32toh(h.flags) & ~head_flags))
         return -EINVAL;
+    if (!(le32toh(h.flags) & HEAD_BACKING) != (d->ns.fd < 0))
+        return -EINVAL; /* RAM into a file, or a file into RAM */
     if (version >= 2) {
         struct nvme_state_shadow sh;
         memcpy(&sh, in + queues_end(d), sizeof(sh));
@@ -328,7 +338,10 @@ int nvme_state_save(void *dev, enum muserd_state_phase phase, void *buf, size_t 
         d->save_offset = 0;
         return 0;
     }
-    /* Only pages the guest ever wrote, and of those the ones not all zero. */
+    /* Only pages the guest ever wrote, and of those the ones not all zero;
+     * none of a backing file. */
+    if (d->ns.fd >= 0 && d->save_offset < d->ns.size)
+        d->save_offset = d->ns.size;
     while (d->save_offset < d->ns.size) {
         d->save_offset = nvme_ns_next_touched(&d->ns, d->save_offset);
         if (d->save_offset >= d->ns.size || !all_zero(d->ns.mem + d->save_offset, NVME_PAGE_SIZE))
@@ -371,7 +384,8 @@ int nvme_state_save_begin(void *dev)
 int nvme_state_pending(void *dev, enum muserd_state_phase phase, uint64_t *bytes)
 {
     struct nvme_dev *d = dev;
-    *bytes = phase == MUSERD_STATE_FINAL ? head_len(d) + d->ns.size : 0;
+    uint64_t data = d->ns.fd >= 0 ? 0 : d->ns.size;
+    *bytes = phase == MUSERD_STATE_FINAL ? head_len(d) + data + sizeof(uint64_t) : 0;
     return 0;
 }
 
@@ -391,8 +405,9 @@ int nvme_state_load(void *dev, const void *buf, size_t len)
         memcpy(d->load_head, in, len);
         d->load_head_seen = true;
         d->load_offset = 0;
-        /* Pages the source left out are zeros. */
-        nvme_ns_zero(&d->ns, 0, d->ns.size);
+        /* Pages the source left out are zeros (a backing file is as it is). */
+        if (d->ns.fd < 0)
+            nvme_ns_zero(&d->ns, 0, d->ns.size);
         return 0;
     }
     uint64_t off;
@@ -407,7 +422,7 @@ int nvme_state_load(void *dev, const void *buf, size_t len)
         return 0;
     }
     uint64_t n = len - sizeof(off);
-    if (off < d->load_offset || off > d->ns.size || n > d->ns.size - off)
+    if (off < d->load_offset || off > d->ns.size || n > d->ns.size - off || d->ns.fd >= 0)
         return -EINVAL;
     nvme_ns_touch(&d->ns, off, n);
     memcpy(d->ns.mem + off, in + sizeof(off), n);

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The "nvme" device model: an NVMe 1.4 controller with one namespace in
- * RAM. BAR0 holds the registers (trapped) and the doorbells (a page the
- * client may map); BAR4 the MSI-X table, one vector per I/O queue plus the
- * admin queue. This file: config, create, the device ops, the plugin entry.
+ * The "nvme" device model: an NVMe 1.4 controller with one namespace, in
+ * RAM or on a backing file or block device. BAR0 holds the registers (trapped) and the doorbells (a
+ * page the client may map); BAR4 the MSI-X table, one vector per I/O queue plus the admin queue.
+ * This file: config, create, the device ops, the plugin entry.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,7 +15,6 @@
 
 #include "nvme-dev.h"
 
-#define NVME_SIZE_MIN     (1ull << 20)
 #define NVME_SIZE_MAX     (1ull << 40)
 #define NVME_SIZE_DEFAULT (64ull << 20)
 
@@ -37,11 +36,19 @@ static int nvme_quiesce(void *dev, bool quiesced)
 {
     struct nvme_dev *d = dev;
 
-    /* No command outlives the round that fetched it: quiet at once. */
+    /* A RAM command does not outlive the round that fetched it: quiet at
+     * once. Commands on the backing file complete first (their completions
+     * are posted; interrupts wait for the resume). */
     d->quiesced = quiesced;
-    if (!quiesced)
+    if (!quiesced) {
+        d->quiesce_waiting = false;
         nvme_kick(d);
-    return 0;
+        return 0;
+    }
+    if (nvme_file_inflight(d) == 0)
+        return 0;
+    d->quiesce_waiting = true;
+    return -EBUSY;
 }
 
 static void nvme_destroy(void *dev)
@@ -56,6 +63,7 @@ static void nvme_destroy(void *dev)
         munmap(d->db_map, NVME_BAR0_SIZE);
     if (d->db_fd >= 0)
         close(d->db_fd);
+    nvme_backing_close(d);
     nvme_ns_close(&d->ns);
     free(d->load_head);
     free(d);
@@ -107,20 +115,67 @@ static int config_uint(struct nvme_dev *d, const char *key, uint64_t fallback, u
     return r;
 }
 
-static int read_config(struct nvme_dev *d, uint64_t *size, uint32_t *block_size, bool *read_only)
+/* What the namespace is made of: "backing" (with "aio") or "size". */
+struct ns_config {
+    uint64_t size;
+    uint32_t block_size;
+    bool read_only;
+    const char *backing; /* NULL: RAM; the host's string, valid until destroy */
+    enum nvme_aio_kind aio;
+};
+
+static int read_backing(struct nvme_dev *d, struct ns_config *ns)
+{
+    static const char *const kinds[] = {
+        [NVME_AIO_AUTO] = "auto", [NVME_AIO_IO_URING] = "io_uring", [NVME_AIO_THREADS] = "threads"};
+    const char *aio = "auto";
+    uint64_t size;
+
+    int r = d->svc->config_string(d->host, "backing", &ns->backing);
+    if (r == -ENOENT) {
+        ns->backing = NULL;
+        r = 0;
+    }
+    if (r >= 0)
+        r = d->svc->config_string(d->host, "aio", &aio);
+    if (r < 0 && r != -ENOENT)
+        return r;
+    if (ns->backing && ns->backing[0] == '\0') {
+        d->svc->set_error(d->host, "nvme: \"backing\" must name a file or a block device");
+        return -EINVAL;
+    }
+    if (ns->backing && d->svc->config_uint(d->host, "size", &size) != -ENOENT) {
+        d->svc->set_error(d->host, "nvme: give \"backing\" or \"size\", not both: a backing "
+                                   "file's size is the namespace's");
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        if (!strcmp(aio, kinds[i])) {
+            ns->aio = (enum nvme_aio_kind)i;
+            return 0;
+        }
+    d->svc->set_error(d->host, "nvme: \"aio\" must be auto, io_uring or threads, got \"%s\"", aio);
+    return -EINVAL;
+}
+
+static int read_config(struct nvme_dev *d, struct ns_config *ns)
 {
     uint64_t bs, queues;
     int r;
 
-    r = config_uint(d, "size", NVME_SIZE_DEFAULT, size);
+    r = read_backing(d, ns);
+    if (r == -EINVAL)
+        return r; /* said */
+    if (r >= 0)
+        r = config_uint(d, "size", NVME_SIZE_DEFAULT, &ns->size);
     if (r >= 0)
         r = config_uint(d, "block_size", 512, &bs);
     if (r >= 0)
         r = config_uint(d, "queues", NVME_DEFAULT_QUEUES, &queues);
     if (r >= 0) {
-        r = d->svc->config_bool(d->host, "read_only", read_only);
+        r = d->svc->config_bool(d->host, "read_only", &ns->read_only);
         if (r == -ENOENT) {
-            *read_only = false;
+            ns->read_only = false;
             r = 0;
         }
     }
@@ -132,11 +187,12 @@ static int read_config(struct nvme_dev *d, uint64_t *size, uint32_t *block_size,
         d->svc->set_error(d->host, "nvme: \"block_size\" must be 512 or 4096, got %" PRIu64, bs);
         return -EINVAL;
     }
-    if (*size < NVME_SIZE_MIN || *size > NVME_SIZE_MAX || *size % 4096 != 0) {
+    if (!ns->backing &&
+        (ns->size < NVME_SIZE_MIN || ns->size > NVME_SIZE_MAX || ns->size % 4096 != 0)) {
         d->svc->set_error(d->host,
                           "nvme: \"size\" must be a multiple of 4096 from %llu (1 MiB) to %llu "
                           "(1 TiB) bytes, got %" PRIu64,
-                          NVME_SIZE_MIN, NVME_SIZE_MAX, *size);
+                          NVME_SIZE_MIN, NVME_SIZE_MAX, ns->size);
         return -EINVAL;
     }
     if (queues < 1 || queues > NVME_MAX_QUEUES) {
@@ -144,7 +200,7 @@ static int read_config(struct nvme_dev *d, uint64_t *size, uint32_t *block_size,
                           NVME_MAX_QUEUES, queues);
         return -EINVAL;
     }
-    *block_size = (uint32_t)bs;
+    ns->block_size = (uint32_t)bs;
     d->nr_queues = (uint32_t)queues;
     r = config_text(d, "serial", d->serial, sizeof(d->serial) - 1, "MUSERD0001");
     if (r >= 0)
@@ -171,14 +227,22 @@ static int make_doorbells(struct nvme_dev *d)
     return 0;
 }
 
-static int setup(struct nvme_dev *d, uint64_t size, uint32_t block_size, bool read_only)
+static int setup_ns(struct nvme_dev *d, const struct ns_config *ns)
 {
-    int r = nvme_ns_open(&d->ns, size, block_size, read_only);
-    if (r < 0) {
+    if (ns->backing)
+        return nvme_backing_open(d, ns->backing, ns->block_size, ns->read_only, ns->aio);
+    int r = nvme_ns_open(&d->ns, ns->size, ns->block_size, ns->read_only);
+    if (r < 0)
         d->svc->set_error(d->host, "nvme: cannot reserve %" PRIu64 " bytes for the namespace: %s",
-                          size, strerror(-r));
+                          ns->size, strerror(-r));
+    return r;
+}
+
+static int setup(struct nvme_dev *d, const struct ns_config *ns)
+{
+    int r = setup_ns(d, ns);
+    if (r < 0)
         return r;
-    }
     r = make_doorbells(d);
     if (r < 0) {
         d->svc->set_error(d->host, "nvme: cannot make the doorbell page: %s", strerror(-r));
@@ -224,9 +288,7 @@ static int describe(struct nvme_dev *d)
 static int nvme_create(struct muserd_host *host, const struct muserd_host_services *svc,
                        struct muserd_device_desc *desc, void **dev)
 {
-    uint64_t size;
-    uint32_t block_size;
-    bool read_only;
+    struct ns_config ns = {0};
 
     if (!MUSERD_HAS_SERVICE(svc, dma_get) || !MUSERD_HAS_SERVICE(svc, bar_add)) {
         svc->set_error(host, "nvme: the host lacks ABI 2 services (dma_get, bar_add)");
@@ -240,9 +302,10 @@ static int nvme_create(struct muserd_host *host, const struct muserd_host_servic
     d->host = host;
     d->svc = svc;
     d->db_fd = -1;
-    int r = read_config(d, &size, &block_size, &read_only);
+    d->ns.fd = -1;
+    int r = read_config(d, &ns);
     if (r >= 0)
-        r = setup(d, size, block_size, read_only);
+        r = setup(d, &ns);
     if (r >= 0)
         r = describe(d);
     if (r < 0) {
@@ -276,6 +339,10 @@ static int nvme_create(struct muserd_host *host, const struct muserd_host_servic
 static const struct muserd_config_key nvme_config_keys[] = {
     {"size", MUSERD_CONFIG_UINT,
      "RAM namespace size in bytes: a multiple of 4096, 1 MiB to 1 TiB (default 64 MiB)"},
+    {"backing", MUSERD_CONFIG_STRING,
+     "a file or block device to hold the namespace instead of RAM (its size is the namespace's)"},
+    {"aio", MUSERD_CONFIG_STRING,
+     "I/O on the backing file: auto (default: io_uring, else threads), io_uring or threads"},
     {"block_size", MUSERD_CONFIG_UINT, "logical block size: 512 (default) or 4096"},
     {"serial", MUSERD_CONFIG_STRING, "serial number, up to 20 ASCII characters"},
     {"model", MUSERD_CONFIG_STRING, "model number, up to 40 ASCII characters"},
@@ -287,7 +354,8 @@ static const struct muserd_config_key nvme_config_keys[] = {
 static const struct muserd_device_type nvme_type = {
     .size = sizeof(struct muserd_device_type),
     .name = "nvme",
-    .description = "NVMe 1.4 controller with a RAM namespace, doorbells in a mappable page",
+    .description =
+        "NVMe 1.4 controller, namespace in RAM or on a file, doorbells in a mappable page",
     .config_keys = nvme_config_keys,
     .ops = &nvme_ops,
     .create = nvme_create,

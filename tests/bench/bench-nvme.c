@@ -424,6 +424,11 @@ int main(void)
                "and bin/nvmf_tgt; make passes ../shared/spdk when it exists)\n");
         return EXIT_SUCCESS;
     }
+    if (!tu_cpu_runs(perf) || !tu_cpu_runs(tgt)) {
+        printf("bench-nvme: SKIP: SPDK's programs die of SIGILL here: this SPDK build needs CPU "
+               "instructions (AVX-512?) this machine lacks\n");
+        return EXIT_SUCCESS;
+    }
     if (!have_cpus_0_and_1()) {
         printf("bench-nvme: SKIP: needs CPUs 0 and 1 (target on 0, perf on 1)\n");
         return EXIT_SUCCESS;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -239,4 +241,25 @@ int tu_plugin_dir(struct test_daemon *d, const char *const *names)
     }
     int r = test_daemon_add_arg(d, "--plugin-dir");
     return r < 0 ? r : test_daemon_add_arg(d, dir);
+}
+
+bool tu_cpu_runs(const char *bin)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return true; /* let the real run say what is wrong */
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, STDOUT_FILENO);
+            dup2(null, STDERR_FILENO);
+        }
+        execl(bin, bin, "-h", (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return true;
+    return !(WIFSIGNALED(status) && WTERMSIG(status) == SIGILL);
 }

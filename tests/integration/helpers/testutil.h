@@ -61,6 +61,9 @@ bool tu_file_contains(const char *path, const char *needle);
 bool tu_file_has_line(const char *path, const char *const *needles);
 /* Number of open fds of process pid, or -errno. */
 int tu_count_fds(pid_t pid);
+/* False when the program at bin dies of SIGILL at once (`bin -h`): built for
+ * CPU instructions this machine lacks. Any other outcome counts as running. */
+bool tu_cpu_runs(const char *bin);
 /* The path of a test plugin: $MUSERD_TEST_PLUGIN_DIR/NAME.so (default
  * build/test-plugins), in a static buffer. */
 const char *tu_test_plugin(const char *name);

@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The file-backed namespace: opening the "backing" file or block device
+ * (O_DIRECT where the file takes it, so that guest I/O does not fill the
+ * host's page cache twice), its size, and the asynchronous I/O engine
+ * whose completions the device's loop hears about on an eventfd. The
+ * commands themselves are in nvme-io-file.c.
+ *
+ * Threads: the device's I/O thread (create and destroy: whichever thread
+ * the host calls them on), as nvme-dev.h says.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "nvme-aio.h"
+#include "nvme-dev.h"
+
+/* O_DIRECT wants the buffer, offset and length aligned to the file's
+ * direct-I/O block, which may be larger than the namespace's blocks (a
+ * 512-byte namespace on a 4 KiB-sector disk): one aligned read of a block
+ * tells whether our blocks will do. */
+static bool direct_fits(int fd, uint32_t block_size)
+{
+    void *buf;
+    if (posix_memalign(&buf, 4096, block_size) != 0)
+        return false;
+    ssize_t n = pread(fd, buf, block_size, 0);
+    free(buf);
+    return n >= 0;
+}
+
+static int open_backing(const char *path, bool read_only, uint32_t block_size, bool *direct)
+{
+    int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+    int fd = open(path, flags | O_DIRECT);
+    if (fd >= 0 && direct_fits(fd, block_size)) {
+        *direct = true;
+        return fd;
+    }
+    if (fd >= 0)
+        close(fd);
+    *direct = false;
+    /* tmpfs and some others refuse O_DIRECT (EINVAL): buffered it is. */
+    fd = open(path, flags);
+    return fd < 0 ? -errno : fd;
+}
+
+static int backing_size(int fd, const struct stat *st, uint64_t *size)
+{
+    if (S_ISREG(st->st_mode)) {
+        *size = (uint64_t)st->st_size;
+        return 0;
+    }
+    if (S_ISBLK(st->st_mode))
+        return ioctl(fd, BLKGETSIZE64, size) < 0 ? -errno : 0;
+    return -EINVAL;
+}
+
+static void on_completions(void *opaque, int fd, uint32_t revents)
+{
+    struct nvme_dev *d = opaque;
+    if (nvme_file_reap(d) == 0)
+        return;
+    nvme_irq_flush(d);
+    nvme_file_quiesce_check(d);
+    /* A queue the in-flight limit held back may go on. */
+    nvme_kick(d);
+}
+
+int nvme_backing_open(struct nvme_dev *d, const char *path, uint32_t block_size, bool read_only,
+                      enum nvme_aio_kind kind)
+{
+    const struct muserd_host_services *svc = d->svc;
+    struct stat st;
+    uint64_t size;
+    bool direct;
+
+    int fd = open_backing(path, read_only, block_size, &direct);
+    if (fd < 0) {
+        bool denied = fd == -EACCES || fd == -EPERM;
+        svc->set_error(d->host, "nvme: cannot open \"backing\" %s%s: %s%s", path,
+                       read_only ? " for reading" : " for reading and writing", strerror(-fd),
+                       denied ? " (muserd opens it as the user it runs as: give that user access)"
+                              : "");
+        return fd;
+    }
+    d->ns.fd = fd;
+    int r = fstat(fd, &st) < 0 ? -errno : backing_size(fd, &st, &size);
+    if (r < 0) {
+        svc->set_error(d->host, "nvme: \"backing\" %s must be a regular file or a block device%s%s",
+                       path, r == -EINVAL ? "" : ": ", r == -EINVAL ? "" : strerror(-r));
+        return -EINVAL;
+    }
+    size -= size % block_size;
+    if (size < NVME_SIZE_MIN) {
+        svc->set_error(d->host,
+                       "nvme: \"backing\" %s holds %" PRIu64 " bytes of %" PRIu32
+                       "-byte blocks; a namespace needs at least 1 MiB (grow it with truncate -s)",
+                       path, size, block_size);
+        return -EINVAL;
+    }
+    r = nvme_aio_new(kind, fd, NVME_AIO_DEPTH, &d->aio);
+    if (r < 0) {
+        svc->set_error(d->host, "nvme: cannot set up %s for the backing file: %s",
+                       kind == NVME_AIO_IO_URING ? "io_uring (\"aio\": \"io_uring\")"
+                                                 : "asynchronous I/O",
+                       strerror(-r));
+        return r;
+    }
+    r = svc->watch_fd(d->host, nvme_aio_event_fd(d->aio), EPOLLIN, on_completions, d,
+                      &d->aio_watch);
+    if (r < 0) {
+        svc->set_error(d->host, "nvme: cannot watch the I/O completions: %s", strerror(-r));
+        return r;
+    }
+    d->ns.size = size;
+    d->ns.block_size = block_size;
+    d->ns.lba_shift = (uint32_t)__builtin_ctz(block_size);
+    d->ns.nr_blocks = size / block_size;
+    d->ns.read_only = read_only;
+    d->ns.direct = direct;
+    svc->log(d->host, MUSERD_LOG_INFO, "nvme: namespace on %s: %" PRIu64 " bytes, %s, %s", path,
+             size, direct ? "O_DIRECT" : "buffered", nvme_aio_name(d->aio));
+    return 0;
+}
+
+void nvme_backing_close(struct nvme_dev *d)
+{
+    if (d->aio_watch)
+        d->svc->unwatch_fd(d->aio_watch);
+    d->aio_watch = NULL;
+    if (d->aio)
+        nvme_file_drain(d);
+    if (d->ns.fd >= 0)
+        close(d->ns.fd);
+    d->ns.fd = -1;
+    free(d->zeros);
+    d->zeros = NULL;
+}
