@@ -13,7 +13,10 @@ struct nvme_aio_engine {
     int (*init)(struct nvme_aio *aio, uint32_t depth);
     void (*submit)(struct nvme_aio *aio, struct nvme_aio_req *req);
     void (*commit)(struct nvme_aio *aio);
-    /* Hand back what finished; with wait, block until one has (if any is in flight). */
+    /* Something finished waits to be handed back: a cheap look, no syscall. */
+    bool (*ready)(struct nvme_aio *aio);
+    /* Hand back what finished; with wait, block until one has (if any is in
+     * flight). The event fd is the caller's to empty, before it calls this. */
     unsigned (*reap)(struct nvme_aio *aio, bool wait, nvme_aio_done_fn done, void *opaque);
     /* Nothing is in flight: free priv and the event fd. */
     void (*fini)(struct nvme_aio *aio);

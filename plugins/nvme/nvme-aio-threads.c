@@ -28,6 +28,7 @@ struct pool {
     pthread_mutex_t lock;
     pthread_cond_t work;
     struct req_list todo, finished;
+    unsigned nr_finished; /* written under lock, read without it by ready() */
     bool stopping;
     int fd, event_fd;
     unsigned nr_workers;
@@ -115,6 +116,7 @@ static void *worker(void *opaque)
         req->result = execute(p->fd, req);
         pthread_mutex_lock(&p->lock);
         list_push(&p->finished, req);
+        __atomic_store_n(&p->nr_finished, p->nr_finished + 1, __ATOMIC_RELEASE);
         if (write(p->event_fd, &one, sizeof(one)) < 0) {
             /* The counter cannot overflow at our rates; the request is
              * on the list either way. */
@@ -193,11 +195,9 @@ static unsigned pool_reap(struct nvme_aio *aio, bool wait, nvme_aio_done_fn done
     unsigned n = 0;
 
     pthread_mutex_lock(&p->lock);
-    if (read(p->event_fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN) {
-        /* Nothing to drain; the list below is what counts. */
-    }
     struct nvme_aio_req *req = p->finished.head;
     list_init(&p->finished);
+    __atomic_store_n(&p->nr_finished, 0, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&p->lock);
     if (!req && wait) {
         /* Blocking is for the end only (nvme_aio_free): a worker's next
@@ -211,6 +211,7 @@ static unsigned pool_reap(struct nvme_aio *aio, bool wait, nvme_aio_done_fn done
         pthread_mutex_lock(&p->lock);
         req = p->finished.head;
         list_init(&p->finished);
+        __atomic_store_n(&p->nr_finished, 0, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&p->lock);
     }
     while (req) {
@@ -220,6 +221,12 @@ static unsigned pool_reap(struct nvme_aio *aio, bool wait, nvme_aio_done_fn done
         req = next;
     }
     return n;
+}
+
+static bool pool_ready(struct nvme_aio *aio)
+{
+    struct pool *p = aio->priv;
+    return __atomic_load_n(&p->nr_finished, __ATOMIC_ACQUIRE) > 0;
 }
 
 static void pool_fini(struct nvme_aio *aio)
@@ -232,6 +239,7 @@ const struct nvme_aio_engine nvme_aio_threads_engine = {
     .init = pool_init,
     .submit = pool_submit,
     .commit = pool_commit,
+    .ready = pool_ready,
     .reap = pool_reap,
     .fini = pool_fini,
 };

@@ -102,13 +102,8 @@ static unsigned uring_reap(struct nvme_aio *aio, bool wait, nvme_aio_done_fn don
 {
     struct uring *u = aio->priv;
     struct io_uring_cqe *cqe;
-    uint64_t ticks;
     unsigned n = 0;
 
-    /* Emptied before the ring is read: a completion after the read
-     * signals again. */
-    if (read(aio->event_fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
-        return 0;
     while (u->refused) {
         struct nvme_aio_req *req = u->refused;
         u->refused = req->next;
@@ -129,6 +124,12 @@ static unsigned uring_reap(struct nvme_aio *aio, bool wait, nvme_aio_done_fn don
     return n;
 }
 
+static bool uring_ready(struct nvme_aio *aio)
+{
+    struct uring *u = aio->priv;
+    return u->refused || io_uring_cq_ready(&u->ring) > 0;
+}
+
 static void uring_fini(struct nvme_aio *aio)
 {
     struct uring *u = aio->priv;
@@ -142,6 +143,7 @@ const struct nvme_aio_engine nvme_aio_uring_engine = {
     .init = uring_init,
     .submit = uring_submit,
     .commit = uring_commit,
+    .ready = uring_ready,
     .reap = uring_reap,
     .fini = uring_fini,
 };

@@ -57,8 +57,11 @@ uint32_t nvme_aio_inflight(const struct nvme_aio *aio);
  * latest at the next nvme_aio_commit. */
 void nvme_aio_submit(struct nvme_aio *aio, struct nvme_aio_req *req);
 void nvme_aio_commit(struct nvme_aio *aio);
+/* Empty the event fd (its watch fired): call before nvme_aio_reap, so that
+ * the watch does not fire again for what the reap hands back. */
+void nvme_aio_ack(struct nvme_aio *aio);
 /* Hand back every finished request through done(opaque, req), which may
- * submit more; the number handed back. */
+ * submit more; the number handed back. Cheap when nothing finished. */
 unsigned nvme_aio_reap(struct nvme_aio *aio, nvme_aio_done_fn done, void *opaque);
 /* Wait for every request in flight (handed back through done, which must
  * not submit), then free the engine. NULL is fine. */

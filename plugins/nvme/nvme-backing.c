@@ -67,6 +67,7 @@ static int backing_size(int fd, const struct stat *st, uint64_t *size)
 static void on_completions(void *opaque, int fd, uint32_t revents)
 {
     struct nvme_dev *d = opaque;
+    nvme_aio_ack(d->aio);
     if (nvme_file_reap(d) == 0)
         return;
     nvme_irq_flush(d);

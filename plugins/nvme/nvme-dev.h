@@ -165,7 +165,10 @@ struct nvme_dev {
     /* File-backed namespace (nvme-backing.c, nvme-io-file.c). */
     struct nvme_aio *aio;
     struct muserd_watch *aio_watch;
-    uint8_t *zeros;    /* for files that cannot punch holes */
+    uint8_t *zeros;        /* for files that cannot punch holes */
+    bool shutdown_waiting; /* CC.SHN: the flush goes once nothing is in flight */
+    bool shutdown_flushing;
+    struct nvme_aio_req shutdown_flush;
     bool irq_asserted; /* raised since every CQ was last caught up (INTx) */
     bool fatal_logged;
 
@@ -223,6 +226,10 @@ void nvme_kick(struct nvme_dev *d);
 void nvme_doorbell_write(struct nvme_dev *d, uint32_t index, uint32_t value);
 /* Post a completion for a command of SQ sqid to its CQ; false if it is full. */
 bool nvme_post(struct nvme_dev *d, uint16_t sqid, uint16_t cid, const struct nvme_result *res);
+/* The same, but a CQ in unmapped memory is -errno, not fatal status:
+ * -ENOSPC full (or gone), else what dma_get said. */
+int nvme_post_unfatal(struct nvme_dev *d, uint16_t sqid, uint16_t cid,
+                      const struct nvme_result *res);
 void nvme_irq_flush(struct nvme_dev *d);
 /* An asynchronous event (dw0 as an AER completion carries it). */
 void nvme_event(struct nvme_dev *d, uint32_t type, uint32_t info, uint32_t log);
@@ -255,6 +262,9 @@ uint32_t nvme_file_inflight(const struct nvme_dev *d);
 void nvme_file_commit(struct nvme_dev *d);
 /* SQ qid goes: its commands in flight will be dropped when they come back. */
 void nvme_file_forget_sq(struct nvme_dev *d, uint16_t qid);
+/* CC.SHN on a backing file: once nothing is in flight, fdatasync, then
+ * CSTS.SHST says complete. Nothing for RAM. */
+void nvme_file_shutdown(struct nvme_dev *d);
 /* A quiesce waits for the file: done when nothing is in flight. */
 void nvme_file_quiesce_check(struct nvme_dev *d);
 /* Wait for everything in flight (dropped), free the engine. */

@@ -194,13 +194,57 @@ static void complete(struct nvme_dev *d, struct file_cmd *c, uint16_t status)
 
     sq->inflight--;
     d->cq[sq->cqid].reserved--;
-    nvme_post(d, c->sqid, c->sqe.cid, &res);
+    /* The client left with commands in flight (its memory went with it):
+     * the completion has nowhere to go, but the controller is not broken;
+     * a VMM that comes back resets it or finds the command lost, as after
+     * a crash. */
+    int r = nvme_post_unfatal(d, c->sqid, c->sqe.cid, &res);
+    if (r < 0 && r != -ENOSPC)
+        d->svc->log(d->host, MUSERD_LOG_WARNING,
+                    "nvme: a command on the backing file completed after its completion queue "
+                    "left mapped memory; dropped");
     cmd_free(c);
+}
+
+/* The shutdown's flush goes when the commands before it are back. */
+static void shutdown_step(struct nvme_dev *d)
+{
+    if (!d->shutdown_waiting || d->shutdown_flushing || nvme_aio_inflight(d->aio) > 0)
+        return;
+    d->shutdown_waiting = false;
+    d->shutdown_flushing = true;
+    d->shutdown_flush = (struct nvme_aio_req){.op = NVME_AIO_FLUSH};
+    nvme_aio_submit(d->aio, &d->shutdown_flush);
+}
+
+static void shutdown_done(struct nvme_dev *d, int64_t result)
+{
+    d->shutdown_flushing = false;
+    if (result < 0)
+        d->svc->log(d->host, MUSERD_LOG_WARNING,
+                    "nvme: the shutdown's fdatasync of the backing file failed: %s",
+                    strerror((int)-result));
+    /* Still the same shutdown (no reset or new CC.SHN since)? */
+    if ((d->csts & NVME_CSTS_SHST_MASK) == NVME_CSTS_SHST_BUSY && NVME_CC_SHN(d->cc))
+        d->csts = (d->csts & ~NVME_CSTS_SHST_MASK) | NVME_CSTS_SHST_DONE;
+}
+
+void nvme_file_shutdown(struct nvme_dev *d)
+{
+    if (!d->aio)
+        return;
+    d->shutdown_waiting = true;
+    shutdown_step(d);
+    nvme_aio_commit(d->aio);
 }
 
 static void file_done(void *opaque, struct nvme_aio_req *req)
 {
     struct nvme_dev *d = opaque;
+    if (req == &d->shutdown_flush) {
+        shutdown_done(d, req->result);
+        return;
+    }
     struct file_cmd *c = (struct file_cmd *)((char *)req - offsetof(struct file_cmd, aio));
 
     /* Gone with a reset or a Delete I/O SQ, or the device is going. */
@@ -335,7 +379,14 @@ void nvme_file_cmd(struct nvme_dev *d, uint16_t sqid, const struct nvme_sqe *cmd
 
 unsigned nvme_file_reap(struct nvme_dev *d)
 {
-    return d->aio ? nvme_aio_reap(d->aio, file_done, d) : 0;
+    if (!d->aio)
+        return 0;
+    unsigned n = nvme_aio_reap(d->aio, file_done, d);
+    if (n > 0 && d->shutdown_waiting) {
+        shutdown_step(d);
+        nvme_aio_commit(d->aio);
+    }
+    return n;
 }
 
 void nvme_file_drain(struct nvme_dev *d)

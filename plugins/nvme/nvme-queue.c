@@ -29,30 +29,23 @@ static bool cq_full(const struct nvme_cq *cq)
     return (cq->tail + 1) % cq->size == cq->head;
 }
 
-/* Room for one more command's completion, besides those in flight. */
-static bool cq_has_room(const struct nvme_cq *cq)
-{
-    uint32_t used = (cq->tail + cq->size - cq->head) % cq->size;
-    return cq->size - 1 - used > cq->reserved;
-}
-
-bool nvme_post(struct nvme_dev *d, uint16_t sqid, uint16_t cid, const struct nvme_result *res)
+int nvme_post_unfatal(struct nvme_dev *d, uint16_t sqid, uint16_t cid,
+                      const struct nvme_result *res)
 {
     struct nvme_sq *sq = &d->sq[sqid];
     struct nvme_cq *cq = &d->cq[sq->cqid];
 
     if (!cq->valid || cq_full(cq))
-        return false;
+        return -ENOSPC;
     struct muserd_dma_ref ref = {
         .size = sizeof(ref),
         .prot = MUSERD_DMA_WRITE,
         .iova = cq->addr + (uint64_t)cq->tail * sizeof(struct nvme_cqe),
         .len = sizeof(struct nvme_cqe),
     };
-    if (d->svc->dma_get(d->host, &ref) < 0) {
-        nvme_ctrl_fatal(d, "a completion queue entry is not in mapped guest memory");
-        return false;
-    }
+    int r = d->svc->dma_get(d->host, &ref);
+    if (r < 0)
+        return r;
     struct nvme_cqe cqe = {
         .result = htole32(res->dw0),
         .sq_head = htole16((uint16_t)sq->head),
@@ -69,7 +62,15 @@ bool nvme_post(struct nvme_dev *d, uint16_t sqid, uint16_t cid, const struct nvm
         cq->phase = !cq->phase;
     }
     cq->irq_pending = true;
-    return true;
+    return 0;
+}
+
+bool nvme_post(struct nvme_dev *d, uint16_t sqid, uint16_t cid, const struct nvme_result *res)
+{
+    int r = nvme_post_unfatal(d, sqid, cid, res);
+    if (r < 0 && r != -ENOSPC)
+        nvme_ctrl_fatal(d, "a completion queue entry is not in mapped guest memory");
+    return r == 0;
 }
 
 void nvme_irq_flush(struct nvme_dev *d)
@@ -157,6 +158,46 @@ static void cq_update_heads(struct nvme_dev *d)
     }
 }
 
+/* How many more commands SQ sq may take this round, `served` taken: its
+ * budget, the room its CQ has for their completions (less the slots the
+ * commands in flight hold) and the backing file's in-flight limit. */
+static uint32_t sq_allowance(const struct nvme_dev *d, const struct nvme_sq *sq, int served)
+{
+    const struct nvme_cq *cq = &d->cq[sq->cqid];
+    if (!cq->valid)
+        return 0;
+    uint32_t used = (cq->tail + cq->size - cq->head) % cq->size;
+    uint32_t room = cq->size - 1 - used;
+    uint32_t n = room > cq->reserved ? room - cq->reserved : 0;
+    if (n > (uint32_t)(NVME_SQ_BUDGET - served))
+        n = (uint32_t)(NVME_SQ_BUDGET - served);
+    if (d->aio) {
+        uint32_t inflight = nvme_file_inflight(d);
+        uint32_t left = inflight < NVME_AIO_DEPTH ? NVME_AIO_DEPTH - inflight : 0;
+        if (n > left)
+            n = left; /* 0: a completion wakes us */
+    }
+    return n;
+}
+
+/* SQEs are copied out this many at a time, in one dma_get. */
+#define SQ_BATCH 16
+
+/* Copy up to `max` entries from the head (not past the ring's end, nor the
+ * tail) into out: how many, 0 when the head's entry is not in mapped memory. */
+static uint32_t sq_fetch(struct nvme_dev *d, const struct nvme_sq *sq, uint32_t tail,
+                         struct nvme_sqe *out, uint32_t max)
+{
+    uint32_t n = (tail > sq->head ? tail : sq->size) - sq->head;
+    uint64_t addr = sq->addr + (uint64_t)sq->head * sizeof(*out);
+    if (n > max)
+        n = max;
+    if (nvme_dma_copy(d, addr, out, n * sizeof(*out), false) == 0)
+        return n;
+    /* The run crosses from one mapping into the next: one entry. */
+    return n > 1 && nvme_dma_copy(d, addr, out, sizeof(*out), false) == 0 ? 1 : 0;
+}
+
 /* Up to NVME_SQ_BUDGET commands of SQ qid; the number served. */
 static int sq_run(struct nvme_dev *d, uint16_t qid)
 {
@@ -171,28 +212,32 @@ static int sq_run(struct nvme_dev *d, uint16_t qid)
         return 0;
     }
     sq->bad_tail = UINT32_MAX;
-    while (sq->valid && sq->head != tail && n < NVME_SQ_BUDGET) {
-        if (!cq_has_room(&d->cq[sq->cqid]))
-            break; /* the host consumes completions first */
-        if (nvme_file_inflight(d) >= NVME_AIO_DEPTH)
-            break; /* a completion wakes us */
-        struct nvme_sqe cmd;
-        if (nvme_dma_copy(d, sq->addr + (uint64_t)sq->head * sizeof(cmd), &cmd, sizeof(cmd),
-                          false) < 0) {
+    while (sq->valid && sq->head != tail) {
+        /* Nothing may be fetched whose completion would find no room: the
+         * host consumes completions first. */
+        uint32_t allowed = sq_allowance(d, sq, n);
+        if (allowed == 0)
+            break;
+        struct nvme_sqe batch[SQ_BATCH];
+        uint32_t got = sq_fetch(d, sq, tail, batch, allowed < SQ_BATCH ? allowed : SQ_BATCH);
+        if (got == 0) {
             nvme_ctrl_fatal(d, "a submission queue entry is not in mapped guest memory");
             break;
         }
-        sq->head = (sq->head + 1) % sq->size;
-        struct nvme_result res = {0};
-        if (qid == 0)
-            nvme_admin_cmd(d, &cmd, &res);
-        else
-            nvme_io_cmd(d, qid, &cmd, &res);
-        if (!res.deferred)
-            nvme_post(d, qid, cmd.cid, &res);
-        n++;
-        if (d->csts & NVME_CSTS_CFS)
-            break;
+        for (uint32_t i = 0; i < got && sq->valid; i++) {
+            const struct nvme_sqe *cmd = &batch[i];
+            sq->head = (sq->head + 1) % sq->size;
+            struct nvme_result res = {0};
+            if (qid == 0)
+                nvme_admin_cmd(d, cmd, &res);
+            else
+                nvme_io_cmd(d, qid, cmd, &res);
+            if (!res.deferred)
+                nvme_post(d, qid, cmd->cid, &res);
+            n++;
+            if (d->csts & NVME_CSTS_CFS)
+                return n;
+        }
     }
     return n;
 }

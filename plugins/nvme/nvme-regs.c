@@ -103,10 +103,14 @@ static void cc_write(struct nvme_dev *d, uint32_t val)
     }
     if (!(old & NVME_CC_EN) && (d->cc & NVME_CC_EN) && !(d->csts & NVME_CSTS_CFS))
         ctrl_enable(d);
-    /* Nothing is ever in flight past a poll round: a shutdown is complete
-     * as soon as it is asked for. */
-    if (NVME_CC_SHN(d->cc) && !NVME_CC_SHN(old))
-        d->csts = (d->csts & ~NVME_CSTS_SHST_MASK) | NVME_CSTS_SHST_DONE;
+    /* A RAM namespace has nothing in flight past a poll round: its shutdown
+     * is complete as soon as it is asked for. A backing file's waits for
+     * the commands in flight and an fdatasync (nvme-io-file.c). */
+    if (NVME_CC_SHN(d->cc) && !NVME_CC_SHN(old)) {
+        d->csts &= ~NVME_CSTS_SHST_MASK;
+        d->csts |= d->aio ? NVME_CSTS_SHST_BUSY : NVME_CSTS_SHST_DONE;
+        nvme_file_shutdown(d);
+    }
 }
 
 static uint32_t reg_read(void *dev, uint64_t offset)

@@ -46,6 +46,7 @@
 #define NVME_CSTS_RDY       (1u << 0)
 #define NVME_CSTS_CFS       (1u << 1)
 #define NVME_CSTS_SHST_MASK (3u << 2)
+#define NVME_CSTS_SHST_BUSY (1u << 2) /* shutdown processing occurring */
 #define NVME_CSTS_SHST_DONE (2u << 2)
 #define NVME_CSTS_NSSRO     (1u << 4)
 #define NVME_AQA_ASQS(a)    ((a)&0xfff)
