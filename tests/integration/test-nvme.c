@@ -711,35 +711,11 @@ START_TEST(test_migration_keeps_data_and_queues)
     ck_assert_int_eq(nvme_drv_kick(&drv, 0), 0);
     usleep(20000);
 
-    char file[] = "/tmp/muserd-nvme-mig-XXXXXX";
-    int fd = mkstemp(file);
-    ck_assert_int_ge(fd, 0);
-    sd_bus_error error = SD_BUS_ERROR_NULL;
-    int r = tu_side_call_device(&src, "n0", "Migrate", fd, &error);
-    ck_assert_msg(r >= 0, "Migrate: %s: %s", error.name, error.message);
-    sd_bus_error_free(&error);
-    off_t size = lseek(fd, 0, SEEK_END);
+    off_t size = tu_side_migrate(&src, &dst, "n0");
     ck_assert_int_ge(size, 65536 + 4096);
     /* Zero pages are left out: far less than the 16 MiB namespace. */
     ck_assert_int_lt(size, 1 << 20);
-    close(fd);
-    fd = open(file, O_RDONLY | O_CLOEXEC);
-    ck_assert_int_ge(fd, 0);
-    r = tu_side_call_device(&dst, "n0", "Incoming", fd, &error);
-    if (r < 0)
-        test_daemon_dump_log(dst.daemon, 4096);
-    ck_assert_msg(r >= 0, "Incoming: %s: %s", error.name, error.message);
-    sd_bus_error_free(&error);
-    close(fd);
-    unlink(file);
-
-    vfu_client_free(client);
-    client = tu_open(dst.daemon, "n0");
-    r = nvme_drv_reattach(&drv, client, true);
-    ck_assert_msg(r == 0, "reattaching: %s", strerror(-r));
-    uint32_t csts = 0;
-    ck_assert_int_eq(nvme_drv_rd32(&drv, NVME_REG_CSTS, &csts), 0);
-    ck_assert_uint_eq(csts, NVME_CSTS_RDY);
+    tu_nvme_reattach(&drv, &client, dst.daemon, "n0");
     memset(nvme_drv_ptr(&drv, BUF_B), 0, 65536);
     c = rw(NVME_CMD_READ, 2000, 128, nvme_drv_iova(BUF_B), prp_list(LIST, BUF_B, 15));
     cmd_ok(1, &c, NULL);

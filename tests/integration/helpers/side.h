@@ -10,6 +10,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dbus-daemon.h"
 #include "testutil.h"
@@ -71,6 +72,29 @@ static inline int tu_side_call_device(struct tu_side *s, const char *id, const c
     if (r >= 0)
         r = sd_bus_call(s->bus, m, 60 * 1000000ull, error, NULL);
     return r;
+}
+
+/* Move device id from `from` to `to` (created incoming): Migrate into a
+ * temporary file, Incoming from it; both must succeed. The stream's size. */
+static inline off_t tu_side_migrate(struct tu_side *from, struct tu_side *to, const char *id)
+{
+    char file[] = "/tmp/muserd-stream-XXXXXX";
+    int fd = mkstemp(file);
+    ck_assert_int_ge(fd, 0);
+    unlink(file);
+    _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+    int r = tu_side_call_device(from, id, "Migrate", fd, &error);
+    if (r < 0)
+        test_daemon_dump_log(from->daemon, 4096);
+    ck_assert_msg(r >= 0, "Migrate: %s: %s", error.name, error.message);
+    off_t size = lseek(fd, 0, SEEK_END);
+    ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
+    r = tu_side_call_device(to, id, "Incoming", fd, &error);
+    if (r < 0)
+        test_daemon_dump_log(to->daemon, 4096);
+    ck_assert_msg(r >= 0, "Incoming: %s: %s", error.name, error.message);
+    close(fd);
+    return size;
 }
 
 #endif
