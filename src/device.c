@@ -221,6 +221,10 @@ int device_irq_lower(struct device *d)
     if (!device_live(d))
         return -ENOTCONN;
     pci_lower_intx(d->pci);
+    /* INTx is a level: one raised while the client had it masked and
+     * lowered since must not fire at the unmask (a guest whose handler
+     * finds nothing to do would see a storm of them). */
+    (void)vfu_server_irq_withdraw(d->server, VFIO_PCI_INTX_IRQ_INDEX, 0);
     return 0;
 }
 

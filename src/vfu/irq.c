@@ -265,6 +265,17 @@ int vfu_irqs_trigger(struct vfu_irqs *irqs, uint32_t index, uint32_t sub)
     return r;
 }
 
+int vfu_irqs_withdraw(struct vfu_irqs *irqs, uint32_t index, uint32_t sub)
+{
+    struct irq_vec *v = vec_get(irqs, index, sub);
+    if (!v)
+        return -EINVAL;
+    pthread_mutex_lock(&irqs->lock);
+    v->pending = false;
+    pthread_mutex_unlock(&irqs->lock);
+    return 0;
+}
+
 int vfu_irqs_unmask(struct vfu_irqs *irqs, uint32_t index, uint32_t sub)
 {
     struct irq_vec *v = vec_get(irqs, index, sub);

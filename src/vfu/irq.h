@@ -48,6 +48,13 @@ int vfu_irqs_set(struct vfu_irqs *irqs, const struct vfu_irq_set_req *req, struc
 int vfu_irqs_trigger(struct vfu_irqs *irqs, uint32_t index, uint32_t sub);
 
 /*
+ * Forget a pending index/sub: the device deasserted a level-triggered
+ * interrupt (INTx) before the client unmasked it, so the unmask must not
+ * deliver it. Any thread. -EINVAL for an index or sub it does not have.
+ */
+int vfu_irqs_withdraw(struct vfu_irqs *irqs, uint32_t index, uint32_t sub);
+
+/*
  * Unmask index/sub as the client's ACTION_UNMASK would, delivering a pending
  * interrupt. The loop calls it when the client's DATA_EVENTFD|ACTION_UNMASK
  * eventfd fires (VFIO's INTx resample: the guest's EOI unmasks INTx).

@@ -439,6 +439,11 @@ int vfu_server_irq_trigger(struct vfu_server *s, uint32_t index, uint32_t sub)
     return vfu_irqs_trigger(s->irqs, index, sub);
 }
 
+int vfu_server_irq_withdraw(struct vfu_server *s, uint32_t index, uint32_t sub)
+{
+    return vfu_irqs_withdraw(s->irqs, index, sub);
+}
+
 int vfu_server_dma_translate(struct vfu_server *s, uint64_t iova, uint64_t len, uint32_t prot,
                              void **ptr)
 {

@@ -147,6 +147,8 @@ void vfu_server_disconnect(struct vfu_server *server);
 
 /* Deliver an interrupt to the client (see vfu_irqs_trigger). */
 int vfu_server_irq_trigger(struct vfu_server *server, uint32_t index, uint32_t sub);
+/* The device deasserted it: no longer pending (see vfu_irqs_withdraw). */
+int vfu_server_irq_withdraw(struct vfu_server *server, uint32_t index, uint32_t sub);
 
 /* Guest memory access for the device; semantics of muserd_host_services. */
 typedef void (*vfu_dma_done_fn)(void *opaque, int status);

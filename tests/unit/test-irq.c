@@ -230,6 +230,31 @@ START_TEST(test_intx_automask)
 }
 END_TEST
 
+/* INTx is a level: raised while automasked and lowered before the unmask,
+ * it does not fire at the unmask (the guest's handler would find nothing:
+ * a storm of unhandled interrupts under QEMU). */
+START_TEST(test_intx_lowered_before_unmask)
+{
+    struct vfu_irqs *irqs = irqs_new();
+    int fd = efd();
+    const uint32_t unmask = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK;
+
+    ck_assert_int_eq(set_irqs(irqs, EVENTFD_TRIGGER, INTX, 0, 1, &fd, 1, NULL), 0);
+    ck_assert_int_eq(vfu_irqs_trigger(irqs, INTX, 0), 0);
+    ck_assert_uint_eq(drain(fd), 1);
+    ck_assert_int_eq(vfu_irqs_trigger(irqs, INTX, 0), 0); /* pending behind the mask */
+    ck_assert_int_eq(vfu_irqs_withdraw(irqs, INTX, 0), 0);
+    ck_assert_int_eq(set_irqs(irqs, unmask, INTX, 0, 1, NULL, 0, NULL), 0);
+    ck_assert_uint_eq(drain(fd), 0);
+    /* Unmasked and raised again: it fires. */
+    ck_assert_int_eq(vfu_irqs_trigger(irqs, INTX, 0), 0);
+    ck_assert_uint_eq(drain(fd), 1);
+    ck_assert_int_eq(vfu_irqs_withdraw(irqs, INTX, 1), -EINVAL);
+    vfu_irqs_free(irqs);
+    close(fd);
+}
+END_TEST
+
 START_TEST(test_disable_all)
 {
     struct vfu_irqs *irqs = irqs_new();
@@ -302,6 +327,7 @@ static Suite *irq_suite(void)
     tcase_add_test(tc, test_info);
     tcase_add_test(tc, test_trigger_eventfd);
     tcase_add_test(tc, test_mask_pending);
+    tcase_add_test(tc, test_intx_lowered_before_unmask);
     tcase_add_test(tc, test_intx_automask);
     tcase_add_test(tc, test_disable_all);
     tcase_add_test(tc, test_bad_requests);
