@@ -19,11 +19,11 @@
 
 #include "helpers/dbus-daemon.h"
 #include "helpers/side.h"
+#include "helpers/nvme-check.h"
 #include "helpers/nvme-driver.h"
 #include "helpers/testutil.h"
 
-#define NAME   "org.muserd1"
-#define DEVICE "org.muserd1.Device"
+#define NAME "org.muserd1"
 
 #define NS_SIZE   (16u << 20)
 #define NR_QUEUES 2
@@ -77,88 +77,48 @@ static void teardown(void)
 
 static uint16_t cmd(uint16_t qid, struct nvme_sqe *c, uint32_t *dw0)
 {
-    uint16_t status = 0xffff;
-    int r = nvme_drv_cmd(&drv, qid, c, &status, dw0);
-    if (r < 0)
-        test_daemon_dump_log(src.daemon, 4096);
-    ck_assert_msg(r == 0, "command %#x on queue %u: %s", c->opcode, qid, strerror(-r));
-    return status;
+    return tu_nvme_cmd(&drv, src.daemon, qid, c, dw0);
 }
 
 static void cmd_ok(uint16_t qid, struct nvme_sqe *c, uint32_t *dw0)
 {
-    uint16_t status = cmd(qid, c, dw0);
-    ck_assert_msg(status == 0, "command %#x on queue %u: status %#x", c->opcode, qid, status);
+    tu_nvme_cmd_ok(&drv, src.daemon, qid, c, dw0);
 }
 
 static void expect_status(uint16_t qid, struct nvme_sqe *c, uint16_t want, const char *what)
 {
-    uint16_t status = cmd(qid, c, NULL);
-    ck_assert_msg(status == want, "%s: status %#x, expected %#x", what, status, want);
+    tu_nvme_expect_status(&drv, src.daemon, qid, c, want, what);
 }
 
 static uint8_t *identify(uint32_t cns, uint32_t nsid)
 {
-    memset(nvme_drv_ptr(&drv, NVME_DRV_DATA), 0xee, 4096);
-    struct nvme_sqe c = {.opcode = NVME_ADM_IDENTIFY,
-                         .nsid = nsid,
-                         .prp1 = nvme_drv_iova(NVME_DRV_DATA),
-                         .cdw10 = cns};
-    cmd_ok(0, &c, NULL);
-    return nvme_drv_ptr(&drv, NVME_DRV_DATA);
+    return tu_nvme_identify(&drv, src.daemon, cns, nsid);
 }
 
 static void set_queues(uint16_t n)
 {
-    uint32_t dw0 = 0;
-    struct nvme_sqe c = {.opcode = NVME_ADM_SET_FEATURES,
-                         .cdw10 = NVME_FEAT_NUM_QUEUES,
-                         .cdw11 = (uint32_t)(n - 1) << 16 | (n - 1)};
-    cmd_ok(0, &c, &dw0);
-    ck_assert_uint_eq(dw0, (uint32_t)(n - 1) << 16 | (n - 1));
+    tu_nvme_set_queues(&drv, src.daemon, n);
 }
 
 static void create_queue(uint16_t qid)
 {
-    uint16_t status = 0xffff;
-    int r = nvme_drv_create_io_queue(&drv, qid, &status);
-    ck_assert_msg(r == 0 && status == 0, "creating I/O queue %u: %s, status %#x", qid, strerror(-r),
-                  status);
+    tu_nvme_create_queue(&drv, qid);
 }
 
-/* Read or write nlb blocks at slba from/to the data area at offset `off`
- * (PRP1 there, PRP2 the next page or a list the caller built). */
 static struct nvme_sqe rw(uint8_t opcode, uint64_t slba, uint32_t nlb, uint64_t prp1, uint64_t prp2)
 {
-    return (struct nvme_sqe){.opcode = opcode,
-                             .nsid = 1,
-                             .prp1 = prp1,
-                             .prp2 = prp2,
-                             .cdw10 = (uint32_t)slba,
-                             .cdw11 = (uint32_t)(slba >> 32),
-                             .cdw12 = nlb - 1};
-}
-
-/* Byte i of a pattern: differs between pages, so a page in the wrong place shows. */
-static uint8_t pat(uint8_t seed, size_t i)
-{
-    return (uint8_t)(seed + i * 13 + i / 4096);
+    return nvme_drv_rw(opcode, slba, nlb, prp1, prp2);
 }
 
 static void fill(uint64_t off, size_t len, uint8_t seed)
 {
-    uint8_t *p = nvme_drv_ptr(&drv, off);
-    for (size_t i = 0; i < len; i++)
-        p[i] = pat(seed, i);
+    tu_fill_pat(nvme_drv_ptr(&drv, off), len, seed);
 }
 
 /* [off, off+len) holds bytes from `first` on of the pattern. */
 static void check_pat(uint64_t off, size_t len, uint8_t seed, size_t first, const char *what)
 {
-    const uint8_t *p = nvme_drv_ptr(&drv, off);
-    for (size_t i = 0; i < len; i++)
-        ck_assert_msg(p[i] == pat(seed, first + i), "%s: byte %zu is %#x, expected %#x", what, i,
-                      p[i], pat(seed, first + i));
+    tu_check_pat(nvme_drv_ptr(&drv, off), len, seed, first, what);
 }
 
 static void check_fill(uint64_t off, size_t len, uint8_t seed, const char *what)
@@ -170,10 +130,7 @@ static void check_fill(uint64_t off, size_t len, uint8_t seed, const char *what)
  * (PRP1 covers the first page). */
 static uint64_t prp_list(uint64_t list_off, uint64_t data_off, uint32_t pages)
 {
-    uint64_t *list = nvme_drv_ptr(&drv, list_off);
-    for (uint32_t i = 0; i < pages; i++)
-        list[i] = nvme_drv_iova(data_off + 4096ull * (i + 1));
-    return nvme_drv_iova(list_off);
+    return nvme_drv_prp_list(&drv, list_off, data_off, pages);
 }
 
 #define BUF_A 0x200000ull
@@ -725,20 +682,6 @@ END_TEST
 
 /* ---- migration ----------------------------------------------------------- */
 
-static int call_device(struct tu_side *s, const char *id, const char *member, int fd,
-                       sd_bus_error *error)
-{
-    _cleanup_free_ char *path = NULL;
-    _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
-    ck_assert_int_ge(sd_bus_path_encode("/org/muserd1/device", id, &path), 0);
-    int r = sd_bus_message_new_method_call(s->bus, &m, NAME, path, DEVICE, member);
-    if (r >= 0 && fd >= 0)
-        r = sd_bus_message_append(m, "h", fd);
-    if (r >= 0)
-        r = sd_bus_call(s->bus, m, 60 * 1000000ull, error, NULL);
-    return r;
-}
-
 /* The controller moves with its queues mid-stream: the driver keeps its
  * queue positions, reconnects to the destination with the same guest
  * memory, and reads back what it wrote on the source. */
@@ -768,35 +711,11 @@ START_TEST(test_migration_keeps_data_and_queues)
     ck_assert_int_eq(nvme_drv_kick(&drv, 0), 0);
     usleep(20000);
 
-    char file[] = "/tmp/muserd-nvme-mig-XXXXXX";
-    int fd = mkstemp(file);
-    ck_assert_int_ge(fd, 0);
-    sd_bus_error error = SD_BUS_ERROR_NULL;
-    int r = call_device(&src, "n0", "Migrate", fd, &error);
-    ck_assert_msg(r >= 0, "Migrate: %s: %s", error.name, error.message);
-    sd_bus_error_free(&error);
-    off_t size = lseek(fd, 0, SEEK_END);
+    off_t size = tu_side_migrate(&src, &dst, "n0");
     ck_assert_int_ge(size, 65536 + 4096);
     /* Zero pages are left out: far less than the 16 MiB namespace. */
     ck_assert_int_lt(size, 1 << 20);
-    close(fd);
-    fd = open(file, O_RDONLY | O_CLOEXEC);
-    ck_assert_int_ge(fd, 0);
-    r = call_device(&dst, "n0", "Incoming", fd, &error);
-    if (r < 0)
-        test_daemon_dump_log(dst.daemon, 4096);
-    ck_assert_msg(r >= 0, "Incoming: %s: %s", error.name, error.message);
-    sd_bus_error_free(&error);
-    close(fd);
-    unlink(file);
-
-    vfu_client_free(client);
-    client = tu_open(dst.daemon, "n0");
-    r = nvme_drv_reattach(&drv, client, true);
-    ck_assert_msg(r == 0, "reattaching: %s", strerror(-r));
-    uint32_t csts = 0;
-    ck_assert_int_eq(nvme_drv_rd32(&drv, NVME_REG_CSTS, &csts), 0);
-    ck_assert_uint_eq(csts, NVME_CSTS_RDY);
+    tu_nvme_reattach(&drv, &client, dst.daemon, "n0");
     memset(nvme_drv_ptr(&drv, BUF_B), 0, 65536);
     c = rw(NVME_CMD_READ, 2000, 128, nvme_drv_iova(BUF_B), prp_list(LIST, BUF_B, 15));
     cmd_ok(1, &c, NULL);
@@ -829,11 +748,11 @@ static int migrate_to_dst(char **error_name)
     ck_assert_int_ge(fd, 0);
     unlink(file);
     sd_bus_error error = SD_BUS_ERROR_NULL;
-    int r = call_device(&src, "n0", "Migrate", fd, &error);
+    int r = tu_side_call_device(&src, "n0", "Migrate", fd, &error);
     ck_assert_msg(r >= 0, "Migrate: %s: %s", error.name, error.message);
     sd_bus_error_free(&error);
     ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
-    r = call_device(&dst, "n0", "Incoming", fd, &error);
+    r = tu_side_call_device(&dst, "n0", "Incoming", fd, &error);
     *error_name = error.name ? strdup(error.name) : NULL;
     sd_bus_error_free(&error);
     close(fd);
@@ -866,7 +785,7 @@ START_TEST(test_stopped_controller_is_silent)
     int fd = mkstemp(file);
     unlink(file);
     sd_bus_error error = SD_BUS_ERROR_NULL;
-    ck_assert_msg(call_device(&src, "n0", "Migrate", fd, &error) >= 0, "Migrate: %s",
+    ck_assert_msg(tu_side_call_device(&src, "n0", "Migrate", fd, &error) >= 0, "Migrate: %s",
                   error.message);
     close(fd);
     ck_assert_int_eq(nvme_drv_wr32(&drv, NVME_DOORBELL_BASE + 8 * 5, 1), 0);
@@ -876,7 +795,7 @@ START_TEST(test_stopped_controller_is_silent)
                   "the stopped controller posted a completion into guest memory");
     ck_assert_msg(tu_eventfd_read(drv.irq[0]) == 0, "the stopped controller raised an interrupt");
     /* Resumed, it delivers what it held: the event completes the AER. */
-    ck_assert_int_ge(call_device(&src, "n0", "Resume", -1, &error), 0);
+    ck_assert_int_ge(tu_side_call_device(&src, "n0", "Resume", -1, &error), 0);
     ck_assert_int_eq(nvme_drv_reap(&drv, 0, &cqe, TU_TIMEOUT_MS), 0);
     ck_assert_uint_eq(cqe.cid, aer_cid);
 }
@@ -962,7 +881,7 @@ START_TEST(test_sparse_namespace_stream_holds_what_was_written)
     int fd = mkstemp(file);
     unlink(file);
     sd_bus_error error = SD_BUS_ERROR_NULL;
-    ck_assert_msg(call_device(&src, "big", "Migrate", fd, &error) >= 0, "Migrate: %s",
+    ck_assert_msg(tu_side_call_device(&src, "big", "Migrate", fd, &error) >= 0, "Migrate: %s",
                   error.message);
     off_t len = lseek(fd, 0, SEEK_END);
     close(fd);

@@ -397,3 +397,12 @@ void nvme_drv_sgl_segment(struct nvme_drv *drv, struct nvme_sqe *cmd, uint64_t s
     cmd->flags = NVME_SQE_FLAGS_SGL;
     memcpy(&cmd->prp1, &d, sizeof(d));
 }
+
+uint64_t nvme_drv_prp_list(struct nvme_drv *drv, uint64_t list_off, uint64_t data_off,
+                           uint32_t pages)
+{
+    uint64_t *list = nvme_drv_ptr(drv, list_off);
+    for (uint32_t i = 0; i < pages; i++)
+        list[i] = nvme_drv_iova(data_off + 4096ull * (i + 1));
+    return nvme_drv_iova(list_off);
+}

@@ -128,6 +128,24 @@ static inline struct nvme_sgl_desc nvme_drv_sgl_block(uint64_t iova, uint32_t le
         .addr = iova, .len = len, .id = NVME_SGL_ID(NVME_SGL_DATA_BLOCK, 0)};
 }
 
+/* A Read, Write, Compare or Write Zeroes of nlb blocks at slba on namespace
+ * 1, its data at prp1 and prp2 (the next page, or a PRP list). */
+static inline struct nvme_sqe nvme_drv_rw(uint8_t opcode, uint64_t slba, uint32_t nlb,
+                                          uint64_t prp1, uint64_t prp2)
+{
+    return (struct nvme_sqe){.opcode = opcode,
+                             .nsid = 1,
+                             .prp1 = prp1,
+                             .prp2 = prp2,
+                             .cdw10 = (uint32_t)slba,
+                             .cdw11 = (uint32_t)(slba >> 32),
+                             .cdw12 = nlb - 1};
+}
+/* A PRP list at guest memory offset list_off for `pages` pages from
+ * data_off + 4096 on (PRP1 covers the page at data_off): its iova, for PRP2. */
+uint64_t nvme_drv_prp_list(struct nvme_drv *drv, uint64_t list_off, uint64_t data_off,
+                           uint32_t pages);
+
 /* The status of a CQE: SCT << 8 | SC. */
 static inline uint16_t nvme_drv_status(const struct nvme_cqe *cqe)
 {

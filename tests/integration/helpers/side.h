@@ -10,6 +10,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dbus-daemon.h"
 #include "testutil.h"
@@ -54,6 +55,46 @@ static inline void tu_side_stop(struct tu_side *s)
     s->daemon = NULL;
     test_bus_free(s->tbus);
     s->tbus = NULL;
+}
+
+/* Call org.muserd1.Device.member on device id, with fd as its argument (none
+ * when fd < 0): sd_bus_call()'s result, the error in *error. */
+static inline int tu_side_call_device(struct tu_side *s, const char *id, const char *member, int fd,
+                                      sd_bus_error *error)
+{
+    _cleanup_free_ char *path = NULL;
+    _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+    ck_assert_int_ge(sd_bus_path_encode("/org/muserd1/device", id, &path), 0);
+    int r = sd_bus_message_new_method_call(s->bus, &m, "org.muserd1", path, "org.muserd1.Device",
+                                           member);
+    if (r >= 0 && fd >= 0)
+        r = sd_bus_message_append(m, "h", fd);
+    if (r >= 0)
+        r = sd_bus_call(s->bus, m, 60 * 1000000ull, error, NULL);
+    return r;
+}
+
+/* Move device id from `from` to `to` (created incoming): Migrate into a
+ * temporary file, Incoming from it; both must succeed. The stream's size. */
+static inline off_t tu_side_migrate(struct tu_side *from, struct tu_side *to, const char *id)
+{
+    char file[] = "/tmp/muserd-stream-XXXXXX";
+    int fd = mkstemp(file);
+    ck_assert_int_ge(fd, 0);
+    unlink(file);
+    _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+    int r = tu_side_call_device(from, id, "Migrate", fd, &error);
+    if (r < 0)
+        test_daemon_dump_log(from->daemon, 4096);
+    ck_assert_msg(r >= 0, "Migrate: %s: %s", error.name, error.message);
+    off_t size = lseek(fd, 0, SEEK_END);
+    ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
+    r = tu_side_call_device(to, id, "Incoming", fd, &error);
+    if (r < 0)
+        test_daemon_dump_log(to->daemon, 4096);
+    ck_assert_msg(r >= 0, "Incoming: %s: %s", error.name, error.message);
+    close(fd);
+    return size;
 }
 
 #endif
