@@ -539,6 +539,73 @@ START_TEST(test_writes_reach_the_file)
 }
 END_TEST
 
+/* A loop device over a file in the test's directory (losetup prints its
+ * path into out): false, and the reason, where none can be made (no root,
+ * no loop driver). */
+static bool loop_attach(const char *file, char *out, size_t len, char *why, size_t why_len)
+{
+    char cmd[PATH_MAX + 64];
+    snprintf(cmd, sizeof(cmd), "losetup --find --show %s 2>&1", file);
+    FILE *p = popen(cmd, "r");
+    if (!p) {
+        snprintf(why, why_len, "popen: %s", strerror(errno));
+        return false;
+    }
+    char line[PATH_MAX] = "";
+    if (!fgets(line, sizeof(line), p))
+        line[0] = '\0';
+    int status = pclose(p);
+    line[strcspn(line, "\n")] = '\0';
+    if (status != 0 || strncmp(line, "/dev/loop", 9) != 0) {
+        snprintf(why, why_len, "losetup: %s", line);
+        return false;
+    }
+    snprintf(out, len, "%s", line);
+    return true;
+}
+
+static void loop_detach(const char *dev)
+{
+    char cmd[PATH_MAX + 32];
+    snprintf(cmd, sizeof(cmd), "losetup -d %s", dev);
+    if (system(cmd) != 0)
+        fprintf(stderr, "test-nvme-backing: could not detach %s\n", dev);
+}
+
+/* A block device as the backing: its size is the device's, writes reach
+ * the file under the loop device, the file's data reads back. */
+START_TEST(test_block_device)
+{
+    char f[PATH_MAX], dev[PATH_MAX], why[PATH_MAX + 32];
+    path_in(f, dir, "loop.img");
+    make_file(f, NS_BYTES);
+    write_file_pat(f, 4096, 8192, 7);
+    if (!loop_attach(f, dev, sizeof(dev), why, sizeof(why))) {
+        printf("test-nvme-backing: test_block_device: SKIP: no loop device here (%s)\n", why);
+        return;
+    }
+    create_backed("n0", dev, _i, "");
+    start_io(&src, "n0");
+    const uint8_t *id = tu_nvme_identify(&drv, src.daemon, NVME_ID_CNS_NS, 1);
+    uint64_t nsze;
+    memcpy(&nsze, id, 8);
+    ck_assert_uint_eq(nsze, NS_BYTES / 512);
+    memset(mem(BUF_B), 0, 8192);
+    ok(1, io(NVME_CMD_READ, 8, 16, BUF_B, LISTS));
+    tu_check_pat(mem(BUF_B), 8192, 7, 0, "8 KiB the file held, through the loop device");
+    write_64k(2, 2048, 8);
+    ok(1, flush);
+    /* The device is the caller's: detach it only once muserd let go. */
+    _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+    stop_io();
+    ck_assert_int_ge(sd_bus_call_method(src.bus, NAME, MANAGER_PATH, MANAGER, "DestroyDevice", &e,
+                                        NULL, "s", "n0"),
+                     0);
+    loop_detach(dev);
+    check_file_pat(f, 2048 * 512, 65536, 8, 0, "64 KiB written through the loop device");
+}
+END_TEST
+
 START_TEST(test_4k_blocks)
 {
     char f[PATH_MAX];
@@ -1055,6 +1122,7 @@ int main(void)
     tcase_add_loop_test(io, test_file_data_reads_back, 0, engines);
     tcase_add_loop_test(io, test_writes_reach_the_file, 0, engines);
     tcase_add_loop_test(io, test_4k_blocks, 0, engines);
+    tcase_add_loop_test(io, test_block_device, 0, engines);
     tcase_add_loop_test(io, test_read_only_file, 0, engines);
     tcase_add_loop_test(io, test_write_zeroes_and_deallocate, 0, engines);
     tcase_add_loop_test(io, test_tmpfs_file, 0, engines);
