@@ -266,7 +266,8 @@ integration-check:
 # unit suites, and integration suites against a ThreadSanitizer muserd (whose
 # devices run on I/O threads; a race makes it exit non-zero, failing the test).
 TSAN_TESTS := test-iothreads test-dma-guard test-dma-refs
-TSAN_INTEGRATION := test-threads test-races test-dbus test-lifecycle test-interrupts test-migration
+TSAN_INTEGRATION := test-threads test-races test-dbus test-lifecycle test-interrupts test-migration \
+                    test-nvme-backing
 TSAN_BINS = $(patsubst %,$(BUILD)/tests/unit/%,$(TSAN_TESTS)) \
             $(patsubst %,$(BUILD)/tests/integration/%,$(TSAN_INTEGRATION))
 tsan-tests: all $(TSAN_BINS) $(TEST_PLUGIN_SOS)
