@@ -228,6 +228,22 @@ int device_irq_lower(struct device *d)
     return 0;
 }
 
+int device_irq_mode(struct device *d)
+{
+    if (!device_live(d))
+        return MUSERD_IRQ_NONE;
+    switch (pci_irq_mode(d->pci)) {
+    case PCI_IRQ_MSIX:
+        return MUSERD_IRQ_MSIX;
+    case PCI_IRQ_MSI:
+        return MUSERD_IRQ_MSI;
+    case PCI_IRQ_INTX:
+        return MUSERD_IRQ_INTX;
+    default:
+        return MUSERD_IRQ_NONE;
+    }
+}
+
 int device_dma_translate(struct device *d, uint64_t iova, uint64_t len, uint32_t prot, void **ptr)
 {
     if (!device_live(d))

@@ -112,6 +112,9 @@ int device_region_access(struct device *d, uint32_t index, uint64_t offset, void
 /* Used by host.c to serve the plugin. */
 int device_irq_raise(struct device *d, uint32_t vector);
 int device_irq_lower(struct device *d);
+/* enum muserd_irq_mode: what the guest enabled (MUSERD_IRQ_NONE before the
+ * PCI model exists). */
+int device_irq_mode(struct device *d);
 int device_dma_translate(struct device *d, uint64_t iova, uint64_t len, uint32_t prot, void **ptr);
 /* Any thread (ABI 2 dma_get/dma_put/dma_mark_dirty). */
 int device_dma_get(struct device *d, struct muserd_dma_ref *ref);

@@ -148,6 +148,11 @@ static int host_irq_lower(struct muserd_host *h)
     return device_irq_lower(h->device);
 }
 
+static int host_irq_mode(struct muserd_host *h)
+{
+    return device_irq_mode(h->device);
+}
+
 static int on_watch(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
     struct muserd_watch *w = userdata;
@@ -282,6 +287,7 @@ const struct muserd_host_services host_services = {
     .dma_put = host_dma_put,
     .dma_mark_dirty = host_dma_mark_dirty,
     .quiesce_done = host_quiesce_done,
+    .irq_mode = host_irq_mode,
 };
 
 void host_init(struct muserd_host *h, struct device *d, sd_event *event, const char *id,

@@ -74,6 +74,14 @@ enum muserd_log_level {
     MUSERD_LOG_DEBUG = 7,
 };
 
+/* How the guest has the device interrupt (irq_mode()). */
+enum muserd_irq_mode {
+    MUSERD_IRQ_NONE = 0, /* nothing enabled: raises are held */
+    MUSERD_IRQ_INTX = 1,
+    MUSERD_IRQ_MSI = 2,
+    MUSERD_IRQ_MSIX = 3,
+};
+
 /* Access rights for dma_translate() and dma_get(). */
 #define MUSERD_DMA_READ  0x1u
 #define MUSERD_DMA_WRITE 0x2u
@@ -238,6 +246,14 @@ struct muserd_host_services {
      * complete (status 0) or failed (a negative errno). Call it once.
      */
     void (*quiesce_done)(struct muserd_host *host, int status);
+
+    /*
+     * Device thread: the interrupt mechanism the guest has on now
+     * (enum muserd_irq_mode): MSI-X, else MSI, else INTx unless disabled in
+     * the command register. Newer than ABI 2's first hosts: check
+     * MUSERD_HAS_SERVICE(services, irq_mode).
+     */
+    int (*irq_mode)(struct muserd_host *host);
 };
 
 /* One memory-mappable piece of a BAR, relative to the BAR's start. */

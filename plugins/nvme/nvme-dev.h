@@ -65,6 +65,8 @@
  * about half a second of nothing): an idle controller wakes ~30 times a
  * second, and the first command after a long pause waits up to 32 ms. */
 #define NVME_IDLE_TICKS_PER_STEP 16
+/* INTx raised and no CQ head moved since: the next waits this long at most. */
+#define NVME_INTX_REFIRE_USEC    10000
 #define NVME_IDLE_TICK_MAX_SHIFT 5
 
 struct nvme_sq {
@@ -170,6 +172,8 @@ struct nvme_dev {
     bool shutdown_flushing;
     struct nvme_aio_req shutdown_flush;
     bool irq_asserted; /* raised since every CQ was last caught up (INTx) */
+    bool intx_fired;   /* INTx raised, no CQ head moved since (nvme_irq_flush) */
+    uint64_t intx_fired_usec;
     bool fatal_logged;
     bool memory_wait_logged; /* "commands wait for guest memory" said */
     uint32_t rr_first;       /* the I/O queue (less 1) a poll round serves first */

@@ -74,11 +74,37 @@ bool nvme_post(struct nvme_dev *d, uint16_t sqid, uint16_t cid, const struct nvm
     return r == 0;
 }
 
+static bool on_intx(const struct nvme_dev *d)
+{
+    return MUSERD_HAS_SERVICE(d->svc, irq_mode) && d->svc->irq_mode(d->host) == MUSERD_IRQ_INTX;
+}
+
+/*
+ * INTx under QEMU: QEMU asserts the guest's line when our eventfd fires,
+ * from its main loop, and ends it only at the guest's next register
+ * access. An INTx raised for completions that the handler of the previous
+ * one then takes anyway reaches a guest with nothing to do: its handler
+ * touches no register, the line stays up, and the guest takes thousands
+ * of unhandled interrupts. So once INTx is raised, the next waits until
+ * the host has moved a CQ head (its handler ran), or NVME_INTX_REFIRE_USEC
+ * has passed (a lost interrupt is raised again).
+ */
+static bool intx_held(struct nvme_dev *d)
+{
+    if (!d->intx_fired)
+        return false;
+    if (d->svc->now_usec(d->host) - d->intx_fired_usec < NVME_INTX_REFIRE_USEC)
+        return true;
+    d->intx_fired = false;
+    return false;
+}
+
 void nvme_irq_flush(struct nvme_dev *d)
 {
     /* Quiesced: no interrupt; the first round after resuming raises it. */
     if (d->quiesced)
         return;
+    int intx = -1; /* on INTx: asked once, when there is something to raise */
     for (uint32_t q = 0; q <= d->nr_queues; q++) {
         struct nvme_cq *cq = &d->cq[q];
         if (!cq->valid || !cq->irq_pending || !cq->ien)
@@ -86,6 +112,15 @@ void nvme_irq_flush(struct nvme_dev *d)
         /* INTMS masks pin and MSI vectors; an MSI-X host never sets it. */
         if (d->intms & (1u << (cq->iv & 31)))
             continue;
+        if (intx < 0)
+            intx = on_intx(d);
+        /* INTx is a level: entries the host took already raise nothing. */
+        if (intx && cq->head == cq->tail) {
+            cq->irq_pending = false;
+            continue;
+        }
+        if (intx && intx_held(d))
+            continue; /* irq_pending stays: raised when the hold ends */
         cq->irq_pending = false;
         int r = d->svc->irq_raise(d->host, cq->iv);
         /* With INTx or single-vector MSI every queue shares vector 0. */
@@ -93,6 +128,10 @@ void nvme_irq_flush(struct nvme_dev *d)
             r = d->svc->irq_raise(d->host, 0);
         if (r == 0)
             d->irq_asserted = true;
+        if (r == 0 && intx) {
+            d->intx_fired = true;
+            d->intx_fired_usec = d->svc->now_usec(d->host);
+        }
     }
 }
 
@@ -155,6 +194,8 @@ static void cq_update_heads(struct nvme_dev *d)
             continue;
         }
         cq->bad_head = UINT32_MAX;
+        if (head != cq->head)
+            d->intx_fired = false; /* the host's handler ran: INTx may come again */
         cq->head = head;
     }
 }
@@ -343,5 +384,13 @@ void nvme_doorbell_write(struct nvme_dev *d, uint32_t index, uint32_t value)
         return;
     }
     __atomic_store_n(&d->db[index], htole32(value), __ATOMIC_RELEASE);
+    /* A CQ head written through the socket is, under QEMU, the access
+     * that ends the guest's INTx handler: QEMU unmasks INTx right after
+     * it. A round now lowers the line if the host has caught up, before
+     * that unmask would fire it again for nothing (a storm of unhandled
+     * interrupts: the handler finds nothing, touches no register, and so
+     * never ends the level). */
+    if (is_cq && d->irq_asserted)
+        (void)nvme_poll(d);
     nvme_kick(d);
 }

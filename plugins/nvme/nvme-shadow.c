@@ -109,6 +109,18 @@ void nvme_shadow_config(struct nvme_dev *d, const struct nvme_sqe *cmd, struct n
         res->status = NVME_SC_INVALID_FIELD; /* the spec: both must be page aligned */
         return;
     }
+    /* QEMU ends an INTx (deasserts the line, unmasks it) only when the guest
+     * next touches a register; a guest on shadow doorbells touches none in
+     * its handler, and the line stays up: a storm of unhandled interrupts.
+     * Under INTx the host keeps to MMIO doorbells (Linux goes on without
+     * the config when it fails). */
+    if (MUSERD_HAS_SERVICE(d->svc, irq_mode) && d->svc->irq_mode(d->host) == MUSERD_IRQ_INTX) {
+        d->svc->log(d->host, MUSERD_LOG_INFO,
+                    "nvme: Doorbell Buffer Config refused: the controller interrupts through "
+                    "INTx, which QEMU ends only at a register access");
+        res->status = NVME_SC_CMD_SEQ_ERROR;
+        return;
+    }
     /* The initial EventIdx entries are written now, so pages the controller
      * cannot reach fail the command as data pointers do. */
     struct muserd_dma_ref db = page_ref(d, db_addr, MUSERD_DMA_READ);

@@ -1134,6 +1134,7 @@ START_TEST(test_nvme_intx)
     ck_assert_uint_eq(nvme_value(&nvme_4k, "INTX", "msi_irqs"), 0);
     unsigned long long irqs = nvme_value(&nvme_4k, "INTX", "irqs");
     unsigned long long ios = nvme_value(&nvme_4k, "INTX", "ios");
+    printf("test-guest: the INTx nvme device: %llu interrupts for %llu requests\n", irqs, ios);
     ck_assert_msg(ios >= 16 && irqs >= 16,
                   "the INTx device completed %llu requests with %llu interrupts on its line", ios,
                   irqs);

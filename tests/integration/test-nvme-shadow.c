@@ -9,6 +9,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <linux/pci_regs.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -224,6 +225,27 @@ START_TEST(test_unmapped_shadow_pages_wait)
 }
 END_TEST
 
+/* A controller on INTx refuses the config (Command Sequence Error): QEMU
+ * ends an INTx only at a register access, which shadow doorbells would
+ * take from the guest's handler. MSI-X back on, it takes it. */
+START_TEST(test_intx_refuses_the_config)
+{
+    start();
+    uint8_t msix = tu_find_cap(client, PCI_CAP_ID_MSIX);
+    uint16_t flags = tu_rd16(client, TU_CFG, msix + PCI_MSIX_FLAGS);
+    tu_wr16(client, TU_CFG, msix + PCI_MSIX_FLAGS, flags & ~PCI_MSIX_FLAGS_ENABLE);
+    uint16_t status = 0xffff;
+    ck_assert_int_eq(nvme_drv_dbbuf_config(&drv, &status), 0);
+    ck_assert_uint_eq(status, NVME_SC_CMD_SEQ_ERROR);
+    ck_assert(!drv.shadow);
+    tu_assert_log(src.daemon, "Doorbell Buffer Config refused");
+    tu_wr16(client, TU_CFG, msix + PCI_MSIX_FLAGS, flags);
+    configure();
+    create_queue(1);
+    write_read(1, 8, 3);
+}
+END_TEST
+
 START_TEST(test_reset_forgets_the_config)
 {
     start();
@@ -306,6 +328,7 @@ int main(void)
     tcase_add_test(tc, test_io_through_shadow_doorbells);
     tcase_add_test(tc, test_bad_buffer_pointers);
     tcase_add_test(tc, test_unmapped_shadow_pages_wait);
+    tcase_add_test(tc, test_intx_refuses_the_config);
     tcase_add_test(tc, test_reset_forgets_the_config);
     tcase_add_test(tc, test_migration_carries_the_config);
     suite_add_tcase(s, tc);
