@@ -17,7 +17,9 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include "nvme-aio.h"
@@ -48,13 +50,22 @@ static int backing_size(int fd, const struct stat *st, uint64_t *size)
     return -ENOTBLK; /* neither: a directory, a FIFO, a character device */
 }
 
+/* A file in memory (tmpfs, ramfs) has no cache to bypass and no disk to
+ * wait on: it is opened buffered and read and written at once, a copy as
+ * for a RAM namespace (nvme-io-file.c). */
+static bool in_memory(int fd)
+{
+    struct statfs fs;
+    return fstatfs(fd, &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
+}
+
 /* Open path for the namespace: only a regular file or a block device, and
  * without waiting (a FIFO would block the I/O thread until a writer came;
  * O_NONBLOCK makes its open return, and the type check refuses it), then
  * O_DIRECT where the file takes it and our blocks fit it (fcntl may set
  * O_DIRECT on an open file; a file system without it refuses). */
 static int open_backing(const char *path, bool read_only, uint32_t block_size, uint64_t *size,
-                        bool *direct)
+                        bool *direct, bool *memory)
 {
     int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY;
     struct stat st;
@@ -69,7 +80,8 @@ static int open_backing(const char *path, bool read_only, uint32_t block_size, u
         close(fd);
         return r;
     }
-    *direct = fcntl(fd, F_SETFL, O_DIRECT) == 0 && direct_fits(fd, block_size);
+    *memory = in_memory(fd);
+    *direct = !*memory && fcntl(fd, F_SETFL, O_DIRECT) == 0 && direct_fits(fd, block_size);
     if (!*direct && fcntl(fd, F_SETFL, 0) < 0) {
         r = -errno;
         close(fd);
@@ -97,7 +109,8 @@ int nvme_backing_open(struct nvme_dev *d, const char *path, uint32_t block_size,
     uint64_t size;
     bool direct;
 
-    int fd = open_backing(path, read_only, block_size, &size, &direct);
+    bool memory;
+    int fd = open_backing(path, read_only, block_size, &size, &direct, &memory);
     if (fd == -ENOTBLK) {
         svc->set_error(d->host, "nvme: \"backing\" %s must be a regular file or a block device",
                        path);
@@ -140,8 +153,13 @@ int nvme_backing_open(struct nvme_dev *d, const char *path, uint32_t block_size,
     d->ns.nr_blocks = size / block_size;
     d->ns.read_only = read_only;
     d->ns.direct = direct;
+    d->ns.in_memory = memory;
     svc->log(d->host, MUSERD_LOG_INFO, "nvme: namespace on %s: %" PRIu64 " bytes, %s, %s", path,
-             size, direct ? "O_DIRECT" : "buffered", nvme_aio_name(d->aio));
+             size,
+             memory   ? "in memory (tmpfs): copied at once"
+             : direct ? "O_DIRECT"
+                      : "buffered",
+             nvme_aio_name(d->aio));
     return 0;
 }
 

@@ -12,7 +12,8 @@
  *              not a tmpfs; without one the row says SKIP.
  * The backing files are written in full first (and dropped from the page
  * cache), so reads hit real blocks; the device opens them O_DIRECT where
- * the file system takes it (the table's head says how each went). Before
+ * the file system takes it, and a tmpfs file buffered, copied at once
+ * without the engine (the table's head says how each went). Before
  * timing, each file-backed namespace is checked: blocks the bench wrote
  * into the file read back through NVMe, and blocks written through NVMe
  * read back from the file with pread, so a broken file path cannot print
@@ -224,7 +225,7 @@ static void remove_backing(struct ns *ns)
 /* ", O_DIRECT, io_uring" from the device's log line about the file. */
 static void note_mode(struct test_daemon *d, struct ns *ns)
 {
-    static const char *const modes[] = {"O_DIRECT", "buffered"};
+    static const char *const modes[] = {"O_DIRECT", "buffered", "in memory"};
     static const char *const engines[] = {"io_uring", "threads"};
     for (size_t m = 0; m < ELEMENTSOF(modes); m++)
         for (size_t e = 0; e < ELEMENTSOF(engines); e++)
