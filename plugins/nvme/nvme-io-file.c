@@ -14,6 +14,11 @@
  * flight holds a slot of its CQ (cq->reserved) so that its completion
  * always has room.
  *
+ * A transfer that cannot wait on a disk skips the engine: a file in memory
+ * (tmpfs) is read and written at once, and so is a buffered read whose
+ * pages are cached (RWF_NOWAIT); the command then completes in the round
+ * that fetched it, as on a RAM namespace.
+ *
  * Write Zeroes and deallocate punch holes; a file that refuses
  * (EOPNOTSUPP) gets zeros written instead, from then on.
  *
@@ -65,8 +70,10 @@ static uint16_t errno_status(const struct file_cmd *c, int64_t err)
     case ENOSPC:
     case EDQUOT:
         return NVME_SC_CAPACITY_EXCEEDED;
-    case EIO:
-        return c->sqe.opcode == NVME_CMD_WRITE ? NVME_SC_WRITE_FAULT : NVME_SC_UNRECOVERED_READ;
+    case EIO: /* Read and Compare read; the others write */
+        return c->sqe.opcode == NVME_CMD_READ || c->sqe.opcode == NVME_CMD_COMPARE
+                   ? NVME_SC_UNRECOVERED_READ
+                   : NVME_SC_WRITE_FAULT;
     default:
         return NVME_SC_INTERNAL;
     }
