@@ -134,10 +134,15 @@ int nvme_backing_open(struct nvme_dev *d, const char *path, uint32_t block_size,
         return -EINVAL;
     }
     int r = nvme_aio_new(kind, fd, NVME_AIO_DEPTH, &d->aio);
+    if (r < 0 && kind == NVME_AIO_IO_URING) {
+        svc->set_error(d->host,
+                       "nvme: \"aio\": \"io_uring\" cannot be had here (%s: seccomp, "
+                       "kernel.io_uring_disabled or an old kernel); \"auto\" falls back to threads",
+                       strerror(-r));
+        return -EINVAL; /* the config asks for what this host does not give */
+    }
     if (r < 0) {
-        svc->set_error(d->host, "nvme: cannot set up %s for the backing file: %s",
-                       kind == NVME_AIO_IO_URING ? "io_uring (\"aio\": \"io_uring\")"
-                                                 : "asynchronous I/O",
+        svc->set_error(d->host, "nvme: cannot set up asynchronous I/O for the backing file: %s",
                        strerror(-r));
         return r;
     }

@@ -921,6 +921,48 @@ static void expect_refused(const char *json, const char *named, const char *or_n
     }
 }
 
+/* Where io_uring cannot be had (here: kernel.io_uring_disabled, as a
+ * seccomp filter would), "auto" runs on the thread pool, and "io_uring"
+ * asked for by name is refused by name. */
+START_TEST(test_auto_falls_back_to_threads)
+{
+    static const char knob[] = "/proc/sys/kernel/io_uring_disabled";
+    char f[PATH_MAX], old[16] = "";
+    FILE *k = fopen(knob, "r+");
+    if (!k || !fgets(old, sizeof(old), k)) {
+        printf("test-nvme-backing: test_auto_falls_back_to_threads: SKIP: cannot change %s\n",
+               knob);
+        if (k)
+            fclose(k);
+        return;
+    }
+    path_in(f, dir, "ns.img");
+    make_file(f, NS_BYTES);
+    _cleanup_free_ char *auto_json = backed_config(f, -1, "");
+    _cleanup_free_ char *uring_json = backed_config(f, 1, "");
+    _cleanup_(sd_bus_error_free) sd_bus_error e1 = SD_BUS_ERROR_NULL, e2 = SD_BUS_ERROR_NULL;
+    /* io_uring off only while the two devices are created. */
+    rewind(k);
+    bool off = fputs("2\n", k) >= 0 && fflush(k) == 0;
+    int r_auto = create_device(&src, "n0", auto_json, &e1);
+    int r_uring = create_device(&src, "n1", uring_json, &e2);
+    rewind(k);
+    bool restored = fputs(old, k) >= 0 && fflush(k) == 0;
+    fclose(k);
+    ck_assert_msg(off && restored, "could not switch %s", knob);
+    ck_assert_msg(r_auto >= 0, "\"auto\" without io_uring: %s: %s", e1.name, e1.message);
+    tu_assert_log_line(src.daemon, "n0: nvme: namespace on", f, "threads");
+    ck_assert_msg(r_uring < 0, "\"io_uring\" was created without io_uring");
+    ck_assert_str_eq(e2.name, "org.muserd1.Error.InvalidConfig");
+    ck_assert_msg(strstr(e2.message, "io_uring"), "the error does not say io_uring: %s",
+                  e2.message);
+    start_io(&src, "n0");
+    write_64k(1, 100, 9);
+    ok(1, flush);
+    check_file_pat(f, 100 * 512, 65536, 9, 0, "64 KiB written through the thread pool");
+}
+END_TEST
+
 START_TEST(test_bad_config)
 {
     char missing[PATH_MAX], small[PATH_MAX], unreadable[PATH_MAX], good[3][PATH_MAX];
@@ -1133,6 +1175,7 @@ int main(void)
     tcase_add_loop_test(io, test_disconnect_with_commands_in_flight, 0, engines);
     TCase *device = test_case(s, "device");
     tcase_add_test(device, test_bad_config);
+    tcase_add_test(device, test_auto_falls_back_to_threads);
     tcase_add_test(device, test_fifo_is_refused);
     tcase_add_test(device, test_migration_shares_the_file);
     tcase_add_test(device, test_migration_doorbell_rung_while_stopped);
