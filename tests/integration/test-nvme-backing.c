@@ -921,12 +921,14 @@ static void expect_refused(const char *json, const char *named, const char *or_n
     }
 }
 
+static const char io_uring_knob[] = "/proc/sys/kernel/io_uring_disabled";
+
 /* Where io_uring cannot be had (here: kernel.io_uring_disabled, as a
  * seccomp filter would), "auto" runs on the thread pool, and "io_uring"
  * asked for by name is refused by name. */
 START_TEST(test_auto_falls_back_to_threads)
 {
-    static const char knob[] = "/proc/sys/kernel/io_uring_disabled";
+    const char *knob = io_uring_knob;
     char f[PATH_MAX], old[16] = "";
     FILE *k = fopen(knob, "r+");
     if (!k || !fgets(old, sizeof(old), k)) {
@@ -1186,7 +1188,20 @@ int main(void)
         perror("mkdtemp");
         return EXIT_FAILURE;
     }
+    /* The fallback test switches io_uring off for the whole machine for a
+     * moment: whatever happens to that test's process, it is back on after. */
+    char knob_was[16] = "";
+    FILE *k = fopen(io_uring_knob, "r");
+    if (k && !fgets(knob_was, sizeof(knob_was), k))
+        knob_was[0] = '\0';
+    if (k)
+        fclose(k);
     int r = tu_run_suite(s);
+    k = knob_was[0] ? fopen(io_uring_knob, "w") : NULL;
+    if (k) {
+        fputs(knob_was, k);
+        fclose(k);
+    }
     remove_tree(base_dir[0]);
     remove_tree(base_dir[1]);
     return r;
