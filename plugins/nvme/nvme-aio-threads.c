@@ -188,31 +188,34 @@ static void pool_commit(struct nvme_aio *aio)
     /* Each submit already woke a worker. */
 }
 
-static unsigned pool_reap(struct nvme_aio *aio, bool wait, nvme_aio_done_fn done, void *opaque)
+/* The workers' finished requests, as a list the caller now owns. */
+static struct nvme_aio_req *take_finished(struct pool *p)
 {
-    struct pool *p = aio->priv;
-    uint64_t ticks;
-    unsigned n = 0;
-
     pthread_mutex_lock(&p->lock);
     struct nvme_aio_req *req = p->finished.head;
     list_init(&p->finished);
     __atomic_store_n(&p->nr_finished, 0, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&p->lock);
+    return req;
+}
+
+static unsigned pool_reap(struct nvme_aio *aio, bool wait, nvme_aio_done_fn done, void *opaque)
+{
+    struct pool *p = aio->priv;
+    unsigned n = 0;
+
+    struct nvme_aio_req *req = take_finished(p);
     if (!req && wait) {
         /* Blocking is for the end only (nvme_aio_free): a worker's next
          * hand-back writes the eventfd. */
         struct pollfd pfd = {.fd = p->event_fd, .events = POLLIN};
         while (poll(&pfd, 1, -1) < 0 && errno == EINTR)
             ;
-        if (read(p->event_fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN) {
-            /* As above. */
+        eventfd_t ticks;
+        if (eventfd_read(p->event_fd, &ticks) < 0) {
+            /* Emptied already: the list is what counts. */
         }
-        pthread_mutex_lock(&p->lock);
-        req = p->finished.head;
-        list_init(&p->finished);
-        __atomic_store_n(&p->nr_finished, 0, __ATOMIC_RELAXED);
-        pthread_mutex_unlock(&p->lock);
+        req = take_finished(p);
     }
     while (req) {
         struct nvme_aio_req *next = req->next;

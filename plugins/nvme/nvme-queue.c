@@ -390,7 +390,7 @@ void nvme_doorbell_write(struct nvme_dev *d, uint32_t index, uint32_t value)
      * that unmask would fire it again for nothing (a storm of unhandled
      * interrupts: the handler finds nothing, touches no register, and so
      * never ends the level). */
-    if (is_cq && d->irq_asserted)
+    if (is_cq && d->irq_asserted && on_intx(d))
         (void)nvme_poll(d);
     nvme_kick(d);
 }

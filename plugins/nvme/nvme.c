@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The "nvme" device model: an NVMe 1.4 controller with one namespace, in
- * RAM or on a backing file or block device. BAR0 holds the registers (trapped) and the doorbells (a
- * page the client may map); BAR4 the MSI-X table, one vector per I/O queue plus the admin queue.
- * This file: config, create, the device ops, the plugin entry.
+ * RAM or on a backing file or block device. BAR0 holds the registers
+ * (trapped) and the doorbells (a page the client may map); BAR4 the MSI-X
+ * table, one vector per I/O queue plus the admin queue. This file: config,
+ * create, the device ops, the plugin entry.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -131,15 +132,10 @@ static int read_backing(struct nvme_dev *d, struct ns_config *ns)
     const char *aio = "auto";
     uint64_t size;
 
-    int r = d->svc->config_string(d->host, "backing", &ns->backing);
-    if (r == -ENOENT) {
+    /* The host checked the types: a key is there or not (-ENOENT). */
+    if (d->svc->config_string(d->host, "backing", &ns->backing) < 0)
         ns->backing = NULL;
-        r = 0;
-    }
-    if (r >= 0)
-        r = d->svc->config_string(d->host, "aio", &aio);
-    if (r < 0 && r != -ENOENT)
-        return r;
+    (void)d->svc->config_string(d->host, "aio", &aio);
     if (ns->backing && ns->backing[0] == '\0') {
         d->svc->set_error(d->host, "nvme: \"backing\" must name a file or a block device");
         return -EINVAL;
@@ -164,10 +160,9 @@ static int read_config(struct nvme_dev *d, struct ns_config *ns)
     int r;
 
     r = read_backing(d, ns);
-    if (r == -EINVAL)
+    if (r < 0)
         return r; /* said */
-    if (r >= 0)
-        r = config_uint(d, "size", NVME_SIZE_DEFAULT, &ns->size);
+    r = config_uint(d, "size", NVME_SIZE_DEFAULT, &ns->size);
     if (r >= 0)
         r = config_uint(d, "block_size", 512, &bs);
     if (r >= 0)
