@@ -176,7 +176,7 @@ static int read_finish(struct nvme_dev *d, struct file_cmd *c)
     return sc;
 }
 
-/* The next file-backed namespace after c->ns (from the first with NULL), or NULL. */
+/* The first file-backed namespace after `after` (with NULL: the first of all), or NULL. */
 static struct nvme_ns *next_file_ns(struct nvme_dev *d, const struct nvme_ns *after)
 {
     for (uint32_t i = after ? (uint32_t)(after - d->ns) + 1 : 0; i < NVME_MAX_NS; i++)
