@@ -195,34 +195,14 @@ static struct nvme_sqe deallocate(const uint64_t (*ranges)[2], uint32_t n)
                              .cdw11 = 1u << 2};
 }
 
-/* Queue c on qid without ringing: its cid. */
 static uint16_t submit(uint16_t qid, struct nvme_sqe c)
 {
-    uint16_t cid;
-    ck_assert_int_eq(nvme_drv_queue_cmd(&drv, qid, &c, &cid), 0);
-    return cid;
+    return tu_nvme_submit(&drv, qid, c);
 }
 
-/* n completions on qid, each successful, each for one of the n cids. */
 static void reap_all(uint16_t qid, const uint16_t *cids, int n)
 {
-    bool seen[64] = {false};
-    ck_assert_int_le(n, 64);
-    for (int k = 0; k < n; k++) {
-        struct nvme_cqe cqe;
-        int r = nvme_drv_reap(&drv, qid, &cqe, TU_TIMEOUT_MS);
-        if (r < 0)
-            test_daemon_dump_log(side->daemon, 4096);
-        ck_assert_msg(r == 0, "queue %u: completion %d of %d: %s", qid, k + 1, n, strerror(-r));
-        int i = 0;
-        while (i < n && cids[i] != cqe.cid)
-            i++;
-        ck_assert_msg(i < n && !seen[i], "queue %u: a completion for cid %u, not one outstanding",
-                      qid, cqe.cid);
-        seen[i] = true;
-        ck_assert_msg(nvme_drv_status(&cqe) == 0, "queue %u: command %d: status %#x", qid, i,
-                      nvme_drv_status(&cqe));
-    }
+    tu_nvme_reap_all(&drv, side->daemon, qid, cids, n);
 }
 
 /* n commands on qid rung at once and never reaped: 16 KiB Writes from
