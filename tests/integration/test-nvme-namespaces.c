@@ -153,19 +153,26 @@ static uint32_t block_of(uint32_t nsid)
 }
 
 /* A Read, Write or Compare of nlb blocks at slba of namespace nsid, its
- * data at guest offset buf (page aligned) on, a PRP list at LIST when it
- * takes one. */
-static struct nvme_sqe io(uint32_t nsid, uint8_t opcode, uint64_t slba, uint32_t nlb, uint64_t buf)
+ * data at guest offset buf (page aligned) on, a PRP list at guest offset
+ * list when it takes one. */
+static struct nvme_sqe io_listed(uint32_t nsid, uint8_t opcode, uint64_t slba, uint32_t nlb,
+                                 uint64_t buf, uint64_t list)
 {
     uint32_t pages = (uint32_t)(((uint64_t)nlb * block_of(nsid) + 4095) / 4096);
     uint64_t prp2 = 0;
     if (pages == 2)
         prp2 = nvme_drv_iova(buf + 4096);
     else if (pages > 2)
-        prp2 = nvme_drv_prp_list(&drv, LIST, buf, pages - 1);
+        prp2 = nvme_drv_prp_list(&drv, list, buf, pages - 1);
     struct nvme_sqe c = nvme_drv_rw(opcode, slba, nlb, nvme_drv_iova(buf), prp2);
     c.nsid = nsid;
     return c;
+}
+
+/* The same, one at a time: the PRP list at LIST. */
+static struct nvme_sqe io(uint32_t nsid, uint8_t opcode, uint64_t slba, uint32_t nlb, uint64_t buf)
+{
+    return io_listed(nsid, opcode, slba, nlb, buf, LIST);
 }
 
 static struct nvme_sqe write_zeroes(uint32_t nsid, uint64_t slba, uint32_t nlb)
@@ -311,6 +318,10 @@ static void check_identify(const struct layout *l)
         snprintf(what, sizeof(what), "the active list above nsid %u after its %u entries", from, k);
         tu_check_zero(id + 4 * k, NVME_ID_SIZE - 4 * k, what);
     }
+    tu_check_zero(identify(NVME_ID_CNS_NS_ACTIVE_LIST, last + 1), NVME_ID_SIZE,
+                  "the active list above NN");
+    tu_check_zero(identify(NVME_ID_CNS_NS_ACTIVE_LIST, 0x1000), NVME_ID_SIZE,
+                  "the active list above nsid 0x1000");
 
     for (uint32_t n = 1; n <= last; n++) {
         const struct ns_want *w = &l->ns[n];
@@ -362,12 +373,12 @@ static void check_layout_io(const struct layout *l)
         block_bytes[n] = l->ns[n].bytes ? l->ns[n].block : 512;
     for (uint32_t n = 1; n <= last; n++) {
         const struct ns_want *w = &l->ns[n];
-        uint64_t end = w->bytes / w->block;
         snprintf(what, sizeof(what), "%s: nsid %u", l->json, n);
         if (!w->bytes) {
             expect(io(n, NVME_CMD_READ, 0, 1, BUF_B), NVME_SC_INVALID_NS, what);
             continue;
         }
+        uint64_t end = w->bytes / w->block;
         if (w->read_only)
             expect(io(n, NVME_CMD_WRITE, end - 1, 1, BUF_A), NVME_SC_NS_WRITE_PROTECTED, what);
         else
@@ -592,8 +603,9 @@ START_TEST(test_mixed_kinds)
 END_TEST
 
 /* Two namespaces on two files: each file holds its own namespace's data,
- * and a Flush of every namespace succeeds. */
-START_TEST(test_flush_all_two_files)
+ * Write Zeroes and deallocate zero their own file alone, a Flush of every
+ * namespace succeeds, and a destroy lets go of both files. */
+START_TEST(test_two_files)
 {
     char f1[PATH_MAX], f2[PATH_MAX];
     tu_make_file(tu_path_in(f1, dir, "ns1.img"), 2 * MIB);
@@ -615,8 +627,103 @@ START_TEST(test_flush_all_two_files)
     ok(flush(2), "a Flush of ns 2");
     tu_check_file_pat(f1, 1000 * 512, 65536, 32, 0, "ns 1's write in its file");
     tu_check_file_pat(f2, 1000 * 512, 65536, 33, 0, "ns 2's write in its file");
-    tu_check_file_pat(f1, 0, 65536, 30, 0, "ns 1's file's first 64 KiB");
-    tu_check_file_pat(f2, 0, 65536, 31, 0, "ns 2's file's first 64 KiB");
+
+    ok(write_zeroes(2, 1000, 16), "Write Zeroes of ns 2's blocks 1000-1015");
+    ok(deallocate(1, 0, 16), "a deallocate of ns 1's blocks 0-15");
+    tu_check_file_zero(f2, 1000 * 512, 8192, "ns 2's file after Write Zeroes");
+    tu_check_file_pat(f2, 1016 * 512, 65536 - 8192, 33, 8192, "ns 2's file after the zeroes");
+    tu_check_file_pat(f1, 1000 * 512, 65536, 32, 0, "ns 1's file after Write Zeroes on ns 2");
+    tu_check_file_zero(f1, 0, 8192, "ns 1's file after the deallocate");
+    tu_check_file_pat(f1, 8192, 65536 - 8192, 30, 8192, "ns 1's file after the deallocate");
+    tu_check_file_pat(f2, 0, 65536, 31, 0, "ns 2's file after a deallocate on ns 1");
+    read_zero(2, 1000, 8192, "ns 2 after Write Zeroes");
+    read_pat(1, 1000, 65536, 32, "ns 1 after Write Zeroes on ns 2");
+
+    stop_io();
+    _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+    int r = sd_bus_call_method(src.bus, "org.muserd1", "/org/muserd1", "org.muserd1.Manager",
+                               "DestroyDevice", &e, NULL, "s", "n0");
+    ck_assert_msg(r >= 0, "DestroyDevice: %s: %s", e.name, e.message);
+    int writable, held = 0;
+    for (int tries = 0; tries < 100; tries++) {
+        held = tu_fds_on(src.daemon, f1, &writable) + tu_fds_on(src.daemon, f2, &writable);
+        if (held == 0)
+            break;
+        usleep(50000);
+    }
+    ck_assert_msg(held == 0, "muserd still holds %d fds on the destroyed device's files", held);
+}
+END_TEST
+
+#define NR_INFLIGHT 32
+#define CHUNK       16384u
+
+/* 32 commands (opcode, 16 KiB each) in flight at once on queue 1,
+ * alternating between namespace 1 and 2: the pair i (commands 2i and
+ * 2i + 1) at the same LBA of each, data at buf + i chunks. */
+static void in_flight(uint8_t opcode, uint64_t buf)
+{
+    uint16_t cids[NR_INFLIGHT];
+    for (int i = 0; i < NR_INFLIGHT; i++)
+        cids[i] = tu_nvme_submit(&drv, 1,
+                                 io_listed(1 + i % 2, opcode, 48 * (uint64_t)(i / 2), CHUNK / 512,
+                                           buf + (uint64_t)i * CHUNK, LIST + 64ull * i));
+    ck_assert_int_eq(nvme_drv_kick(&drv, 1), 0);
+    tu_nvme_reap_all(&drv, side->daemon, 1, cids, NR_INFLIGHT);
+}
+
+/* Commands in flight together on two files (one engine for both) each
+ * reach their own file. */
+START_TEST(test_commands_in_flight_on_two_files)
+{
+    char f[2][PATH_MAX], what[64];
+    tu_make_file(tu_path_in(f[0], dir, "ns1.img"), 2 * MIB);
+    tu_make_file(tu_path_in(f[1], dir, "ns2.img"), 2 * MIB);
+    _cleanup_free_ char *json =
+        config("{\"backing\": \"%s\", \"ns2_backing\": \"%s\", \"aio\": \"%s\", \"queues\": 1}",
+               f[0], f[1], aio_modes[_i]);
+    device(json);
+    for (int i = 0; i < NR_INFLIGHT; i++)
+        tu_fill_pat(mem(BUF_A + (uint64_t)i * CHUNK), CHUNK, (uint8_t)(50 + i));
+    in_flight(NVME_CMD_WRITE, BUF_A);
+    for (int i = 0; i < NR_INFLIGHT; i++) {
+        snprintf(what, sizeof(what), "write %d (ns %d) in its file", i, 1 + i % 2);
+        tu_check_file_pat(f[i % 2], 48 * 512 * (off_t)(i / 2), CHUNK, (uint8_t)(50 + i), 0, what);
+    }
+    memset(mem(BUF_B), 0, NR_INFLIGHT * CHUNK);
+    in_flight(NVME_CMD_READ, BUF_B);
+    for (int i = 0; i < NR_INFLIGHT; i++) {
+        snprintf(what, sizeof(what), "read %d (ns %d)", i, 1 + i % 2);
+        tu_check_pat(mem(BUF_B + (uint64_t)i * CHUNK), CHUNK, (uint8_t)(50 + i), 0, what);
+    }
+}
+END_TEST
+
+/* A file namespace of 4 KiB blocks beside a RAM one of 512: its size is
+ * the file's in whole 4 KiB blocks, and its blocks land at LBA * 4096. */
+START_TEST(test_file_namespace_of_4k_blocks)
+{
+    char f[PATH_MAX];
+    tu_make_file(tu_path_in(f, dir, "ns2-4k.img"), 4 * MIB + 5000);
+    tu_write_file_pat(f, 3 * 4096, 4096, 36);
+    _cleanup_free_ char *json = config("{\"size\": 1048576, \"ns2_backing\": \"%s\", "
+                                       "\"ns2_block_size\": 4096, \"queues\": 1}",
+                                       f);
+    device(json);
+    block_bytes[2] = 4096;
+    const uint8_t *id = identify(NVME_ID_CNS_NS, 2);
+    ck_assert_uint_eq(le64_at(id, 0), 1025);
+    ck_assert_uint_eq(id[130], 12);
+    ck_assert_uint_eq(identify(NVME_ID_CNS_NS, 1)[130], 9);
+    read_pat(2, 3, 4096, 36, "block 3 of the file through ns 2");
+    write_pat(2, 1023, 8192, 37, "ns 2's blocks 1023 and 1024");
+    tu_check_file_pat(f, 1023 * 4096, 8192, 37, 0, "ns 2's blocks 1023 and 1024 in the file");
+    tu_check_file_zero(f, 1022 * 4096, 4096, "block 1022 of the file");
+    expect(io(2, NVME_CMD_WRITE, 1024, 2, BUF_A), NVME_SC_LBA_RANGE,
+           "two 4 KiB blocks from ns 2's last one");
+    tu_check_file_zero(f, 1025 * 4096, 904, "the bytes past ns 2's last block");
+    write_pat(1, 1023, 4096, 38, "ns 1's blocks 1023-1030");
+    read_pat(2, 1023, 8192, 37, "ns 2's blocks 1023 and 1024 after a write to ns 1");
 }
 END_TEST
 
@@ -828,7 +935,7 @@ static void read_each_namespace(const char *f)
     read_pat(3, 100, 65536, 43, "ns 3 at block 100 after the migration");
     read_pat(2, 2040, 4096, 44, "ns 2's last blocks after the migration");
     read_pat(1, 3000, 65536, 45, "ns 1 past ns 2's end after the migration");
-    read_pat(3, 0, 65536, 40, "ns 3's file's first 64 KiB after the migration");
+    read_pat(3, 0, 100 * 512, 40, "ns 3's file before block 100, after the migration");
     read_zero(1, 1000, 65536, "ns 1 where nothing was written");
     read_zero(2, 1000, 65536, "ns 2 where nothing was written");
     tu_check_file_pat(f, 100 * 512, 65536, 43, 0, "ns 3's write in the file");
@@ -939,7 +1046,9 @@ int main(void)
     TCase *files = test_case(s, "files"); /* each test once per engine */
     const int engines = (int)(sizeof(aio_modes) / sizeof(aio_modes[0]));
     tcase_add_loop_test(files, test_mixed_kinds, 0, engines);
-    tcase_add_loop_test(files, test_flush_all_two_files, 0, engines);
+    tcase_add_loop_test(files, test_two_files, 0, engines);
+    tcase_add_loop_test(files, test_commands_in_flight_on_two_files, 0, engines);
+    tcase_add_test(files, test_file_namespace_of_4k_blocks);
     tcase_add_test(files, test_read_only_file_beside_a_writable_one);
     TCase *device = test_case(s, "device");
     tcase_add_test(device, test_bad_config);
