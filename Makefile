@@ -267,7 +267,7 @@ integration-check:
 # devices run on I/O threads; a race makes it exit non-zero, failing the test).
 TSAN_TESTS := test-iothreads test-dma-guard test-dma-refs
 TSAN_INTEGRATION := test-threads test-races test-dbus test-lifecycle test-interrupts test-migration \
-                    test-nvme-backing
+                    test-nvme-backing test-nvme-namespaces
 TSAN_BINS = $(patsubst %,$(BUILD)/tests/unit/%,$(TSAN_TESTS)) \
             $(patsubst %,$(BUILD)/tests/integration/%,$(TSAN_INTEGRATION))
 tsan-tests: all $(TSAN_BINS) $(TEST_PLUGIN_SOS)

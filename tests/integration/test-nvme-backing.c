@@ -12,10 +12,8 @@
  * I/O tests run once per "aio" engine.
  */
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +22,7 @@
 #include <unistd.h>
 
 #include "helpers/nvme-check.h"
+#include "helpers/nvme-files.h"
 #include "helpers/nvme-driver.h"
 #include "helpers/side.h"
 #include "helpers/testutil.h"
@@ -60,86 +59,6 @@ static const struct nvme_sqe flush = {.opcode = NVME_CMD_FLUSH, .nsid = 1};
 
 /* ---- files ---------------------------------------------------------------- */
 
-static void make_dir(char *out, const char *base)
-{
-    ck_assert_int_lt(snprintf(out, PATH_MAX, "%s/test-XXXXXX", base), PATH_MAX);
-    ck_assert_msg(mkdtemp(out), "mkdtemp in %s: %s", base, strerror(errno));
-}
-
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)remove(path);
-    return 0;
-}
-
-static void remove_tree(const char *path)
-{
-    (void)nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void remove_dir(char *path)
-{
-    if (*path)
-        remove_tree(path);
-    *path = '\0';
-}
-
-static const char *path_in(char *out, const char *d, const char *name)
-{
-    int n = snprintf(out, PATH_MAX, "%s/%s", d, name);
-    ck_assert_int_lt(n, PATH_MAX);
-    return out;
-}
-
-/* A file of size bytes, all a hole. */
-static void make_file(const char *path, off_t size)
-{
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    ck_assert_msg(fd >= 0, "creating %s: %s", path, strerror(errno));
-    ck_assert_int_eq(ftruncate(fd, size), 0);
-    close(fd);
-}
-
-/* The pattern `seed` at bytes [off, off+len) of the file. */
-static void write_file_pat(const char *path, off_t off, size_t len, uint8_t seed)
-{
-    _cleanup_free_ uint8_t *buf = malloc(len);
-    ck_assert_ptr_nonnull(buf);
-    tu_fill_pat(buf, len, seed);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    ck_assert_msg(fd >= 0, "opening %s: %s", path, strerror(errno));
-    ck_assert_int_eq(pwrite(fd, buf, len, off), (ssize_t)len);
-    close(fd);
-}
-
-/* Bytes [off, off+len) of the file, malloc()ed. */
-static uint8_t *read_file(const char *path, off_t off, size_t len)
-{
-    uint8_t *buf = malloc(len);
-    ck_assert_ptr_nonnull(buf);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ck_assert_msg(fd >= 0, "opening %s: %s", path, strerror(errno));
-    ssize_t n = pread(fd, buf, len, off);
-    ck_assert_msg(n == (ssize_t)len, "reading %zu bytes at %lld of %s: %zd", len, (long long)off,
-                  path, n);
-    close(fd);
-    return buf;
-}
-
-/* The file's bytes [off, off+len) hold the pattern from byte `first` on. */
-static void check_file_pat(const char *path, off_t off, size_t len, uint8_t seed, size_t first,
-                           const char *what)
-{
-    _cleanup_free_ uint8_t *buf = read_file(path, off, len);
-    tu_check_pat(buf, len, seed, first, what);
-}
-
-static void check_file_zero(const char *path, off_t off, size_t len, const char *what)
-{
-    _cleanup_free_ uint8_t *buf = read_file(path, off, len);
-    tu_check_zero(buf, len, what);
-}
-
 /* [off, ...) of the file starts with a hole (the blocks were deallocated). */
 static void check_hole(const char *path, off_t off, const char *what)
 {
@@ -149,50 +68,6 @@ static void check_hole(const char *path, off_t off, const char *what)
     close(fd);
     ck_assert_msg(hole == off, "%s: no hole at byte %lld of the file (the next is at %lld)", what,
                   (long long)off, (long long)hole);
-}
-
-/* The open flags in an fdinfo file, O_RDWR when unreadable. */
-static unsigned fd_flags(int fdinfo_dir, const char *fd)
-{
-    char line[128];
-    unsigned flags = O_RDWR;
-    int info = openat(fdinfo_dir, fd, O_RDONLY | O_CLOEXEC);
-    FILE *f = info >= 0 ? fdopen(info, "re") : NULL;
-    while (f && fgets(line, sizeof(line), f) && sscanf(line, "flags: %o", &flags) != 1)
-        ;
-    if (f)
-        fclose(f);
-    else if (info >= 0)
-        close(info);
-    return flags;
-}
-
-/* How many fds the daemon holds on path; *writable: how many of them may write. */
-static int fds_on(const struct test_daemon *d, const char *path, int *writable)
-{
-    char proc[64];
-    int n = 0;
-    snprintf(proc, sizeof(proc), "/proc/%d/fdinfo", (int)test_daemon_pid(d));
-    int fdinfo_dir = open(proc, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    snprintf(proc, sizeof(proc), "/proc/%d/fd", (int)test_daemon_pid(d));
-    DIR *fds = opendir(proc);
-    ck_assert_msg(fds && fdinfo_dir >= 0, "%s: %s", proc, strerror(errno));
-    *writable = 0;
-    for (struct dirent *e; (e = readdir(fds));) {
-        char target[PATH_MAX];
-        ssize_t len = readlinkat(dirfd(fds), e->d_name, target, sizeof(target) - 1);
-        if (len < 0)
-            continue;
-        target[len] = '\0';
-        if (strcmp(target, path) != 0)
-            continue;
-        n++;
-        if ((fd_flags(fdinfo_dir, e->d_name) & O_ACCMODE) != O_RDONLY)
-            (*writable)++;
-    }
-    closedir(fds);
-    close(fdinfo_dir);
-    return n;
 }
 
 /* ---- devices -------------------------------------------------------------- */
@@ -210,43 +85,15 @@ static char *backed_config(const char *path, int aio, const char *extra)
     return json;
 }
 
-/* CreateDevice on s; r and the error as D-Bus gave them. A daemon stuck on
- * a path (an open of a FIFO for reading waits for a writer) fails it in 5 s. */
-static int create_device(struct tu_side *s, const char *id, const char *json, sd_bus_error *e)
-{
-    _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
-    int r = sd_bus_message_new_method_call(s->bus, &m, NAME, MANAGER_PATH, MANAGER, "CreateDevice");
-    if (r >= 0)
-        r = sd_bus_message_append(m, "sss", "nvme", id, json);
-    if (r >= 0)
-        r = sd_bus_call(s->bus, m, TU_TIMEOUT_MS * 1000ull, e, NULL);
-    return r;
-}
-
 /* An nvme device on src with a namespace on path; it must be created. */
 static void create_backed(const char *id, const char *path, int aio, const char *extra)
 {
     _cleanup_free_ char *json = backed_config(path, aio, extra);
     _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
-    int r = create_device(&src, id, json, &e);
+    int r = tu_side_create(&src, "nvme", id, json, &e);
     if (r < 0)
         test_daemon_dump_log(src.daemon, 4096);
     ck_assert_msg(r >= 0, "CreateDevice %s: %s: %s", json, e.name, e.message);
-}
-
-/* How many devices ListDevices shows on s (only those named id, when not NULL). */
-static int device_count(struct tu_side *s, const char *only)
-{
-    _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-    _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
-    const char *id, *type, *state, *path;
-    int n = 0;
-    int r = sd_bus_call_method(s->bus, NAME, MANAGER_PATH, MANAGER, "ListDevices", &e, &reply, "");
-    ck_assert_msg(r >= 0, "ListDevices: %s", e.message);
-    ck_assert_int_ge(sd_bus_message_enter_container(reply, 'a', "(ssso)"), 0);
-    while (sd_bus_message_read(reply, "(ssso)", &id, &type, &state, &path) > 0)
-        n += !only || strcmp(id, only) == 0;
-    return n;
 }
 
 /* Connect to device id of s, enable the controller, make I/O queues 1 and 2. */
@@ -277,17 +124,17 @@ static void stop_io(void)
  * hold the pattern `seed`, with engine aio; the driver started on it. */
 static void backed_ns(char *f, int aio, size_t pattern, uint8_t seed)
 {
-    path_in(f, dir, "ns.img");
-    make_file(f, NS_BYTES);
+    tu_path_in(f, dir, "ns.img");
+    tu_make_file(f, NS_BYTES);
     if (pattern)
-        write_file_pat(f, 0, pattern, seed);
+        tu_write_file_pat(f, 0, pattern, seed);
     create_backed("n0", f, aio, "");
     start_io(&src, "n0");
 }
 
 static void setup(void)
 {
-    make_dir(dir, base_dir[0]);
+    tu_make_dir(dir, base_dir[0]);
     tu_side_start(&src, (const char *const[]){"nvme", NULL}, (const char *const[]){NULL});
 }
 
@@ -297,8 +144,8 @@ static void teardown(void)
         stop_io();
     tu_side_stop(&src);
     tu_side_stop(&dst);
-    remove_dir(dir);
-    remove_dir(shm_dir);
+    tu_remove_dir(dir);
+    tu_remove_dir(shm_dir);
 }
 
 /* ---- commands ------------------------------------------------------------- */
@@ -348,34 +195,14 @@ static struct nvme_sqe deallocate(const uint64_t (*ranges)[2], uint32_t n)
                              .cdw11 = 1u << 2};
 }
 
-/* Queue c on qid without ringing: its cid. */
 static uint16_t submit(uint16_t qid, struct nvme_sqe c)
 {
-    uint16_t cid;
-    ck_assert_int_eq(nvme_drv_queue_cmd(&drv, qid, &c, &cid), 0);
-    return cid;
+    return tu_nvme_submit(&drv, qid, c);
 }
 
-/* n completions on qid, each successful, each for one of the n cids. */
 static void reap_all(uint16_t qid, const uint16_t *cids, int n)
 {
-    bool seen[64] = {false};
-    ck_assert_int_le(n, 64);
-    for (int k = 0; k < n; k++) {
-        struct nvme_cqe cqe;
-        int r = nvme_drv_reap(&drv, qid, &cqe, TU_TIMEOUT_MS);
-        if (r < 0)
-            test_daemon_dump_log(side->daemon, 4096);
-        ck_assert_msg(r == 0, "queue %u: completion %d of %d: %s", qid, k + 1, n, strerror(-r));
-        int i = 0;
-        while (i < n && cids[i] != cqe.cid)
-            i++;
-        ck_assert_msg(i < n && !seen[i], "queue %u: a completion for cid %u, not one outstanding",
-                      qid, cqe.cid);
-        seen[i] = true;
-        ck_assert_msg(nvme_drv_status(&cqe) == 0, "queue %u: command %d: status %#x", qid, i,
-                      nvme_drv_status(&cqe));
-    }
+    tu_nvme_reap_all(&drv, side->daemon, qid, cids, n);
 }
 
 /* n commands on qid rung at once and never reaped: 16 KiB Writes from
@@ -438,7 +265,7 @@ static void round_trip(const char *path, uint16_t q, uint64_t slba, uint8_t seed
     memset(mem(BUF_B), 0, 65536);
     ok(3 - q, io(NVME_CMD_READ, slba, 65536 / lba_bytes, BUF_B, LISTS + 0x1000));
     tu_check_pat(mem(BUF_B), 65536, seed, 0, what);
-    check_file_pat(path, (off_t)(slba * lba_bytes), 65536, seed, 0, what);
+    tu_check_file_pat(path, (off_t)(slba * lba_bytes), 65536, seed, 0, what);
 }
 
 /* ---- data ----------------------------------------------------------------- */
@@ -448,11 +275,11 @@ static void round_trip(const char *path, uint16_t q, uint64_t slba, uint8_t seed
 START_TEST(test_file_data_reads_back)
 {
     char f[PATH_MAX];
-    path_in(f, dir, "ns.img");
-    make_file(f, NS_BYTES + 1000);
-    write_file_pat(f, 0, 65536, 1);
-    write_file_pat(f, 1 << 20, 8192, 2);
-    write_file_pat(f, NS_BYTES, 1000, 3); /* the last whole block and 488 bytes past it */
+    tu_path_in(f, dir, "ns.img");
+    tu_make_file(f, NS_BYTES + 1000);
+    tu_write_file_pat(f, 0, 65536, 1);
+    tu_write_file_pat(f, 1 << 20, 8192, 2);
+    tu_write_file_pat(f, NS_BYTES, 1000, 3); /* the last whole block and 488 bytes past it */
     create_backed("n0", f, _i, "");
     start_io(&src, "n0");
 
@@ -488,13 +315,13 @@ START_TEST(test_writes_reach_the_file)
     backed_ns(f, _i, 0, 0);
 
     write_64k(1, 1000, 4);
-    check_file_pat(f, 1000 * 512, 65536, 4, 0, "64 KiB written at block 1000, in the file");
-    check_file_zero(f, 999 * 512, 512, "the block before the write");
-    check_file_zero(f, 1128 * 512, 512, "the block after the write");
+    tu_check_file_pat(f, 1000 * 512, 65536, 4, 0, "64 KiB written at block 1000, in the file");
+    tu_check_file_zero(f, 999 * 512, 512, "the block before the write");
+    tu_check_file_zero(f, 1128 * 512, 512, "the block after the write");
     /* PRP1 alone, at an offset inside its page, on the other queue. */
     tu_fill_pat(mem(BUF_A + 0x10200), 512, 5);
     ok(2, nvme_drv_rw(NVME_CMD_WRITE, 7, 1, nvme_drv_iova(BUF_A + 0x10200), 0));
-    check_file_pat(f, 7 * 512, 512, 5, 0, "block 7 in the file");
+    tu_check_file_pat(f, 7 * 512, 512, 5, 0, "block 7 in the file");
 
     memset(mem(BUF_B), 0, 65536);
     ok(2, io(NVME_CMD_READ, 1000, 128, BUF_B, LISTS + 0x1000));
@@ -508,9 +335,9 @@ START_TEST(test_writes_reach_the_file)
     tu_fill_pat(mem(BUF_A), 4096, 6);
     ok(1, io(NVME_CMD_WRITE, 1064, 8, BUF_A, LISTS));
     ok(1, flush);
-    check_file_pat(f, 1000 * 512, 64 * 512, 4, 0, "the blocks before the overwrite");
-    check_file_pat(f, 1064 * 512, 4096, 6, 0, "the overwritten blocks");
-    check_file_pat(f, 1072 * 512, 56 * 512, 4, 72 * 512, "the blocks after the overwrite");
+    tu_check_file_pat(f, 1000 * 512, 64 * 512, 4, 0, "the blocks before the overwrite");
+    tu_check_file_pat(f, 1064 * 512, 4096, 6, 0, "the overwritten blocks");
+    tu_check_file_pat(f, 1072 * 512, 56 * 512, 4, 72 * 512, "the blocks after the overwrite");
 
     /* 128 KiB (MDTS) from 32 pages in reverse order: each page lands in its place. */
     uint64_t *list = mem(LISTS + 0x2000);
@@ -522,15 +349,15 @@ START_TEST(test_writes_reach_the_file)
     ok(2, nvme_drv_rw(NVME_CMD_WRITE, 5000, 256, nvme_drv_iova(BUF_A + 4096 * 31),
                       nvme_drv_iova(LISTS + 0x2000)));
     for (uint32_t k = 0; k < 32; k++)
-        check_file_pat(f, 5000 * 512 + 4096 * k, 4096, (uint8_t)(50 + k), 0,
-                       "a page of a scattered 128 KiB write");
+        tu_check_file_pat(f, 5000 * 512 + 4096 * k, 4096, (uint8_t)(50 + k), 0,
+                          "a page of a scattered 128 KiB write");
 
     /* SGL data blocks at odd addresses (the file may want aligned buffers). */
     tu_fill_pat(mem(BUF_A + 3), 8192, 60);
     struct nvme_sqe c = nvme_drv_rw(NVME_CMD_WRITE, 6000, 16, 0, 0);
     nvme_drv_sgl_data(&c, nvme_drv_iova(BUF_A + 3), 8192);
     ok(1, c);
-    check_file_pat(f, 6000 * 512, 8192, 60, 0, "an SGL write from an odd address");
+    tu_check_file_pat(f, 6000 * 512, 8192, 60, 0, "an SGL write from an odd address");
     memset(mem(BUF_B), 0, 8200);
     c = nvme_drv_rw(NVME_CMD_READ, 6000, 16, 0, 0);
     nvme_drv_sgl_data(&c, nvme_drv_iova(BUF_B + 5), 8192);
@@ -577,9 +404,9 @@ static void loop_detach(const char *dev)
 START_TEST(test_block_device)
 {
     char f[PATH_MAX], dev[PATH_MAX], why[PATH_MAX + 32];
-    path_in(f, dir, "loop.img");
-    make_file(f, NS_BYTES);
-    write_file_pat(f, 4096, 8192, 7);
+    tu_path_in(f, dir, "loop.img");
+    tu_make_file(f, NS_BYTES);
+    tu_write_file_pat(f, 4096, 8192, 7);
     if (!loop_attach(f, dev, sizeof(dev), why, sizeof(why))) {
         printf("test-nvme-backing: test_block_device: SKIP: no loop device here (%s)\n", why);
         return;
@@ -602,16 +429,16 @@ START_TEST(test_block_device)
                                         NULL, "s", "n0"),
                      0);
     loop_detach(dev);
-    check_file_pat(f, 2048 * 512, 65536, 8, 0, "64 KiB written through the loop device");
+    tu_check_file_pat(f, 2048 * 512, 65536, 8, 0, "64 KiB written through the loop device");
 }
 END_TEST
 
 START_TEST(test_4k_blocks)
 {
     char f[PATH_MAX];
-    path_in(f, dir, "ns4k.img");
-    make_file(f, (4 << 20) + 5000);
-    write_file_pat(f, 3 * 4096, 4096, 7);
+    tu_path_in(f, dir, "ns4k.img");
+    tu_make_file(f, (4 << 20) + 5000);
+    tu_write_file_pat(f, 3 * 4096, 4096, 7);
     create_backed("n0", f, _i, ", \"block_size\": 4096");
     start_io(&src, "n0");
     lba_bytes = 4096;
@@ -627,16 +454,16 @@ START_TEST(test_4k_blocks)
 
     tu_fill_pat(mem(BUF_A), 8192, 8);
     ok(2, io(NVME_CMD_WRITE, 1023, 2, BUF_A, LISTS));
-    check_file_pat(f, 1023 * 4096, 8192, 8, 0, "blocks 1023 and 1024 in the file");
-    check_file_zero(f, 1022 * 4096, 4096, "block 1022");
+    tu_check_file_pat(f, 1023 * 4096, 8192, 8, 0, "blocks 1023 and 1024 in the file");
+    tu_check_file_zero(f, 1022 * 4096, 4096, "block 1022");
     memset(mem(BUF_B), 0, 4096);
     ok(1, io(NVME_CMD_READ, 1024, 1, BUF_B, LISTS));
     tu_check_pat(mem(BUF_B), 4096, 8, 4096, "the last block read back");
     tu_fill_pat(mem(BUF_A), 8192, 9);
     expect(1, io(NVME_CMD_WRITE, 1024, 2, BUF_A, LISTS), NVME_SC_LBA_RANGE,
            "two 4 KiB blocks from the last one");
-    check_file_pat(f, 1024 * 4096, 4096, 8, 4096, "the last block after a refused write");
-    check_file_zero(f, 1025 * 4096, 904, "the bytes past the last block");
+    tu_check_file_pat(f, 1024 * 4096, 4096, 8, 4096, "the last block after a refused write");
+    tu_check_file_zero(f, 1025 * 4096, 904, "the bytes past the last block");
 }
 END_TEST
 
@@ -645,13 +472,13 @@ END_TEST
 START_TEST(test_read_only_file)
 {
     char f[PATH_MAX];
-    path_in(f, dir, "ro.img");
-    make_file(f, 2 << 20);
-    write_file_pat(f, 0, 2 << 20, 10);
+    tu_path_in(f, dir, "ro.img");
+    tu_make_file(f, 2 << 20);
+    tu_write_file_pat(f, 0, 2 << 20, 10);
     ck_assert_int_eq(chmod(f, 0444), 0);
     create_backed("n0", f, _i, ", \"read_only\": true");
     int writable;
-    ck_assert_int_ge(fds_on(src.daemon, f, &writable), 1);
+    ck_assert_int_ge(tu_fds_on(src.daemon, f, &writable), 1);
     ck_assert_msg(writable == 0, "muserd holds the read-only file open for writing");
     start_io(&src, "n0");
 
@@ -666,7 +493,7 @@ START_TEST(test_read_only_file)
     memset(mem(BUF_B), 0, 65536);
     ok(2, io(NVME_CMD_READ, 0, 128, BUF_B, LISTS));
     tu_check_pat(mem(BUF_B), 65536, 10, 0, "a read of the read-only file");
-    check_file_pat(f, 0, 2 << 20, 10, 0, "the read-only file after the refused writes");
+    tu_check_file_pat(f, 0, 2 << 20, 10, 0, "the read-only file after the refused writes");
 }
 END_TEST
 
@@ -677,7 +504,7 @@ static void check_zeroed(const char *path, uint64_t slba, uint32_t nlb, uint64_t
 {
     memset(mem(BUF_B), 0xff, nlb * 512);
     ok(1, io(NVME_CMD_READ, slba, nlb, BUF_B, LISTS));
-    _cleanup_free_ uint8_t *file = read_file(path, (off_t)(slba * 512), nlb * 512);
+    _cleanup_free_ uint8_t *file = tu_read_file(path, (off_t)(slba * 512), nlb * 512);
     for (uint64_t lba = slba; lba < slba + nlb; lba++) {
         const uint8_t *via_nvme = (uint8_t *)mem(BUF_B) + (lba - slba) * 512;
         const uint8_t *in_file = file + (lba - slba) * 512;
@@ -731,10 +558,10 @@ END_TEST
 START_TEST(test_tmpfs_file)
 {
     char f[PATH_MAX];
-    make_dir(shm_dir, base_dir[1]);
-    path_in(f, shm_dir, "ns.img");
-    make_file(f, NS_BYTES);
-    write_file_pat(f, 0, 2 << 20, 13);
+    tu_make_dir(shm_dir, base_dir[1]);
+    tu_path_in(f, shm_dir, "ns.img");
+    tu_make_file(f, NS_BYTES);
+    tu_write_file_pat(f, 0, 2 << 20, 13);
     create_backed("n0", f, _i, "");
     start_io(&src, "n0");
     memset(mem(BUF_B), 0, 65536);
@@ -780,8 +607,8 @@ START_TEST(test_32_commands_in_flight)
     in_flight(NVME_CMD_WRITE, BUF_A, LISTS);
     for (int i = 0; i < NR_INFLIGHT; i++) {
         snprintf(what, sizeof(what), "write %d in the file", i);
-        check_file_pat(f, (off_t)chunk_lba(i) * 512, CHUNK, (uint8_t)(40 + i), 0, what);
-        check_file_zero(f, (off_t)(chunk_lba(i) + CHUNK_BLOCKS) * 512, 16 * 512, "a gap");
+        tu_check_file_pat(f, (off_t)chunk_lba(i) * 512, CHUNK, (uint8_t)(40 + i), 0, what);
+        tu_check_file_zero(f, (off_t)(chunk_lba(i) + CHUNK_BLOCKS) * 512, 16 * 512, "a gap");
     }
     memset(mem(BUF_B), 0, NR_INFLIGHT * CHUNK);
     in_flight(NVME_CMD_READ, BUF_B, LISTS + 0x1000);
@@ -830,7 +657,7 @@ START_TEST(test_delete_sq_with_commands_in_flight)
     assert_quiet("Delete SQ 1");
     ok(0, (struct nvme_sqe){.opcode = NVME_ADM_DELETE_CQ, .cdw10 = 1});
     write_64k(2, 100, 19);
-    check_file_pat(f, 100 * 512, 65536, 19, 0, "64 KiB written on queue 2 after the deletion");
+    tu_check_file_pat(f, 100 * 512, 65536, 19, 0, "64 KiB written on queue 2 after the deletion");
 
     tu_nvme_create_queue(&drv, 1);
     round_trip(f, 1, 300, 20, "64 KiB on queue 1 made again");
@@ -853,10 +680,11 @@ START_TEST(test_destroy_with_commands_in_flight)
     if (r < 0)
         test_daemon_dump_log(src.daemon, 4096);
     ck_assert_msg(r >= 0, "DestroyDevice: %s: %s", e.name, e.message);
-    ck_assert_int_eq(device_count(&src, NULL), 0);
+    ck_assert_int_eq(tu_side_device_count(&src, NULL), 0);
     stop_io();
     int writable, open_fds = 0;
-    for (int tries = 0; tries < 100 && (open_fds = fds_on(src.daemon, f, &writable)) > 0; tries++)
+    for (int tries = 0; tries < 100 && (open_fds = tu_fds_on(src.daemon, f, &writable)) > 0;
+         tries++)
         usleep(50000);
     ck_assert_msg(open_fds == 0, "muserd still holds %d fds on the destroyed device's file",
                   open_fds);
@@ -885,29 +713,10 @@ END_TEST
 
 /* ---- configs ---------------------------------------------------------------- */
 
-/* CreateDevice must refuse json with InvalidConfig, in a sentence naming
- * `named` (or `or_named`), and leave nothing behind: what it did instead,
- * malloc()ed, or NULL. */
+/* CreateDevice must refuse json (see tu_side_refusal_problem). */
 static char *refusal_problem(const char *json, const char *named, const char *or_named)
 {
-    _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
-    char *problem = NULL;
-    int r = create_device(&src, "bad", json, &e);
-    if (r >= 0) {
-        (void)asprintf(&problem, "%s was taken", json);
-        (void)sd_bus_call_method(src.bus, NAME, MANAGER_PATH, MANAGER, "DestroyDevice", NULL, NULL,
-                                 "s", "bad");
-    } else if (!sd_bus_error_has_name(&e, "org.muserd1.Error.InvalidConfig")) {
-        (void)asprintf(&problem, "%s: %s (%s), not org.muserd1.Error.InvalidConfig", json, e.name,
-                       e.message);
-    } else if (!strstr(e.message, named) && !(or_named && strstr(e.message, or_named))) {
-        (void)asprintf(&problem, "%s: \"%s\" does not name %s", json, e.message, named);
-    } else if (device_count(&src, "bad") != 0) {
-        (void)asprintf(&problem, "%s: a device is left after the refusal", json);
-    } else if (access(test_daemon_socket(src.daemon, "bad"), F_OK) == 0) {
-        (void)asprintf(&problem, "%s: a socket is left after the refusal", json);
-    }
-    return problem;
+    return tu_side_refusal_problem(&src, "nvme", json, named, or_named, NULL);
 }
 
 /* Every case runs and every wrong answer is reported, not just the first. */
@@ -938,16 +747,16 @@ START_TEST(test_auto_falls_back_to_threads)
             fclose(k);
         return;
     }
-    path_in(f, dir, "ns.img");
-    make_file(f, NS_BYTES);
+    tu_path_in(f, dir, "ns.img");
+    tu_make_file(f, NS_BYTES);
     _cleanup_free_ char *auto_json = backed_config(f, -1, "");
     _cleanup_free_ char *uring_json = backed_config(f, 1, "");
     _cleanup_(sd_bus_error_free) sd_bus_error e1 = SD_BUS_ERROR_NULL, e2 = SD_BUS_ERROR_NULL;
     /* io_uring off only while the two devices are created. */
     rewind(k);
     bool off = fputs("2\n", k) >= 0 && fflush(k) == 0;
-    int r_auto = create_device(&src, "n0", auto_json, &e1);
-    int r_uring = create_device(&src, "n1", uring_json, &e2);
+    int r_auto = tu_side_create(&src, "nvme", "n0", auto_json, &e1);
+    int r_uring = tu_side_create(&src, "nvme", "n1", uring_json, &e2);
     rewind(k);
     bool restored = fputs(old, k) >= 0 && fflush(k) == 0;
     fclose(k);
@@ -961,7 +770,7 @@ START_TEST(test_auto_falls_back_to_threads)
     start_io(&src, "n0");
     write_64k(1, 100, 9);
     ok(1, flush);
-    check_file_pat(f, 100 * 512, 65536, 9, 0, "64 KiB written through the thread pool");
+    tu_check_file_pat(f, 100 * 512, 65536, 9, 0, "64 KiB written through the thread pool");
 }
 END_TEST
 
@@ -969,19 +778,19 @@ START_TEST(test_bad_config)
 {
     char missing[PATH_MAX], small[PATH_MAX], unreadable[PATH_MAX], good[3][PATH_MAX];
     int nr_problems = 0;
-    path_in(missing, dir, "missing.img");
-    path_in(small, dir, "small.img");
-    make_file(small, (1 << 20) - 512);
+    tu_path_in(missing, dir, "missing.img");
+    tu_path_in(small, dir, "small.img");
+    tu_make_file(small, (1 << 20) - 512);
     for (int i = 0; i < 3; i++) {
         char name[32];
         snprintf(name, sizeof(name), "good%d.img", i);
-        make_file(path_in(good[i], dir, name), 1 << 20);
+        tu_make_file(tu_path_in(good[i], dir, name), 1 << 20);
     }
     if (geteuid() == 0) {
-        path_in(unreadable, good[0], "x"); /* root reads any file: a file as a directory */
+        tu_path_in(unreadable, good[0], "x"); /* root reads any file: a file as a directory */
     } else {
-        path_in(unreadable, dir, "unreadable.img");
-        make_file(unreadable, 1 << 20);
+        tu_path_in(unreadable, dir, "unreadable.img");
+        tu_make_file(unreadable, 1 << 20);
         ck_assert_int_eq(chmod(unreadable, 0), 0);
     }
 
@@ -1007,14 +816,14 @@ START_TEST(test_bad_config)
     ck_assert_msg(nr_problems == 0, "%d bad configs were not refused as they should be (above)",
                   nr_problems);
     int writable;
-    ck_assert_msg(fds_on(src.daemon, small, &writable) == 0,
+    ck_assert_msg(tu_fds_on(src.daemon, small, &writable) == 0,
                   "muserd holds the file of a refused config open");
 
     /* Files of exactly 1 MiB are taken, with each engine. */
     create_backed("ok", good[0], -1, ", \"aio\": \"auto\"");
     create_backed("ok-threads", good[1], 0, "");
     create_backed("ok-uring", good[2], 1, "");
-    ck_assert_int_eq(device_count(&src, NULL), 3);
+    ck_assert_int_eq(tu_side_device_count(&src, NULL), 3);
 }
 END_TEST
 
@@ -1024,9 +833,9 @@ END_TEST
 START_TEST(test_fifo_is_refused)
 {
     char f[PATH_MAX], fifo[PATH_MAX];
-    ck_assert_int_eq(mkfifo(path_in(fifo, dir, "fifo"), 0600), 0);
-    path_in(f, dir, "ns.img");
-    make_file(f, NS_BYTES);
+    ck_assert_int_eq(mkfifo(tu_path_in(fifo, dir, "fifo"), 0600), 0);
+    tu_path_in(f, dir, "ns.img");
+    tu_make_file(f, NS_BYTES);
     create_backed("n0", f, -1, ", \"io_thread\": 0");
     start_io(&src, "n0");
     const char *const extra[] = {", \"io_thread\": 0", ", \"io_thread\": 0, \"read_only\": true"};
@@ -1125,7 +934,7 @@ START_TEST(test_migration_doorbell_rung_while_stopped)
     ck_assert_int_eq(nvme_drv_kick(&drv, 2), 0);
     r = vfu_client_mig_set_state(client, VFU_MIG_STOP_COPY, NULL);
     ck_assert_msg(r == 0, "MIG_DEVICE_STATE STOP_COPY: %s", strerror(-r));
-    int fd = open(path_in(stream_path, dir, "stream"), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(tu_path_in(stream_path, dir, "stream"), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     ck_assert_int_ge(fd, 0);
     for (size_t n = 65536; n == 65536;) {
         static uint8_t buf[65536];
@@ -1202,7 +1011,7 @@ int main(void)
         fputs(knob_was, k);
         fclose(k);
     }
-    remove_tree(base_dir[0]);
-    remove_tree(base_dir[1]);
+    tu_remove_tree(base_dir[0]);
+    tu_remove_tree(base_dir[1]);
     return r;
 }

@@ -2,9 +2,9 @@
 /*
  * Asserting helpers for the Check suites that drive the nvme plugin with
  * helpers/nvme-driver.h: commands that must complete (with a given status),
- * Identify, queue setup, and the byte pattern the suites write and check.
- * `log` is the daemon whose log a failed command prints. Check suites only:
- * failures are assertions.
+ * several in flight, Identify, queue setup, and the byte pattern the
+ * suites write and check. `log` is the daemon whose log a failed command
+ * prints. Check suites only: failures are assertions.
  */
 #pragma once
 
@@ -41,6 +41,38 @@ static inline void tu_nvme_expect_status(struct nvme_drv *drv, const struct test
 {
     uint16_t status = tu_nvme_cmd(drv, log, qid, c, NULL);
     ck_assert_msg(status == want, "%s: status %#x, expected %#x", what, status, want);
+}
+
+/* Queue c on qid without ringing: its cid. */
+static inline uint16_t tu_nvme_submit(struct nvme_drv *drv, uint16_t qid, struct nvme_sqe c)
+{
+    uint16_t cid;
+    ck_assert_int_eq(nvme_drv_queue_cmd(drv, qid, &c, &cid), 0);
+    return cid;
+}
+
+/* n completions on qid, each successful, each for one of the n cids (up
+ * to 64), in any order. */
+static inline void tu_nvme_reap_all(struct nvme_drv *drv, const struct test_daemon *log,
+                                    uint16_t qid, const uint16_t *cids, int n)
+{
+    bool seen[64] = {false};
+    ck_assert_int_le(n, 64);
+    for (int k = 0; k < n; k++) {
+        struct nvme_cqe cqe;
+        int r = nvme_drv_reap(drv, qid, &cqe, TU_TIMEOUT_MS);
+        if (r < 0)
+            test_daemon_dump_log(log, 4096);
+        ck_assert_msg(r == 0, "queue %u: completion %d of %d: %s", qid, k + 1, n, strerror(-r));
+        int i = 0;
+        while (i < n && cids[i] != cqe.cid)
+            i++;
+        ck_assert_msg(i < n && !seen[i], "queue %u: a completion for cid %u, not one outstanding",
+                      qid, cqe.cid);
+        seen[i] = true;
+        ck_assert_msg(nvme_drv_status(&cqe) == 0, "queue %u: command %d: status %#x", qid, i,
+                      nvme_drv_status(&cqe));
+    }
 }
 
 /* Identify CNS cns of nsid into the first data page (0xee before): a pointer to it. */
