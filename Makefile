@@ -400,11 +400,14 @@ install-manifest:
 
 # cppcheck does not understand __attribute__((cleanup)), so its leak checks
 # only produce false alarms here; LeakSanitizer in `make check` covers leaks.
+# A control character in a man page (a form feed where a script took a
+# troff font escape for a C one) prints as garbage.
 lint:
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
 	    --suppress=memleak --suppress=resourceLeak --suppress=leakReturnValNotUsed \
 	    -Iinclude -Isrc -D__GNUC__ src plugins
+	@! grep -nP '[\x00-\x08\x0b-\x1f]' man/* || { echo "control characters in man pages (above)"; exit 1; }
 
 clean:
 	rm -rf build

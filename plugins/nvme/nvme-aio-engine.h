@@ -24,7 +24,6 @@ struct nvme_aio_engine {
 
 struct nvme_aio {
     const struct nvme_aio_engine *engine;
-    int fd;
     int event_fd;
     uint32_t inflight;
     void *priv;

@@ -30,7 +30,7 @@ struct pool {
     struct req_list todo, finished;
     unsigned nr_finished; /* written under lock, read without it by ready() */
     bool stopping;
-    int fd, event_fd;
+    int event_fd;
     unsigned nr_workers;
     pthread_t workers[POOL_WORKERS];
 };
@@ -61,8 +61,9 @@ static struct nvme_aio_req *list_pop(struct req_list *l)
 
 /* Whole transfers: a short read or write goes on from where it stopped
  * (end of file: what was moved is the result). */
-static int64_t transfer(int fd, const struct nvme_aio_req *req, bool write)
+static int64_t transfer(const struct nvme_aio_req *req, bool write)
 {
+    int fd = req->fd;
     uint64_t done = 0;
     while (done < req->len) {
         ssize_t n =
@@ -80,13 +81,14 @@ static int64_t transfer(int fd, const struct nvme_aio_req *req, bool write)
     return (int64_t)done;
 }
 
-static int64_t execute(int fd, const struct nvme_aio_req *req)
+static int64_t execute(const struct nvme_aio_req *req)
 {
+    int fd = req->fd;
     switch (req->op) {
     case NVME_AIO_READ:
-        return transfer(fd, req, false);
+        return transfer(req, false);
     case NVME_AIO_WRITE:
-        return transfer(fd, req, true);
+        return transfer(req, true);
     case NVME_AIO_FLUSH:
         return fdatasync(fd) < 0 ? -errno : 0;
     case NVME_AIO_PUNCH:
@@ -113,7 +115,7 @@ static void *worker(void *opaque)
             continue;
         }
         pthread_mutex_unlock(&p->lock);
-        req->result = execute(p->fd, req);
+        req->result = execute(req);
         pthread_mutex_lock(&p->lock);
         list_push(&p->finished, req);
         __atomic_store_n(&p->nr_finished, p->nr_finished + 1, __ATOMIC_RELEASE);
@@ -155,7 +157,6 @@ static int pool_init(struct nvme_aio *aio, uint32_t depth)
     pthread_cond_init(&p->work, NULL);
     list_init(&p->todo);
     list_init(&p->finished);
-    p->fd = aio->fd;
     p->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (p->event_fd < 0) {
         int r = -errno;

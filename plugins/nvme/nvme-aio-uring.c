@@ -81,16 +81,16 @@ static void uring_submit(struct nvme_aio *aio, struct nvme_aio_req *req)
     }
     switch (req->op) {
     case NVME_AIO_READ:
-        io_uring_prep_read(sqe, aio->fd, req->buf, (unsigned)req->len, req->off);
+        io_uring_prep_read(sqe, req->fd, req->buf, (unsigned)req->len, req->off);
         break;
     case NVME_AIO_WRITE:
-        io_uring_prep_write(sqe, aio->fd, req->buf, (unsigned)req->len, req->off);
+        io_uring_prep_write(sqe, req->fd, req->buf, (unsigned)req->len, req->off);
         break;
     case NVME_AIO_FLUSH:
-        io_uring_prep_fsync(sqe, aio->fd, IORING_FSYNC_DATASYNC);
+        io_uring_prep_fsync(sqe, req->fd, IORING_FSYNC_DATASYNC);
         break;
     case NVME_AIO_PUNCH:
-        io_uring_prep_fallocate(sqe, aio->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, req->off,
+        io_uring_prep_fallocate(sqe, req->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, req->off,
                                 req->len);
         break;
     }

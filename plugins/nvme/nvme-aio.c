@@ -9,12 +9,11 @@
 
 #include "nvme-aio-engine.h"
 
-int nvme_aio_new(enum nvme_aio_kind kind, int fd, uint32_t depth, struct nvme_aio **out)
+int nvme_aio_new(enum nvme_aio_kind kind, uint32_t depth, struct nvme_aio **out)
 {
     struct nvme_aio *aio = calloc(1, sizeof(*aio));
     if (!aio)
         return -ENOMEM;
-    aio->fd = fd;
     aio->event_fd = -1;
     int r = -ENOSYS;
     if (kind != NVME_AIO_THREADS) {

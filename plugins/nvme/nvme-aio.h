@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Asynchronous I/O on a backing file, for the file-backed namespace
+ * Asynchronous I/O on backing files, for file-backed namespaces
  * (nvme-backing.c): reads, writes, fdatasync and hole punching that
  * complete later, so that the device's I/O thread never waits on a disk.
  * Two engines do the work: io_uring (nvme-aio-uring.c) and, where
@@ -34,6 +34,7 @@ enum nvme_aio_kind {
  * the reap that hands it back. */
 struct nvme_aio_req {
     enum nvme_aio_op op;
+    int fd; /* the file: one engine serves every namespace of a controller */
     void *buf;
     uint64_t off, len;         /* read and write: at most UINT32_MAX bytes */
     int64_t result;            /* bytes moved (may be short), 0, or -errno */
@@ -44,9 +45,9 @@ typedef void (*nvme_aio_done_fn)(void *opaque, struct nvme_aio_req *req);
 
 struct nvme_aio;
 
-/* An engine for fd with room for `depth` requests in flight: 0 or -errno
+/* An engine with room for `depth` requests in flight: 0 or -errno
  * (-ENOSYS, -EPERM...: io_uring asked for by name is not to be had). */
-int nvme_aio_new(enum nvme_aio_kind kind, int fd, uint32_t depth, struct nvme_aio **out);
+int nvme_aio_new(enum nvme_aio_kind kind, uint32_t depth, struct nvme_aio **out);
 /* "io_uring" or "threads". */
 const char *nvme_aio_name(const struct nvme_aio *aio);
 /* Readable when finished requests wait for nvme_aio_reap. */

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The file-backed namespace: opening the "backing" file or block device
+ * File-backed namespaces: opening a "backing" file or block device
  * (O_DIRECT where the file takes it, so that guest I/O does not fill the
  * host's page cache twice), its size, and the asynchronous I/O engine
- * whose completions the device's loop hears about on an eventfd. The
+ * (one for all of a device's files) whose completions the device's loop
+ * hears about on an eventfd. The
  * commands themselves are in nvme-io-file.c.
  *
  * Threads: the device's I/O thread (create and destroy: whichever thread
@@ -102,38 +103,38 @@ static void on_completions(void *opaque, int fd, uint32_t revents)
     nvme_kick(d);
 }
 
-int nvme_backing_open(struct nvme_dev *d, const char *path, uint32_t block_size, bool read_only,
-                      enum nvme_aio_kind kind)
+/* Two namespaces on one file would each overwrite the other's blocks. */
+static int check_distinct(struct nvme_dev *d, const struct nvme_ns *ns, const char *path)
+{
+    struct stat mine, theirs;
+
+    if (fstat(ns->fd, &mine) < 0)
+        return 0; /* cannot tell; the open worked */
+    for (uint32_t i = 0; i < NVME_MAX_NS; i++) {
+        const struct nvme_ns *o = &d->ns[i];
+        if (o == ns || o->fd < 0 || fstat(o->fd, &theirs) < 0)
+            continue;
+        bool same = S_ISBLK(mine.st_mode)
+                        ? mine.st_rdev == theirs.st_rdev
+                        : mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino;
+        if (!same)
+            continue;
+        d->svc->set_error(d->host,
+                          "nvme: namespaces %u and %td are both on %s: give each its own file",
+                          o->nsid, ns - d->ns + 1, path);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* The engine every backing file of the device shares, made with the first. */
+static int start_engine(struct nvme_dev *d, enum nvme_aio_kind kind)
 {
     const struct muserd_host_services *svc = d->svc;
-    uint64_t size;
-    bool direct;
 
-    bool memory;
-    int fd = open_backing(path, read_only, block_size, &size, &direct, &memory);
-    if (fd == -ENOTBLK) {
-        svc->set_error(d->host, "nvme: \"backing\" %s must be a regular file or a block device",
-                       path);
-        return -EINVAL;
-    }
-    if (fd < 0) {
-        bool denied = fd == -EACCES || fd == -EPERM;
-        svc->set_error(d->host, "nvme: cannot open \"backing\" %s%s: %s%s", path,
-                       read_only ? " for reading" : " for reading and writing", strerror(-fd),
-                       denied ? " (muserd opens it as the user it runs as: give that user access)"
-                              : "");
-        return -EINVAL; /* the config names a path that will not do */
-    }
-    d->ns.fd = fd;
-    size -= size % block_size;
-    if (size < NVME_SIZE_MIN) {
-        svc->set_error(d->host,
-                       "nvme: \"backing\" %s holds %" PRIu64 " bytes of %" PRIu32
-                       "-byte blocks; a namespace needs at least 1 MiB (grow it with truncate -s)",
-                       path, size, block_size);
-        return -EINVAL;
-    }
-    int r = nvme_aio_new(kind, fd, NVME_AIO_DEPTH, &d->aio);
+    if (d->aio)
+        return 0;
+    int r = nvme_aio_new(kind, NVME_AIO_DEPTH, &d->aio);
     if (r < 0 && kind == NVME_AIO_IO_URING) {
         svc->set_error(d->host,
                        "nvme: \"aio\": \"io_uring\" cannot be had here (%s: seccomp, "
@@ -152,15 +153,58 @@ int nvme_backing_open(struct nvme_dev *d, const char *path, uint32_t block_size,
         svc->set_error(d->host, "nvme: cannot watch the I/O completions: %s", strerror(-r));
         return r;
     }
-    d->ns.size = size;
-    d->ns.block_size = block_size;
-    d->ns.lba_shift = (uint32_t)__builtin_ctz(block_size);
-    d->ns.nr_blocks = size / block_size;
-    d->ns.read_only = read_only;
-    d->ns.direct = direct;
-    d->ns.in_memory = memory;
-    svc->log(d->host, MUSERD_LOG_INFO, "nvme: namespace on %s: %" PRIu64 " bytes, %s, %s", path,
-             size,
+    return 0;
+}
+
+int nvme_backing_open(struct nvme_dev *d, struct nvme_ns *ns, const char *path, uint32_t block_size,
+                      bool read_only, enum nvme_aio_kind kind)
+{
+    const struct muserd_host_services *svc = d->svc;
+    uint32_t nsid = (uint32_t)(ns - d->ns) + 1;
+    uint64_t size;
+    bool direct;
+
+    bool memory;
+    int fd = open_backing(path, read_only, block_size, &size, &direct, &memory);
+    if (fd == -ENOTBLK) {
+        svc->set_error(d->host,
+                       "nvme: the backing of namespace %u, %s, must be a regular file or a block "
+                       "device",
+                       nsid, path);
+        return -EINVAL;
+    }
+    if (fd < 0) {
+        bool denied = fd == -EACCES || fd == -EPERM;
+        svc->set_error(d->host, "nvme: cannot open the backing of namespace %u, %s,%s: %s%s", nsid,
+                       path, read_only ? " for reading" : " for reading and writing", strerror(-fd),
+                       denied ? " (muserd opens it as the user it runs as: give that user access)"
+                              : "");
+        return -EINVAL; /* the config names a path that will not do */
+    }
+    ns->fd = fd;
+    int r = check_distinct(d, ns, path);
+    if (r < 0)
+        return r;
+    size -= size % block_size;
+    if (size < NVME_SIZE_MIN) {
+        svc->set_error(d->host,
+                       "nvme: the backing of namespace %u, %s, holds %" PRIu64 " bytes of %" PRIu32
+                       "-byte blocks; a namespace needs at least 1 MiB (grow it with truncate -s)",
+                       nsid, path, size, block_size);
+        return -EINVAL;
+    }
+    r = start_engine(d, kind);
+    if (r < 0)
+        return r;
+    ns->size = size;
+    ns->block_size = block_size;
+    ns->lba_shift = (uint32_t)__builtin_ctz(block_size);
+    ns->nr_blocks = size / block_size;
+    ns->read_only = read_only;
+    ns->direct = direct;
+    ns->in_memory = memory;
+    svc->log(d->host, MUSERD_LOG_INFO, "nvme: namespace %u on %s: %" PRIu64 " bytes, %s, %s", nsid,
+             path, size,
              memory   ? "in memory (tmpfs): copied at once"
              : direct ? "O_DIRECT"
                       : "buffered",
@@ -175,9 +219,11 @@ void nvme_backing_close(struct nvme_dev *d)
     d->aio_watch = NULL;
     if (d->aio)
         nvme_file_drain(d);
-    if (d->ns.fd >= 0)
-        close(d->ns.fd);
-    d->ns.fd = -1;
+    for (uint32_t i = 0; i < NVME_MAX_NS; i++) {
+        if (d->ns[i].fd >= 0)
+            close(d->ns[i].fd);
+        d->ns[i].fd = -1;
+    }
     free(d->zeros);
     d->zeros = NULL;
 }

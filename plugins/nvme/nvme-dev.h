@@ -5,7 +5,7 @@
  * nvme-queue.c (doorbells, the poller, completions, interrupts),
  * nvme-admin.c, nvme-io.c (commands), nvme-io-decode.c (their checks),
  * nvme-dptr.c (data pointers), nvme-data.c (copies through them),
- * nvme-ns.c (the RAM namespace), nvme-backing.c (the file-backed one),
+ * nvme-ns.c (a RAM namespace), nvme-backing.c (a file-backed one),
  * nvme-io-file.c (commands on it, through nvme-aio.h), nvme-shadow.c
  * (shadow doorbells) and nvme-state.c (migration).
  *
@@ -51,6 +51,10 @@
 #define NVME_AIO_DEPTH 256
 
 #define NVME_SIZE_MIN (1ull << 20)
+
+/* Namespaces a controller may have: nsid 1 to NVME_MAX_NS (config keys
+ * "size"/"backing"... for 1, "ns2_size"/"ns2_backing"... for the others). */
+#define NVME_MAX_NS 4
 
 /* A round serves at most this many commands of one SQ, so that one busy
  * queue does not starve the others (nor the loop). */
@@ -115,6 +119,8 @@ struct nvme_shadow {
 };
 
 struct nvme_ns {
+    bool active; /* configured: NN counts up to the last one */
+    uint32_t nsid;
     uint64_t size;  /* bytes */
     int fd;         /* the backing file (nvme-backing.c), or -1: RAM (mem) */
     bool direct;    /* fd is O_DIRECT */
@@ -127,6 +133,7 @@ struct nvme_ns {
     bool read_only;
     uint8_t *mem;      /* RAM: anonymous mapping, untouched blocks cost nothing */
     uint64_t *touched; /* RAM: a bit per 4 KiB page ever written: what a save reads */
+    struct nvme_aio_req shutdown_flush; /* file: CC.SHN's fdatasync (nvme-io-file.c) */
 };
 
 struct nvme_features {
@@ -151,8 +158,9 @@ struct nvme_dev {
 
     char serial[21];
     char model[41];
-    uint32_t nr_queues; /* I/O queue pairs */
-    struct nvme_ns ns;
+    uint32_t nr_queues;             /* I/O queue pairs */
+    struct nvme_ns ns[NVME_MAX_NS]; /* nsid n is ns[n - 1] */
+    uint32_t nn;                    /* the highest active nsid */
 
     int db_fd;             /* memfd: page 0 unused, page 1 the doorbells */
     uint8_t *db_map;       /* both pages */
@@ -166,15 +174,15 @@ struct nvme_dev {
     bool quiesce_waiting; /* answered -EBUSY: quiesce_done when nothing is in flight */
     bool destroying;
 
-    /* File-backed namespace (nvme-backing.c, nvme-io-file.c). */
+    /* File-backed namespaces (nvme-backing.c, nvme-io-file.c): one engine
+     * for all of them, made with the first. */
     struct nvme_aio *aio;
     struct muserd_watch *aio_watch;
-    uint8_t *zeros;        /* for files that cannot punch holes */
-    bool shutdown_waiting; /* CC.SHN: the flush goes once nothing is in flight */
-    bool shutdown_flushing;
-    struct nvme_aio_req shutdown_flush;
-    bool irq_asserted; /* raised since every CQ was last caught up (INTx) */
-    bool intx_fired;   /* INTx raised, no CQ head moved since (nvme_irq_flush) */
+    uint8_t *zeros;             /* for files that cannot punch holes */
+    bool shutdown_waiting;      /* CC.SHN: the flushes go once nothing is in flight */
+    uint32_t shutdown_flushing; /* of them, not back yet */
+    bool irq_asserted;          /* raised since every CQ was last caught up (INTx) */
+    bool intx_fired;            /* INTx raised, no CQ head moved since (nvme_irq_flush) */
     uint64_t intx_fired_usec;
     bool fatal_logged;
     bool memory_wait_logged; /* "commands wait for guest memory" said */
@@ -206,7 +214,9 @@ struct nvme_dev {
     bool load_head_seen;
     void *load_head; /* checked, applied at the end */
     size_t load_head_len;
-    uint64_t load_offset;
+    uint64_t load_offset; /* where the next piece may start */
+    uint64_t load_end;    /* the offset of the stream's end piece */
+    bool load_ended;      /* and it came */
 };
 
 /* What a command handler gives back: status (NVME_SC_*), dword 0, and
@@ -247,21 +257,32 @@ void nvme_events_deliver(struct nvme_dev *d);
 /* nvme-admin.c */
 void nvme_admin_cmd(struct nvme_dev *d, const struct nvme_sqe *cmd, struct nvme_result *res);
 
+/* The active namespace nsid, or NULL. */
+static inline struct nvme_ns *nvme_ns_of(struct nvme_dev *d, uint32_t nsid)
+{
+    if (nsid < 1 || nsid > NVME_MAX_NS || !d->ns[nsid - 1].active)
+        return NULL;
+    return &d->ns[nsid - 1];
+}
+
 /* nvme-io.c: an NVM command of SQ sqid. */
 void nvme_io_cmd(struct nvme_dev *d, uint16_t sqid, const struct nvme_sqe *cmd,
                  struct nvme_result *res);
 
-/* nvme-backing.c: open the backing file (errors said with set_error), and close it
- * once every command in flight is back. */
-int nvme_backing_open(struct nvme_dev *d, const char *path, uint32_t block_size, bool read_only,
-                      enum nvme_aio_kind kind);
+/* nvme-backing.c: open ns's backing file, and the engine with the first
+ * (errors said with set_error); close them all once every command in
+ * flight is back. */
+int nvme_backing_open(struct nvme_dev *d, struct nvme_ns *ns, const char *path, uint32_t block_size,
+                      bool read_only, enum nvme_aio_kind kind);
 void nvme_backing_close(struct nvme_dev *d);
 
-/* nvme-io-file.c: a checked NVM command of SQ sqid on the backing file; res
- * is deferred while it is in flight. */
+/* nvme-io-file.c: a checked NVM command of SQ sqid on ns's backing file,
+ * or with ns NULL a Flush of every namespace; res is deferred while it is
+ * in flight. */
 struct nvme_io_req;
-void nvme_file_cmd(struct nvme_dev *d, uint16_t sqid, const struct nvme_sqe *cmd,
-                   const struct nvme_io_req *req, struct nvme_result *res);
+void nvme_file_cmd(struct nvme_dev *d, struct nvme_ns *ns, uint16_t sqid,
+                   const struct nvme_sqe *cmd, const struct nvme_io_req *req,
+                   struct nvme_result *res);
 /* Complete what came back; how many operations did. */
 unsigned nvme_file_reap(struct nvme_dev *d);
 /* Operations on the file in flight. */
@@ -270,8 +291,8 @@ uint32_t nvme_file_inflight(const struct nvme_dev *d);
 void nvme_file_commit(struct nvme_dev *d);
 /* SQ qid goes: its commands in flight will be dropped when they come back. */
 void nvme_file_forget_sq(struct nvme_dev *d, uint16_t qid);
-/* CC.SHN on a backing file: once nothing is in flight, fdatasync, then
- * CSTS.SHST says complete. Nothing for RAM. */
+/* CC.SHN with backing files: once nothing is in flight, fdatasync each,
+ * then CSTS.SHST says complete. Nothing for RAM. */
 void nvme_file_shutdown(struct nvme_dev *d);
 /* A quiesce waits for the file: done when nothing is in flight. */
 void nvme_file_quiesce_check(struct nvme_dev *d);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Identify: the controller (CNS 1), the namespace (CNS 0), the active
+ * Identify: the controller (CNS 1), a namespace (CNS 0), the active
  * namespace list (CNS 2) and the namespace identification descriptors
  * (CNS 3). Offsets are NVMe 1.4's Figures 247 and 249.
  */
@@ -9,8 +9,6 @@
 #include <string.h>
 
 #include "nvme-dev.h"
-
-#define NVME_NSID_ALL 0xffffffffu
 
 static void put16(uint8_t *p, size_t off, uint16_t v)
 {
@@ -38,13 +36,16 @@ static void put_str(uint8_t *p, size_t off, size_t width, const char *s)
     memcpy(p + off, s, n < width ? n : width);
 }
 
-/* A namespace GUID from the serial: stable for a device, distinct between
- * devices whose serials differ (FNV-1a, twice). */
-static void ns_guid(const struct nvme_dev *d, uint8_t guid[16])
+/* A namespace GUID from the serial and the NSID: stable for a device,
+ * distinct between devices whose serials differ and between namespaces
+ * (FNV-1a, twice; namespace 1's is what it was when it was the only one). */
+static void ns_guid(const struct nvme_dev *d, uint32_t nsid, uint8_t guid[16])
 {
     uint64_t h = 0xcbf29ce484222325ull;
     for (const char *s = d->serial; *s; s++)
         h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+    for (uint32_t n = nsid; nsid > 1 && n; n >>= 8)
+        h = (h ^ (n & 0xff)) * 0x100000001b3ull;
     uint64_t h2 = (h ^ 0x6e766d65) * 0x100000001b3ull;
     memcpy(guid, &h, 8);
     memcpy(guid + 8, &h2, 8);
@@ -75,7 +76,7 @@ static void identify_ctrl(const struct nvme_dev *d, uint8_t *p)
     p[512] = NVME_SQES << 4 | NVME_SQES;
     p[513] = NVME_CQES << 4 | NVME_CQES;
     put16(p, 514, 0);      /* MAXCMD: not reported */
-    put32(p, 516, 1);      /* NN */
+    put32(p, 516, d->nn);  /* NN */
     put16(p, 520, 0x000d); /* ONCS: Compare, DSM, Write Zeroes */
     p[525] = 1;            /* VWC: present (it is RAM; Flush is cheap) */
     /* SGLS: SGLs on NVM commands, data blocks at any byte address and of any
@@ -89,23 +90,25 @@ static void identify_ctrl(const struct nvme_dev *d, uint8_t *p)
     put16(p, 2048, 2500); /* PSD0 MP: 25 W */
 }
 
-static void identify_ns(const struct nvme_dev *d, uint8_t *p)
+static void identify_ns(const struct nvme_dev *d, const struct nvme_ns *ns, uint8_t *p)
 {
-    put64(p, 0, d->ns.nr_blocks);          /* NSZE */
-    put64(p, 8, d->ns.nr_blocks);          /* NCAP */
-    put64(p, 16, d->ns.nr_blocks);         /* NUSE */
-    p[25] = 0;                             /* NLBAF: one format */
-    p[26] = 0;                             /* FLBAS */
-    p[33] = 1;                             /* DLFEAT: deallocated blocks read as zeros */
-    p[99] = d->ns.read_only ? 1 : 0;       /* NSATTR: write protected */
-    ns_guid(d, p + 104);                   /* NGUID */
-    p[128 + 2] = (uint8_t)d->ns.lba_shift; /* LBAF0: LBADS */
+    put64(p, 0, ns->nr_blocks);          /* NSZE */
+    put64(p, 8, ns->nr_blocks);          /* NCAP */
+    put64(p, 16, ns->nr_blocks);         /* NUSE */
+    p[25] = 0;                           /* NLBAF: one format */
+    p[26] = 0;                           /* FLBAS */
+    p[33] = 1;                           /* DLFEAT: deallocated blocks read as zeros */
+    p[99] = ns->read_only ? 1 : 0;       /* NSATTR: write protected */
+    ns_guid(d, ns->nsid, p + 104);       /* NGUID */
+    p[128 + 2] = (uint8_t)ns->lba_shift; /* LBAF0: LBADS */
 }
 
 uint16_t nvme_identify(struct nvme_dev *d, const struct nvme_sqe *cmd, struct nvme_result *res)
 {
     uint8_t data[NVME_ID_SIZE] = {0};
     uint32_t cns = le32toh(cmd->cdw10) & 0xff, nsid = le32toh(cmd->nsid);
+    const struct nvme_ns *ns = nvme_ns_of(d, nsid);
+    uint32_t n = 0;
 
     switch (cns) {
     case NVME_ID_CNS_CTRL:
@@ -113,27 +116,29 @@ uint16_t nvme_identify(struct nvme_dev *d, const struct nvme_sqe *cmd, struct nv
         break;
     case NVME_ID_CNS_NS:
         if (nsid == NVME_NSID_ALL) {
-            /* The capabilities common to all namespaces: the format. */
-            data[128 + 2] = (uint8_t)d->ns.lba_shift;
+            /* The capabilities common to all namespaces: namespace 1's format. */
+            data[128 + 2] = (uint8_t)d->ns[0].lba_shift;
             break;
         }
-        if (nsid != 1)
+        if (nsid < 1 || nsid > d->nn)
             return NVME_SC_INVALID_NS;
-        identify_ns(d, data);
+        if (ns) /* an inactive NSID in range reads as zeros */
+            identify_ns(d, ns, data);
         break;
     case NVME_ID_CNS_NS_ACTIVE_LIST:
-        /* The active namespaces above nsid: ours is 1. */
+        /* The active namespaces above nsid, in order. */
         if (nsid >= 0xfffffffeu)
             return NVME_SC_INVALID_NS;
-        if (nsid < 1)
-            put32(data, 0, 1);
+        for (uint32_t i = 0; i < NVME_MAX_NS; i++)
+            if (d->ns[i].active && d->ns[i].nsid > nsid)
+                put32(data, 4 * n++, d->ns[i].nsid);
         break;
     case NVME_ID_CNS_NS_DESC_LIST:
-        if (nsid != 1)
+        if (!ns)
             return NVME_SC_INVALID_NS;
         data[0] = 2;  /* NIDT: NGUID */
         data[1] = 16; /* NIDL */
-        ns_guid(d, data + 4);
+        ns_guid(d, ns->nsid, data + 4);
         break;
     default:
         return NVME_SC_INVALID_FIELD;

@@ -51,7 +51,9 @@ uint16_t nvme_io_decode(const struct nvme_sqe *cmd, const struct nvme_ns_geom *g
     /* Fused operations are not offered; PSDT 10b would need metadata SGLs. */
     if (!flags_valid(cmd->flags))
         return NVME_SC_INVALID_FIELD;
-    if (nsid != 1 && !(cmd->opcode == NVME_CMD_FLUSH && nsid == NVME_NSID_ALL))
+    if (cmd->opcode == NVME_CMD_FLUSH && nsid == NVME_NSID_ALL)
+        return NVME_SC_SUCCESS; /* every namespace */
+    if (!geom)
         return NVME_SC_INVALID_NS;
     switch (cmd->opcode) {
     case NVME_CMD_WRITE:

@@ -11,8 +11,6 @@
 
 #include "nvme-spec.h"
 
-#define NVME_NSID_ALL 0xffffffffu
-
 struct nvme_ns_geom {
     uint64_t nr_blocks;
     uint32_t lba_shift; /* log2 of the block size */
@@ -25,8 +23,10 @@ struct nvme_io_req {
     uint32_t nr_ranges; /* DSM: ranges in the data, 1 to 256 */
 };
 
-/* Decode an NVM command (opcode, flags, namespace 1, SLBA and NLB inside the
+/* Decode an NVM command (opcode, flags, namespace, SLBA and NLB inside the
  * namespace, MDTS) into *out: NVME_SC_SUCCESS, or the status it completes
- * with (*out is then undefined). */
+ * with (*out is then undefined). geom is the namespace the command's NSID
+ * names, NULL when none is active by that NSID; a Flush of NSID FFFFFFFFh
+ * (every namespace) needs none. */
 uint16_t nvme_io_decode(const struct nvme_sqe *cmd, const struct nvme_ns_geom *geom,
                         struct nvme_io_req *out);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * NVM commands on a file-backed namespace: each command becomes an
+ * NVM commands on file-backed namespaces: each command becomes an
  * asynchronous operation on the file (nvme-aio.h) and completes when the
  * operation does, so many are in flight at once and the I/O thread never
  * waits on the disk. Data moves through a bounce buffer of the command's
@@ -44,6 +44,8 @@ struct extent {
 
 struct file_cmd {
     struct nvme_aio_req aio; /* first: the engine hands it back */
+    struct nvme_ns *ns;      /* the namespace (a Flush of all: the one flushing now) */
+    bool flush_all;          /* Flush of NSID FFFFFFFFh: each file in turn */
     struct nvme_sqe sqe;
     uint16_t sqid;
     uint32_t gen;
@@ -82,7 +84,7 @@ static uint16_t errno_status(const struct file_cmd *c, int64_t err)
 static void submit(struct nvme_dev *d, struct file_cmd *c, enum nvme_aio_op op, void *buf,
                    uint64_t off, uint64_t len)
 {
-    c->aio = (struct nvme_aio_req){.op = op, .buf = buf, .off = off, .len = len};
+    c->aio = (struct nvme_aio_req){.op = op, .fd = c->ns->fd, .buf = buf, .off = off, .len = len};
     nvme_aio_submit(d->aio, &c->aio);
 }
 
@@ -97,7 +99,7 @@ static bool zero_next(struct nvme_dev *d, struct file_cmd *c)
     if (c->cur == c->nr_ext)
         return false;
     const struct extent *e = &c->ext[c->cur];
-    if (!d->ns.no_punch) {
+    if (!c->ns->no_punch) {
         submit(d, c, NVME_AIO_PUNCH, NULL, e->off, e->len);
         return true;
     }
@@ -120,9 +122,11 @@ static int zero_step(struct nvme_dev *d, struct file_cmd *c, int64_t result)
         if (!d->zeros)
             return NVME_SC_INTERNAL;
         memset(d->zeros, 0, ZERO_CHUNK);
-        d->ns.no_punch = true;
+        c->ns->no_punch = true;
         d->svc->log(d->host, MUSERD_LOG_INFO,
-                    "nvme: the backing file cannot punch holes; zeros are written instead");
+                    "nvme: the backing file of namespace %u cannot punch holes; zeros are "
+                    "written instead",
+                    c->ns->nsid);
     } else if (result < 0) {
         return errno_status(c, result);
     } else if (c->aio.op == NVME_AIO_PUNCH) {
@@ -172,13 +176,33 @@ static int read_finish(struct nvme_dev *d, struct file_cmd *c)
     return sc;
 }
 
+/* The next file-backed namespace after c->ns (from the first with NULL), or NULL. */
+static struct nvme_ns *next_file_ns(struct nvme_dev *d, const struct nvme_ns *after)
+{
+    for (uint32_t i = after ? (uint32_t)(after - d->ns) + 1 : 0; i < NVME_MAX_NS; i++)
+        if (d->ns[i].active && d->ns[i].fd >= 0)
+            return &d->ns[i];
+    return NULL;
+}
+
+/* A Flush came back: a Flush of every namespace goes on to the next file. */
+static int flush_step(struct nvme_dev *d, struct file_cmd *c, int64_t result)
+{
+    if (result < 0)
+        return errno_status(c, result);
+    if (!c->flush_all || !(c->ns = next_file_ns(d, c->ns)))
+        return NVME_SC_SUCCESS;
+    submit(d, c, NVME_AIO_FLUSH, NULL, 0, 0);
+    return GOING;
+}
+
 static int step(struct nvme_dev *d, struct file_cmd *c, int64_t result)
 {
     int r;
 
     switch (c->sqe.opcode) {
     case NVME_CMD_FLUSH:
-        return result < 0 ? errno_status(c, result) : NVME_SC_SUCCESS;
+        return flush_step(d, c, result);
     case NVME_CMD_WRITE_ZEROES:
     case NVME_CMD_DSM:
         return zero_step(d, c, result);
@@ -214,27 +238,38 @@ static void complete(struct nvme_dev *d, struct file_cmd *c, uint16_t status)
     cmd_free(c);
 }
 
-/* The shutdown's flush goes when the commands before it are back. */
+/* The shutdown's flushes, one per file, go when the commands before them are back. */
 static void shutdown_step(struct nvme_dev *d)
 {
-    if (!d->shutdown_waiting || d->shutdown_flushing || nvme_aio_inflight(d->aio) > 0)
+    if (!d->shutdown_waiting || d->shutdown_flushing > 0 || nvme_aio_inflight(d->aio) > 0)
         return;
     d->shutdown_waiting = false;
-    d->shutdown_flushing = true;
-    d->shutdown_flush = (struct nvme_aio_req){.op = NVME_AIO_FLUSH};
-    nvme_aio_submit(d->aio, &d->shutdown_flush);
+    for (struct nvme_ns *ns = next_file_ns(d, NULL); ns; ns = next_file_ns(d, ns)) {
+        ns->shutdown_flush = (struct nvme_aio_req){.op = NVME_AIO_FLUSH, .fd = ns->fd};
+        nvme_aio_submit(d->aio, &ns->shutdown_flush);
+        d->shutdown_flushing++;
+    }
 }
 
-static void shutdown_done(struct nvme_dev *d, int64_t result)
+/* req is a shutdown's flush: true when it was, and is done with. */
+static bool shutdown_done(struct nvme_dev *d, struct nvme_aio_req *req)
 {
-    d->shutdown_flushing = false;
-    if (result < 0)
+    struct nvme_ns *ns = NULL;
+    for (uint32_t i = 0; i < NVME_MAX_NS && !ns; i++)
+        if (req == &d->ns[i].shutdown_flush)
+            ns = &d->ns[i];
+    if (!ns)
+        return false;
+    d->shutdown_flushing--;
+    if (req->result < 0)
         d->svc->log(d->host, MUSERD_LOG_WARNING,
-                    "nvme: the shutdown's fdatasync of the backing file failed: %s",
-                    strerror((int)-result));
-    /* Still the same shutdown (no reset or new CC.SHN since)? */
-    if ((d->csts & NVME_CSTS_SHST_MASK) == NVME_CSTS_SHST_BUSY && NVME_CC_SHN(d->cc))
+                    "nvme: the shutdown's fdatasync of namespace %u's backing file failed: %s",
+                    ns->nsid, strerror((int)-req->result));
+    /* The last one, and still the same shutdown (no reset or new CC.SHN since)? */
+    if (d->shutdown_flushing == 0 && (d->csts & NVME_CSTS_SHST_MASK) == NVME_CSTS_SHST_BUSY &&
+        NVME_CC_SHN(d->cc))
         d->csts = (d->csts & ~NVME_CSTS_SHST_MASK) | NVME_CSTS_SHST_DONE;
+    return true;
 }
 
 void nvme_file_shutdown(struct nvme_dev *d)
@@ -249,10 +284,8 @@ void nvme_file_shutdown(struct nvme_dev *d)
 static void file_done(void *opaque, struct nvme_aio_req *req)
 {
     struct nvme_dev *d = opaque;
-    if (req == &d->shutdown_flush) {
-        shutdown_done(d, req->result);
+    if (shutdown_done(d, req))
         return;
-    }
     struct file_cmd *c = (struct file_cmd *)((char *)req - offsetof(struct file_cmd, aio));
 
     /* Gone with a reset or a Delete I/O SQ, or the device is going. */
@@ -267,8 +300,8 @@ static void file_done(void *opaque, struct nvme_aio_req *req)
 
 /* ---- submission ------------------------------------------------------------ */
 
-static struct file_cmd *cmd_new(struct nvme_dev *d, uint16_t sqid, const struct nvme_sqe *sqe,
-                                uint64_t buf_len)
+static struct file_cmd *cmd_new(struct nvme_dev *d, struct nvme_ns *ns, uint16_t sqid,
+                                const struct nvme_sqe *sqe, uint64_t buf_len)
 {
     struct file_cmd *c = calloc(1, sizeof(*c));
     if (!c)
@@ -277,6 +310,7 @@ static struct file_cmd *cmd_new(struct nvme_dev *d, uint16_t sqid, const struct 
         free(c);
         return NULL;
     }
+    c->ns = ns;
     c->sqe = *sqe;
     c->sqid = sqid;
     c->gen = d->sq_gen[sqid];
@@ -298,24 +332,25 @@ static void launch(struct nvme_dev *d, struct file_cmd *c, struct nvme_result *r
  * file in memory (tmpfs) is copied like a RAM namespace, and a buffered
  * read whose pages are cached is taken with RWF_NOWAIT. The bytes moved,
  * -errno, or -EAGAIN: submit it. */
-static int64_t transfer_now(struct nvme_dev *d, struct file_cmd *c, bool write)
+static int64_t transfer_now(struct file_cmd *c, bool write)
 {
     struct iovec iov = {.iov_base = c->buf, .iov_len = c->len};
+    struct nvme_ns *ns = c->ns;
     ssize_t n;
 
-    if (d->ns.in_memory) {
-        n = write ? pwritev(d->ns.fd, &iov, 1, (off_t)c->off)
-                  : preadv(d->ns.fd, &iov, 1, (off_t)c->off);
+    if (ns->in_memory) {
+        n = write ? pwritev(ns->fd, &iov, 1, (off_t)c->off)
+                  : preadv(ns->fd, &iov, 1, (off_t)c->off);
         return n < 0 && errno != EAGAIN ? -errno : n < 0 ? -EAGAIN : n;
     }
-    if (write || d->ns.direct || d->ns.no_nowait)
+    if (write || ns->direct || ns->no_nowait)
         return -EAGAIN;
-    n = preadv2(d->ns.fd, &iov, 1, (off_t)c->off, RWF_NOWAIT);
+    n = preadv2(ns->fd, &iov, 1, (off_t)c->off, RWF_NOWAIT);
     if (n == (ssize_t)c->len)
         return n;
     if (n < 0 && errno == EOPNOTSUPP)
-        d->ns.no_nowait = true; /* the file system cannot say: always submit */
-    return -EAGAIN;             /* not cached (or only in part): the engine reads it all */
+        ns->no_nowait = true; /* the file system cannot say: always submit */
+    return -EAGAIN;           /* not cached (or only in part): the engine reads it all */
 }
 
 /* Read, Write, Compare: GOING when submitted, else the command's status. */
@@ -330,7 +365,7 @@ static int start_rw(struct nvme_dev *d, struct file_cmd *c, const struct nvme_io
         if (sc)
             return sc;
     }
-    int64_t n = transfer_now(d, c, write);
+    int64_t n = transfer_now(c, write);
     if (n == -EAGAIN) {
         submit(d, c, write ? NVME_AIO_WRITE : NVME_AIO_READ, c->buf, c->off, c->len);
         return GOING;
@@ -352,17 +387,18 @@ static uint16_t start_dsm(struct nvme_dev *d, struct file_cmd *c, const struct n
     *nothing = !(le32toh(c->sqe.cdw11) & NVME_DSM_AD); /* only hints */
     if (*nothing)
         return NVME_SC_SUCCESS;
-    if (d->ns.read_only)
+    if (c->ns->read_only)
         return NVME_SC_NS_WRITE_PROTECTED;
     c->ext = calloc(nr, sizeof(*c->ext));
     if (!c->ext)
         return NVME_SC_INTERNAL;
     for (uint32_t i = 0; i < nr; i++) {
         uint64_t slba = le64toh(ranges[i].slba), nlb = le32toh(ranges[i].nlb);
-        if (slba > d->ns.nr_blocks || nlb > d->ns.nr_blocks - slba)
+        if (slba > c->ns->nr_blocks || nlb > c->ns->nr_blocks - slba)
             return NVME_SC_LBA_RANGE;
         if (nlb > 0)
-            c->ext[c->nr_ext++] = (struct extent){slba << d->ns.lba_shift, nlb << d->ns.lba_shift};
+            c->ext[c->nr_ext++] =
+                (struct extent){slba << c->ns->lba_shift, nlb << c->ns->lba_shift};
     }
     *nothing = c->nr_ext == 0;
     if (!*nothing)
@@ -370,26 +406,31 @@ static uint16_t start_dsm(struct nvme_dev *d, struct file_cmd *c, const struct n
     return NVME_SC_SUCCESS;
 }
 
-void nvme_file_cmd(struct nvme_dev *d, uint16_t sqid, const struct nvme_sqe *cmd,
-                   const struct nvme_io_req *req, struct nvme_result *res)
+void nvme_file_cmd(struct nvme_dev *d, struct nvme_ns *ns, uint16_t sqid,
+                   const struct nvme_sqe *cmd, const struct nvme_io_req *req,
+                   struct nvme_result *res)
 {
     bool write = cmd->opcode == NVME_CMD_WRITE || cmd->opcode == NVME_CMD_WRITE_ZEROES;
     bool nothing = false;
     uint16_t sc = NVME_SC_SUCCESS;
+    bool flush_all = !ns;
 
-    if (write && d->ns.read_only) {
+    if (flush_all)
+        ns = next_file_ns(d, NULL); /* the caller made sure there is one */
+    if (write && ns->read_only) {
         res->status = NVME_SC_NS_WRITE_PROTECTED;
         return;
     }
     bool bounce = cmd->opcode == NVME_CMD_READ || cmd->opcode == NVME_CMD_WRITE ||
                   cmd->opcode == NVME_CMD_COMPARE;
-    struct file_cmd *c = cmd_new(d, sqid, cmd, bounce ? req->len : 0);
+    struct file_cmd *c = cmd_new(d, ns, sqid, cmd, bounce ? req->len : 0);
     if (!c) {
         res->status = NVME_SC_INTERNAL;
         return;
     }
     switch (cmd->opcode) {
     case NVME_CMD_FLUSH:
+        c->flush_all = flush_all;
         submit(d, c, NVME_AIO_FLUSH, NULL, 0, 0);
         sc = NVME_SC_SUCCESS;
         break;

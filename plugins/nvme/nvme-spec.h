@@ -161,6 +161,8 @@ enum {
     NVME_LOG_FW_SLOT = 0x03,
 };
 
+#define NVME_NSID_ALL 0xffffffffu /* every namespace (Flush, Identify) */
+
 enum {
     NVME_ID_CNS_NS = 0x00,
     NVME_ID_CNS_CTRL = 0x01,

@@ -20,18 +20,26 @@
  * destination's namespace: a RAM stream does not load into a file, nor
  * the other way round.
  *
+ * Version 3 has several namespaces: a record for each of nsid 1 to
+ * NVME_MAX_NS after the shadow record (active, file or RAM, size, block
+ * size), which must match the destination's, and a piece's offset carries
+ * its namespace in the bits above NS_SHIFT (namespace 1's pieces are as in
+ * version 2). The end is the offset STREAM_END. Version 1 and 2 streams
+ * load into a device with namespace 1 only.
+ *
  * No command is in flight while quiesced (a quiesce waits for the backing
  * file), so there is nothing else.
  */
 #include <endian.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nvme-dev.h"
 
 #define NVME_STATE_MAGIC   0x53454d4eu /* "NMES" */
-#define NVME_STATE_VERSION 2u
+#define NVME_STATE_VERSION 3u
 
 #define HEAD_QUEUES_SET   (1u << 0)
 #define HEAD_IRQ_ASSERTED (1u << 1)
@@ -79,6 +87,23 @@ struct nvme_state_shadow {
 };
 _Static_assert(sizeof(struct nvme_state_shadow) == 16, "state shadow layout is fixed");
 
+#define NS_ACTIVE  (1u << 0)
+#define NS_BACKING (1u << 1)
+
+/* Version 3, after the shadow record: one per nsid 1 to NVME_MAX_NS. */
+struct nvme_state_ns {
+    uint64_t size;
+    uint32_t block_size;
+    uint32_t flags; /* NS_* */
+};
+_Static_assert(sizeof(struct nvme_state_ns) == 16, "state namespace layout is fixed");
+
+/* A piece's offset: the namespace index above NS_SHIFT, bytes below
+ * (NVME_SIZE_MAX and a backing file's size are far below 2^48). */
+#define NS_SHIFT   48
+#define NS_BYTES   ((1ull << NS_SHIFT) - 1)
+#define STREAM_END ((uint64_t)NVME_MAX_NS << NS_SHIFT)
+
 static size_t queues_end(const struct nvme_dev *d)
 {
     return sizeof(struct nvme_state_head) + (d->nr_queues + 1) * sizeof(struct nvme_state_queue);
@@ -86,7 +111,26 @@ static size_t queues_end(const struct nvme_dev *d)
 
 static size_t head_len_of(const struct nvme_dev *d, uint32_t version)
 {
-    return queues_end(d) + (version >= 2 ? sizeof(struct nvme_state_shadow) : 0);
+    return queues_end(d) + (version >= 2 ? sizeof(struct nvme_state_shadow) : 0) +
+           (version >= 3 ? NVME_MAX_NS * sizeof(struct nvme_state_ns) : 0);
+}
+
+/* The namespace record nsid i + 1 of the destination's own config. */
+static struct nvme_state_ns ns_record(const struct nvme_ns *ns)
+{
+    if (!ns->active)
+        return (struct nvme_state_ns){0};
+    return (struct nvme_state_ns){
+        .size = htole64(ns->size),
+        .block_size = htole32(ns->block_size),
+        .flags = htole32(NS_ACTIVE | (ns->fd >= 0 ? NS_BACKING : 0)),
+    };
+}
+
+/* Namespace 1 is all a version 1 or 2 stream knows of. */
+static bool only_ns1(const struct nvme_dev *d)
+{
+    return d->nn == 1;
 }
 
 static size_t head_len(const struct nvme_dev *d)
@@ -97,7 +141,7 @@ static size_t head_len(const struct nvme_dev *d)
 static void head_fill(const struct nvme_dev *d, uint8_t *out)
 {
     struct nvme_state_head h = {
-        .ns_size = htole64(d->ns.size),
+        .ns_size = htole64(d->ns[0].size),
         .asq = htole64(d->asq),
         .acq = htole64(d->acq),
         .units_read = htole64(d->stats.units_read),
@@ -106,7 +150,7 @@ static void head_fill(const struct nvme_dev *d, uint8_t *out)
         .host_writes = htole64(d->stats.host_writes),
         .magic = htole32(NVME_STATE_MAGIC),
         .version = htole32(NVME_STATE_VERSION),
-        .block_size = htole32(d->ns.block_size),
+        .block_size = htole32(d->ns[0].block_size),
         .nr_queues = htole32(d->nr_queues),
         .cc = htole32(d->cc),
         .csts = htole32(d->csts),
@@ -120,7 +164,7 @@ static void head_fill(const struct nvme_dev *d, uint8_t *out)
         .async_event = htole32(d->feat.async_event),
         .flags = htole32(
             (d->feat.queues_set ? HEAD_QUEUES_SET : 0) | (d->irq_asserted ? HEAD_IRQ_ASSERTED : 0) |
-            (d->shadow.enabled ? HEAD_SHADOW : 0) | (d->ns.fd >= 0 ? HEAD_BACKING : 0)),
+            (d->shadow.enabled ? HEAD_SHADOW : 0) | (d->ns[0].fd >= 0 ? HEAD_BACKING : 0)),
         .nr_aers = htole32(d->nr_aers),
         .nr_events = htole32(d->nr_events),
         .masked_types = htole32(d->masked_types),
@@ -160,7 +204,13 @@ static void head_fill(const struct nvme_dev *d, uint8_t *out)
         .db_addr = htole64(d->shadow.db_addr),
         .ei_addr = htole64(d->shadow.ei_addr),
     };
-    memcpy(out + (d->nr_queues + 1) * sizeof(struct nvme_state_queue), &sh, sizeof(sh));
+    out += (d->nr_queues + 1) * sizeof(struct nvme_state_queue);
+    memcpy(out, &sh, sizeof(sh));
+    out += sizeof(sh);
+    for (uint32_t i = 0; i < NVME_MAX_NS; i++) {
+        struct nvme_state_ns rec = ns_record(&d->ns[i]);
+        memcpy(out + i * sizeof(rec), &rec, sizeof(rec));
+    }
 }
 
 /* A queue of the stream is one create would have accepted. */
@@ -202,9 +252,11 @@ static int head_check(const struct nvme_dev *d, const uint8_t *in, size_t len)
     if (len != head_len_of(d, version))
         return -EINVAL;
     uint32_t head_flags = version >= 2 ? 0xfu : 3u;
+    if (version < 3 && !only_ns1(d))
+        return -EINVAL; /* the stream has one namespace, the destination more */
     uint32_t queue_flags = version >= 2 ? 0x7fu : 0x1fu;
     /* The destination must have been created with the same config. */
-    if (le64toh(h.ns_size) != d->ns.size || le32toh(h.block_size) != d->ns.block_size ||
+    if (le64toh(h.ns_size) != d->ns[0].size || le32toh(h.block_size) != d->ns[0].block_size ||
         le32toh(h.nr_queues) != d->nr_queues)
         return -EINVAL;
     if ((le32toh(h.cc) & ~NVME_CC_WRITABLE) || (le32toh(h.csts) & ~0x1fu) ||
@@ -215,8 +267,17 @@ static int head_check(const struct nvme_dev *d, const uint8_t *in, size_t len)
         le16toh(h.nsqa) >= d->nr_queues || le16toh(h.ncqa) >= d->nr_queues ||
         (le32toh(h.flags) & ~head_flags))
         return -EINVAL;
-    if (!(le32toh(h.flags) & HEAD_BACKING) != (d->ns.fd < 0))
+    if (!(le32toh(h.flags) & HEAD_BACKING) != (d->ns[0].fd < 0))
         return -EINVAL; /* RAM into a file, or a file into RAM */
+    if (version >= 3) {
+        const uint8_t *recs = in + queues_end(d) + sizeof(struct nvme_state_shadow);
+        for (uint32_t i = 0; i < NVME_MAX_NS; i++) {
+            struct nvme_state_ns rec, mine = ns_record(&d->ns[i]);
+            memcpy(&rec, recs + i * sizeof(rec), sizeof(rec));
+            if (memcmp(&rec, &mine, sizeof(rec)) != 0)
+                return -EINVAL; /* another set of namespaces, or of another size or kind */
+        }
+    }
     if (version >= 2) {
         struct nvme_state_shadow sh;
         memcpy(&sh, in + queues_end(d), sizeof(sh));
@@ -320,6 +381,28 @@ static bool all_zero(const uint8_t *p, size_t n)
     return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
+/* The next page to send at or after save_offset (an offset of the stream,
+ * see NS_SHIFT): one the guest wrote, not all zeros, of a RAM namespace;
+ * STREAM_END when there is none. */
+static uint64_t next_piece(struct nvme_dev *d, uint64_t at)
+{
+    while (at < STREAM_END) {
+        struct nvme_ns *ns = &d->ns[at >> NS_SHIFT];
+        uint64_t off = at & NS_BYTES;
+        if (ns->active && ns->fd < 0 && off < ns->size)
+            off = nvme_ns_next_touched(ns, off);
+        if (!ns->active || ns->fd >= 0 || off >= ns->size) {
+            at = ((at >> NS_SHIFT) + 1) << NS_SHIFT; /* the next namespace */
+            continue;
+        }
+        at = (at & ~NS_BYTES) | off;
+        if (!all_zero(ns->mem + off, NVME_PAGE_SIZE))
+            return at;
+        at += NVME_PAGE_SIZE;
+    }
+    return STREAM_END;
+}
+
 int nvme_state_save(void *dev, enum muserd_state_phase phase, void *buf, size_t len,
                     size_t *written)
 {
@@ -338,24 +421,15 @@ int nvme_state_save(void *dev, enum muserd_state_phase phase, void *buf, size_t 
         d->save_offset = 0;
         return 0;
     }
-    /* Only pages the guest ever wrote, and of those the ones not all zero;
-     * none of a backing file. */
-    if (d->ns.fd >= 0 && d->save_offset < d->ns.size)
-        d->save_offset = d->ns.size;
-    while (d->save_offset < d->ns.size) {
-        d->save_offset = nvme_ns_next_touched(&d->ns, d->save_offset);
-        if (d->save_offset >= d->ns.size || !all_zero(d->ns.mem + d->save_offset, NVME_PAGE_SIZE))
-            break;
-        d->save_offset += NVME_PAGE_SIZE;
-    }
-    if (d->save_offset > d->ns.size) {
+    if (d->save_offset > STREAM_END) {
         d->save_head_sent = false; /* the end; ready for another save */
         return 0;
     }
+    d->save_offset = next_piece(d, d->save_offset);
     if (len < sizeof(uint64_t))
         return -ENOBUFS;
-    if (d->save_offset == d->ns.size) {
-        uint64_t end = htole64(d->ns.size);
+    if (d->save_offset == STREAM_END) {
+        uint64_t end = htole64(STREAM_END);
         memcpy(out, &end, sizeof(end));
         *written = sizeof(end);
         d->save_offset++;
@@ -363,11 +437,13 @@ int nvme_state_save(void *dev, enum muserd_state_phase phase, void *buf, size_t 
     }
     if (len < sizeof(uint64_t) + NVME_PAGE_SIZE)
         return -ENOBUFS;
-    uint64_t n = nvme_ns_touched_run(&d->ns, d->save_offset,
-                                     (len - sizeof(uint64_t)) & ~(uint64_t)(NVME_PAGE_SIZE - 1));
+    const struct nvme_ns *ns = &d->ns[d->save_offset >> NS_SHIFT];
+    uint64_t at = d->save_offset & NS_BYTES;
+    uint64_t n =
+        nvme_ns_touched_run(ns, at, (len - sizeof(uint64_t)) & ~(uint64_t)(NVME_PAGE_SIZE - 1));
     uint64_t off = htole64(d->save_offset);
     memcpy(out, &off, sizeof(off));
-    memcpy(out + sizeof(off), d->ns.mem + d->save_offset, n);
+    memcpy(out + sizeof(off), ns->mem + at, n);
     d->save_offset += n;
     *written = sizeof(off) + n;
     return 0;
@@ -384,8 +460,26 @@ int nvme_state_save_begin(void *dev)
 int nvme_state_pending(void *dev, enum muserd_state_phase phase, uint64_t *bytes)
 {
     struct nvme_dev *d = dev;
-    uint64_t data = d->ns.fd >= 0 ? 0 : d->ns.size;
+    uint64_t data = 0;
+    for (uint32_t i = 0; i < NVME_MAX_NS; i++)
+        if (d->ns[i].active && d->ns[i].fd < 0)
+            data += d->ns[i].size;
     *bytes = phase == MUSERD_STATE_FINAL ? head_len(d) + data + sizeof(uint64_t) : 0;
+    return 0;
+}
+
+/* A piece of namespace data at stream offset `at`, n bytes: 0 or -EINVAL. */
+static int load_piece(struct nvme_dev *d, uint64_t at, const uint8_t *data, uint64_t n)
+{
+    if (at < d->load_offset || at >= STREAM_END)
+        return -EINVAL; /* out of order, or past every namespace */
+    struct nvme_ns *ns = &d->ns[at >> NS_SHIFT];
+    uint64_t off = at & NS_BYTES;
+    if (!ns->active || ns->fd >= 0 || off > ns->size || n > ns->size - off)
+        return -EINVAL;
+    nvme_ns_touch(ns, off, n);
+    memcpy(ns->mem + off, data, n);
+    d->load_offset = at + n;
     return 0;
 }
 
@@ -404,41 +498,41 @@ int nvme_state_load(void *dev, const void *buf, size_t len)
             return -ENOMEM;
         memcpy(d->load_head, in, len);
         d->load_head_seen = true;
+        d->load_ended = false;
         d->load_offset = 0;
+        uint32_t version;
+        memcpy(&version, in + offsetof(struct nvme_state_head, version), sizeof(version));
+        /* Before version 3 the end was namespace 1's size. */
+        d->load_end = le32toh(version) >= 3 ? STREAM_END : d->ns[0].size;
         /* Pages the source left out are zeros (a backing file is as it is). */
-        if (d->ns.fd < 0)
-            nvme_ns_zero(&d->ns, 0, d->ns.size);
+        for (uint32_t i = 0; i < NVME_MAX_NS; i++)
+            if (d->ns[i].active && d->ns[i].fd < 0)
+                nvme_ns_zero(&d->ns[i], 0, d->ns[i].size);
         return 0;
     }
     uint64_t off;
-    if (len < sizeof(off) || d->load_offset > d->ns.size)
+    if (len < sizeof(off) || d->load_ended)
         return -EINVAL;
     memcpy(&off, in, sizeof(off));
     off = le64toh(off);
-    if (len == sizeof(off)) {
-        if (off != d->ns.size)
-            return -EINVAL;
-        d->load_offset = d->ns.size + 1; /* the end marker */
-        return 0;
-    }
-    uint64_t n = len - sizeof(off);
-    if (off < d->load_offset || off > d->ns.size || n > d->ns.size - off || d->ns.fd >= 0)
+    if (len > sizeof(off))
+        return load_piece(d, off, in + sizeof(off), len - sizeof(off));
+    if (off != d->load_end)
         return -EINVAL;
-    nvme_ns_touch(&d->ns, off, n);
-    memcpy(d->ns.mem + off, in + sizeof(off), n);
-    d->load_offset = off + n;
+    d->load_ended = true;
     return 0;
 }
 
 int nvme_state_load_end(void *dev)
 {
     struct nvme_dev *d = dev;
-    bool complete = d->load_head_seen && d->load_offset == d->ns.size + 1;
+    bool complete = d->load_head_seen && d->load_ended;
     if (complete)
         head_apply(d, d->load_head);
     free(d->load_head);
     d->load_head = NULL;
     d->load_head_seen = false;
+    d->load_ended = false;
     d->load_offset = 0;
     return complete ? 0 : -EINVAL;
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The "nvme" device model: an NVMe 1.4 controller with one namespace, in
- * RAM or on a backing file or block device. BAR0 holds the registers
+ * The "nvme" device model: an NVMe 1.4 controller with one to NVME_MAX_NS
+ * namespaces, each in RAM or on a backing file or block device. BAR0 holds the registers
  * (trapped) and the doorbells (a page the client may map); BAR4 the MSI-X
  * table, one vector per I/O queue plus the admin queue. This file: config,
  * create, the device ops, the plugin entry.
@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -65,7 +66,8 @@ static void nvme_destroy(void *dev)
     if (d->db_fd >= 0)
         close(d->db_fd);
     nvme_backing_close(d);
-    nvme_ns_close(&d->ns);
+    for (uint32_t i = 0; i < NVME_MAX_NS; i++)
+        nvme_ns_close(&d->ns[i]);
     free(d->load_head);
     free(d);
 }
@@ -106,96 +108,134 @@ static int config_text(struct nvme_dev *d, const char *key, char *out, size_t wi
     return 0;
 }
 
-static int config_uint(struct nvme_dev *d, const char *key, uint64_t fallback, uint64_t *v)
-{
-    int r = d->svc->config_uint(d->host, key, v);
-    if (r == -ENOENT) {
-        *v = fallback;
-        return 0;
-    }
-    return r;
-}
-
-/* What the namespace is made of: "backing" (with "aio") or "size". */
+/* What a namespace is made of: "backing" or "size", and its blocks. */
 struct ns_config {
+    bool present;
     uint64_t size;
     uint32_t block_size;
     bool read_only;
     const char *backing; /* NULL: RAM; the host's string, valid until destroy */
+};
+
+struct nvme_config {
+    struct ns_config ns[NVME_MAX_NS];
     enum nvme_aio_kind aio;
 };
 
-static int read_backing(struct nvme_dev *d, struct ns_config *ns)
+/* The config key `what` ("size", "backing"...) of namespace nsid: the
+ * top-level key for namespace 1, "ns<nsid>_<what>" for the others. */
+static const char *ns_key(char *buf, size_t len, uint32_t nsid, const char *what)
+{
+    if (nsid == 1)
+        return what;
+    snprintf(buf, len, "ns%u_%s", nsid, what);
+    return buf;
+}
+
+static int read_aio(struct nvme_dev *d, enum nvme_aio_kind *kind)
 {
     static const char *const kinds[] = {
         [NVME_AIO_AUTO] = "auto", [NVME_AIO_IO_URING] = "io_uring", [NVME_AIO_THREADS] = "threads"};
     const char *aio = "auto";
-    uint64_t size;
 
-    /* The host checked the types: a key is there or not (-ENOENT). */
-    if (d->svc->config_string(d->host, "backing", &ns->backing) < 0)
-        ns->backing = NULL;
     (void)d->svc->config_string(d->host, "aio", &aio);
-    if (ns->backing && ns->backing[0] == '\0') {
-        d->svc->set_error(d->host, "nvme: \"backing\" must name a file or a block device");
-        return -EINVAL;
-    }
-    if (ns->backing && d->svc->config_uint(d->host, "size", &size) != -ENOENT) {
-        d->svc->set_error(d->host, "nvme: give \"backing\" or \"size\", not both: a backing "
-                                   "file's size is the namespace's");
-        return -EINVAL;
-    }
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
         if (!strcmp(aio, kinds[i])) {
-            ns->aio = (enum nvme_aio_kind)i;
+            *kind = (enum nvme_aio_kind)i;
             return 0;
         }
     d->svc->set_error(d->host, "nvme: \"aio\" must be auto, io_uring or threads, got \"%s\"", aio);
     return -EINVAL;
 }
 
-static int read_config(struct nvme_dev *d, struct ns_config *ns)
+/* A namespace past the first exists when its size or backing is given;
+ * its other keys alone are a mistake worth naming. */
+static int check_absent_ns(struct nvme_dev *d, uint32_t nsid)
 {
-    uint64_t bs, queues;
-    int r;
+    char bs_key[32], ro_key[32], size_key[32], backing_key[32];
+    const char *given = NULL;
+    uint64_t u;
+    bool b;
 
-    r = read_backing(d, ns);
-    if (r < 0)
-        return r; /* said */
-    r = config_uint(d, "size", NVME_SIZE_DEFAULT, &ns->size);
-    if (r >= 0)
-        r = config_uint(d, "block_size", 512, &bs);
-    if (r >= 0)
-        r = config_uint(d, "queues", NVME_DEFAULT_QUEUES, &queues);
-    if (r >= 0) {
-        r = d->svc->config_bool(d->host, "read_only", &ns->read_only);
-        if (r == -ENOENT) {
-            ns->read_only = false;
-            r = 0;
-        }
-    }
-    if (r < 0) {
-        d->svc->set_error(d->host, "nvme: cannot read the config: %s", strerror(-r));
-        return r;
-    }
-    if (bs != 512 && bs != 4096) {
-        d->svc->set_error(d->host, "nvme: \"block_size\" must be 512 or 4096, got %" PRIu64, bs);
+    /* nsid > 1: the keys are written into the buffers. */
+    ns_key(bs_key, sizeof(bs_key), nsid, "block_size");
+    ns_key(ro_key, sizeof(ro_key), nsid, "read_only");
+    if (d->svc->config_uint(d->host, bs_key, &u) == 0)
+        given = bs_key;
+    else if (d->svc->config_bool(d->host, ro_key, &b) == 0)
+        given = ro_key;
+    if (!given)
+        return 0;
+    d->svc->set_error(d->host,
+                      "nvme: \"%s\" is given but namespace %u has neither \"%s\" nor \"%s\"", given,
+                      nsid, ns_key(size_key, sizeof(size_key), nsid, "size"),
+                      ns_key(backing_key, sizeof(backing_key), nsid, "backing"));
+    return -EINVAL;
+}
+
+/* The host checked the types: each key is there or not (-ENOENT). */
+static int read_ns(struct nvme_dev *d, uint32_t nsid, struct ns_config *ns)
+{
+    char buf[4][32];
+    const char *size_key = ns_key(buf[0], sizeof(buf[0]), nsid, "size");
+    const char *backing_key = ns_key(buf[1], sizeof(buf[1]), nsid, "backing");
+    const char *bs_key = ns_key(buf[2], sizeof(buf[2]), nsid, "block_size");
+    const char *ro_key = ns_key(buf[3], sizeof(buf[3]), nsid, "read_only");
+    uint64_t bs = 512;
+
+    if (d->svc->config_string(d->host, backing_key, &ns->backing) < 0)
+        ns->backing = NULL;
+    bool sized = d->svc->config_uint(d->host, size_key, &ns->size) == 0;
+    ns->present = nsid == 1 || sized || ns->backing;
+    if (!ns->present)
+        return check_absent_ns(d, nsid);
+    if (ns->backing && ns->backing[0] == '\0') {
+        d->svc->set_error(d->host, "nvme: \"%s\" must name a file or a block device", backing_key);
         return -EINVAL;
     }
+    if (ns->backing && sized) {
+        d->svc->set_error(d->host,
+                          "nvme: give \"%s\" or \"%s\", not both: a backing file's size is the "
+                          "namespace's",
+                          backing_key, size_key);
+        return -EINVAL;
+    }
+    if (!sized)
+        ns->size = NVME_SIZE_DEFAULT;
+    (void)d->svc->config_uint(d->host, bs_key, &bs);
+    if (d->svc->config_bool(d->host, ro_key, &ns->read_only) < 0)
+        ns->read_only = false;
+    if (bs != 512 && bs != 4096) {
+        d->svc->set_error(d->host, "nvme: \"%s\" must be 512 or 4096, got %" PRIu64, bs_key, bs);
+        return -EINVAL;
+    }
+    ns->block_size = (uint32_t)bs;
     if (!ns->backing &&
         (ns->size < NVME_SIZE_MIN || ns->size > NVME_SIZE_MAX || ns->size % 4096 != 0)) {
         d->svc->set_error(d->host,
-                          "nvme: \"size\" must be a multiple of 4096 from %llu (1 MiB) to %llu "
+                          "nvme: \"%s\" must be a multiple of 4096 from %llu (1 MiB) to %llu "
                           "(1 TiB) bytes, got %" PRIu64,
-                          NVME_SIZE_MIN, NVME_SIZE_MAX, ns->size);
+                          size_key, NVME_SIZE_MIN, NVME_SIZE_MAX, ns->size);
         return -EINVAL;
     }
+    return 0;
+}
+
+static int read_config(struct nvme_dev *d, struct nvme_config *cfg)
+{
+    uint64_t queues = NVME_DEFAULT_QUEUES;
+    int r = read_aio(d, &cfg->aio);
+
+    for (uint32_t nsid = 1; r >= 0 && nsid <= NVME_MAX_NS; nsid++)
+        r = read_ns(d, nsid, &cfg->ns[nsid - 1]);
+    if (r < 0)
+        return r; /* said */
+    (void)d->svc->config_uint(d->host, "queues", &queues);
     if (queues < 1 || queues > NVME_MAX_QUEUES) {
         d->svc->set_error(d->host, "nvme: \"queues\" must be 1 to %u, got %" PRIu64,
                           NVME_MAX_QUEUES, queues);
         return -EINVAL;
     }
-    ns->block_size = (uint32_t)bs;
     d->nr_queues = (uint32_t)queues;
     r = config_text(d, "serial", d->serial, sizeof(d->serial) - 1, "MUSERD0001");
     if (r >= 0)
@@ -222,20 +262,36 @@ static int make_doorbells(struct nvme_dev *d)
     return 0;
 }
 
-static int setup_ns(struct nvme_dev *d, const struct ns_config *ns)
+static int setup_ns(struct nvme_dev *d, uint32_t nsid, const struct ns_config *cfg,
+                    enum nvme_aio_kind aio)
 {
-    if (ns->backing)
-        return nvme_backing_open(d, ns->backing, ns->block_size, ns->read_only, ns->aio);
-    int r = nvme_ns_open(&d->ns, ns->size, ns->block_size, ns->read_only);
+    struct nvme_ns *ns = &d->ns[nsid - 1];
+    int r;
+
+    if (cfg->backing) {
+        r = nvme_backing_open(d, ns, cfg->backing, cfg->block_size, cfg->read_only, aio);
+    } else {
+        r = nvme_ns_open(ns, cfg->size, cfg->block_size, cfg->read_only);
+        if (r < 0)
+            d->svc->set_error(d->host,
+                              "nvme: cannot reserve %" PRIu64 " bytes for namespace %u: %s",
+                              cfg->size, nsid, strerror(-r));
+    }
     if (r < 0)
-        d->svc->set_error(d->host, "nvme: cannot reserve %" PRIu64 " bytes for the namespace: %s",
-                          ns->size, strerror(-r));
-    return r;
+        return r;
+    ns->active = true;
+    ns->nsid = nsid;
+    d->nn = nsid;
+    return 0;
 }
 
-static int setup(struct nvme_dev *d, const struct ns_config *ns)
+static int setup(struct nvme_dev *d, const struct nvme_config *cfg)
 {
-    int r = setup_ns(d, ns);
+    int r = 0;
+
+    for (uint32_t nsid = 1; r >= 0 && nsid <= NVME_MAX_NS; nsid++)
+        if (cfg->ns[nsid - 1].present)
+            r = setup_ns(d, nsid, &cfg->ns[nsid - 1], cfg->aio);
     if (r < 0)
         return r;
     r = make_doorbells(d);
@@ -283,7 +339,7 @@ static int describe(struct nvme_dev *d)
 static int nvme_create(struct muserd_host *host, const struct muserd_host_services *svc,
                        struct muserd_device_desc *desc, void **dev)
 {
-    struct ns_config ns = {0};
+    struct nvme_config cfg = {0};
 
     if (!MUSERD_HAS_SERVICE(svc, dma_get) || !MUSERD_HAS_SERVICE(svc, bar_add)) {
         svc->set_error(host, "nvme: the host lacks ABI 2 services (dma_get, bar_add)");
@@ -297,10 +353,11 @@ static int nvme_create(struct muserd_host *host, const struct muserd_host_servic
     d->host = host;
     d->svc = svc;
     d->db_fd = -1;
-    d->ns.fd = -1;
-    int r = read_config(d, &ns);
+    for (uint32_t i = 0; i < NVME_MAX_NS; i++)
+        d->ns[i].fd = -1;
+    int r = read_config(d, &cfg);
     if (r >= 0)
-        r = setup(d, &ns);
+        r = setup(d, &cfg);
     if (r >= 0)
         r = describe(d);
     if (r < 0) {
@@ -331,18 +388,32 @@ static int nvme_create(struct muserd_host *host, const struct muserd_host_servic
     return 0;
 }
 
+/* Namespace n (2 to NVME_MAX_NS): present when its size or backing is. */
+/* clang-format off */
+#define NS_KEYS(n)                                                                                 \
+    {"ns" #n "_size", MUSERD_CONFIG_UINT, "namespace " #n " in RAM, in bytes (as \"size\")"},      \
+    {"ns" #n "_backing", MUSERD_CONFIG_STRING,                                                     \
+     "namespace " #n " on a file or block device (as \"backing\")"},                               \
+    {"ns" #n "_block_size", MUSERD_CONFIG_UINT,                                                    \
+     "namespace " #n "'s logical block size: 512 (default) or 4096"},                              \
+    {"ns" #n "_read_only", MUSERD_CONFIG_BOOL, "namespace " #n " refuses writes (default false)"}
+/* clang-format on */
+
 static const struct muserd_config_key nvme_config_keys[] = {
     {"size", MUSERD_CONFIG_UINT,
-     "RAM namespace size in bytes: a multiple of 4096, 1 MiB to 1 TiB (default 64 MiB)"},
+     "namespace 1 in RAM, in bytes: a multiple of 4096, 1 MiB to 1 TiB (default 64 MiB)"},
     {"backing", MUSERD_CONFIG_STRING,
-     "a file or block device to hold the namespace instead of RAM (its size is the namespace's)"},
+     "a file or block device to hold namespace 1 instead of RAM (its size is the namespace's)"},
     {"aio", MUSERD_CONFIG_STRING,
-     "I/O on the backing file: auto (default: io_uring, else threads), io_uring or threads"},
-    {"block_size", MUSERD_CONFIG_UINT, "logical block size: 512 (default) or 4096"},
+     "I/O on backing files: auto (default: io_uring, else threads), io_uring or threads"},
+    {"block_size", MUSERD_CONFIG_UINT, "namespace 1's logical block size: 512 (default) or 4096"},
     {"serial", MUSERD_CONFIG_STRING, "serial number, up to 20 ASCII characters"},
     {"model", MUSERD_CONFIG_STRING, "model number, up to 40 ASCII characters"},
     {"queues", MUSERD_CONFIG_UINT, "I/O queue pairs: 1 to 64 (default 4)"},
-    {"read_only", MUSERD_CONFIG_BOOL, "the namespace refuses writes (default false)"},
+    {"read_only", MUSERD_CONFIG_BOOL, "namespace 1 refuses writes (default false)"},
+    NS_KEYS(2),
+    NS_KEYS(3),
+    NS_KEYS(4),
     {NULL, 0, NULL},
 };
 
@@ -350,7 +421,7 @@ static const struct muserd_device_type nvme_type = {
     .size = sizeof(struct muserd_device_type),
     .name = "nvme",
     .description =
-        "NVMe 1.4 controller, namespace in RAM or on a file, doorbells in a mappable page",
+        "NVMe 1.4 controller, 1 to 4 namespaces in RAM or on files, doorbells in a mappable page",
     .config_keys = nvme_config_keys,
     .ops = &nvme_ops,
     .create = nvme_create,

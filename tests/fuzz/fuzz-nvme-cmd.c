@@ -48,12 +48,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(&cmd, data, sizeof(cmd));
     struct fake_mem mem = {data + sizeof(cmd), size - sizeof(cmd), 0};
-    /* 4 KiB blocks when cdw13's bit 0 is set, else 512 bytes (the checks never read cdw13). */
+    /* 4 KiB blocks when cdw13's bit 0 is set, else 512 bytes; bit 1: no
+     * namespace by the command's NSID (the checks never read cdw13). */
     struct nvme_ns_geom geom = {.nr_blocks = 1u << 20, .lba_shift = (cmd.cdw13 & 1) ? 12 : 9};
+    bool no_ns = cmd.cdw13 & 2;
 
-    uint16_t sc = nvme_io_decode(&cmd, &geom, &req);
+    uint16_t sc = nvme_io_decode(&cmd, no_ns ? NULL : &geom, &req);
     if (sc != NVME_SC_SUCCESS)
         return 0;
+    /* Without a namespace only a Flush of every namespace gets through. */
+    assert(!no_ns || (cmd.opcode == NVME_CMD_FLUSH && cmd.nsid == NVME_NSID_ALL));
     assert(req.xfer <= NVME_MAX_XFER || cmd.opcode == NVME_CMD_WRITE_ZEROES);
     assert(req.off + req.len <= geom.nr_blocks << geom.lba_shift);
     bool to_host = cmd.opcode == NVME_CMD_READ;

@@ -953,7 +953,7 @@ START_TEST(test_auto_falls_back_to_threads)
     fclose(k);
     ck_assert_msg(off && restored, "could not switch %s", knob);
     ck_assert_msg(r_auto >= 0, "\"auto\" without io_uring: %s: %s", e1.name, e1.message);
-    tu_assert_log_line(src.daemon, "n0: nvme: namespace on", f, "threads");
+    tu_assert_log_line(src.daemon, "n0: nvme: namespace 1 on", f, "threads");
     ck_assert_msg(r_uring < 0, "\"io_uring\" was created without io_uring");
     ck_assert_str_eq(e2.name, "org.muserd1.Error.InvalidConfig");
     ck_assert_msg(strstr(e2.message, "io_uring"), "the error does not say io_uring: %s",

@@ -280,11 +280,14 @@ START_TEST(test_io_decode)
     c.flags = 1; /* fused, first */
     ck_assert_uint_eq(nvme_io_decode(&c, &geom, &req), NVME_SC_INVALID_FIELD);
     c.flags = 0;
+    /* No active namespace by the command's NSID: the caller has no geometry. */
     c.nsid = 2;
-    ck_assert_uint_eq(nvme_io_decode(&c, &geom, &req), NVME_SC_INVALID_NS);
+    ck_assert_uint_eq(nvme_io_decode(&c, NULL, &req), NVME_SC_INVALID_NS);
+    c.nsid = NVME_NSID_ALL; /* only a Flush may name every namespace */
+    ck_assert_uint_eq(nvme_io_decode(&c, NULL, &req), NVME_SC_INVALID_NS);
     c = io(NVME_CMD_FLUSH, 0, 1);
     c.nsid = NVME_NSID_ALL;
-    ck_assert_uint_eq(nvme_io_decode(&c, &geom, &req), NVME_SC_SUCCESS);
+    ck_assert_uint_eq(nvme_io_decode(&c, NULL, &req), NVME_SC_SUCCESS);
     ck_assert_uint_eq(req.xfer, 0);
     c.opcode = 0x7f;
     ck_assert_uint_eq(nvme_io_decode(&c, &geom, &req), NVME_SC_INVALID_OPCODE);
