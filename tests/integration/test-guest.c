@@ -71,7 +71,7 @@
 #define NVME_MODEL      "muserd-guest-nvme"
 #define NVME_MARKER_OFF (24u << 20)
 #define NVME_MARKER     "MUSERD-NVME-MARKER written by the guest after its tests\n"
-/* The same on the main device's namespace 2 (NVME_NS2_MARKER_OFF, ...). */
+/* The same on its namespace 2 (tests/guest/init: NVME_NS2_MARKER_OFF, NVME_NS2_MARKER). */
 #define NVME_NS2_MARKER_OFF (4u << 20)
 #define NVME_NS2_MARKER     "MUSERD-NVME-NS2-MARKER written by the guest on namespace 2\n"
 
