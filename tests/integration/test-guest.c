@@ -7,9 +7,11 @@
  * MSI-X delivery and masking, and the ram device's DMA engine, both with
  * guest memory shared by fd and reached over the socket. Guest A (2 CPUs)
  * also has three nvme devices that the kernel's own nvme driver runs: an
- * ext2 round trip, discards and a controller reset under load on the first;
- * the same round trip on a namespace of 4096-byte blocks in a file, which
- * the guest drives with INTx; a read-only namespace read whole.
+ * ext2 round trip, discards and a controller reset under load on the first,
+ * whose second namespace (4096-byte blocks) is a disk of its own that keeps
+ * its data apart from the first's through all of that; the same round trip
+ * on a namespace of 4096-byte blocks in a file, which the guest drives with
+ * INTx; a read-only namespace read whole.
  *
  * Three guests boot at once on devices of one muserd (guest A with shared
  * memory, guest B without, guest C with shared memory in 2 MiB huge pages
@@ -69,6 +71,9 @@
 #define NVME_MODEL      "muserd-guest-nvme"
 #define NVME_MARKER_OFF (24u << 20)
 #define NVME_MARKER     "MUSERD-NVME-MARKER written by the guest after its tests\n"
+/* The same on its namespace 2 (tests/guest/init: NVME_NS2_MARKER_OFF, NVME_NS2_MARKER). */
+#define NVME_NS2_MARKER_OFF (4u << 20)
+#define NVME_NS2_MARKER     "MUSERD-NVME-NS2-MARKER written by the guest on namespace 2\n"
 
 /* An nvme device of guest A: its namespace as configured, and the prefix
  * of the guest's step names for it (tests/guest/init: muserd.nvme4k, ...). */
@@ -77,12 +82,16 @@ struct guest_nvme {
     const char *serial;
     uint32_t size, block_size;
     bool read_only;
-    bool file_backed; /* on a file of `size` bytes in the test's directory, else RAM */
+    bool file_backed;  /* on a file of `size` bytes in the test's directory, else RAM */
+    uint32_t ns2_size; /* a namespace 2 in RAM ("ns2_size"), 0: none */
+    uint32_t ns2_block_size;
 };
-static const struct guest_nvme nvme_main = {"", "GUESTNVME01", 33554432u, 512, false, false};
+/* Its namespace 2 has other blocks than namespace 1, to tell them apart. */
+static const struct guest_nvme nvme_main = {
+    "", "GUESTNVME01", 33554432u, 512, false, false, .ns2_size = 8388608u, .ns2_block_size = 4096};
 /* Runs on INTx: the guest keeps MSI and MSI-X from it (muserd.nvme_intx). */
-static const struct guest_nvme nvme_4k = {"4K-", "GUESTNVME4K", 16777216u, 4096, false, true};
-static const struct guest_nvme nvme_ro = {"RO-", "GUESTNVMERO", 4194304u, 512, true, false};
+static const struct guest_nvme nvme_4k = {"4K-", "GUESTNVME4K", 16777216u, 4096, false, true, 0, 0};
+static const struct guest_nvme nvme_ro = {"RO-", "GUESTNVMERO", 4194304u, 512, true, false, 0, 0};
 
 struct guest_dev {
     const char *id;                /* muserd device id */
@@ -112,8 +121,8 @@ static struct guest guests[] = {
         /* Two CPUs: the nvme driver makes an I/O queue for each. */
         .smp = 2,
         .cmdline = "muserd.uio=0000:00:04.0 muserd.timer=msix,msi muserd.ram=0000:00:06.0 "
-                   "muserd.nvme4k=0000:00:08.0 muserd.nvme_intx=0000:00:08.0 "
-                   "muserd.nvmero=0000:00:09.0",
+                   "muserd.nvme_ns2=0000:00:07.0 muserd.nvme4k=0000:00:08.0 "
+                   "muserd.nvme_intx=0000:00:08.0 muserd.nvmero=0000:00:09.0",
         .devs = {{"timer0", "0x4"},
                  {"timer1", "0x5"},
                  {"ram0", "0x6"},
@@ -155,11 +164,11 @@ static struct {
     bool read;
     uint32_t scratch, words[16];
 } ram_after[NR_GUESTS];
-/* What the host read from guest A's namespace after QEMU exited. */
+/* What the host read from guest A's namespaces 1 and 2 after QEMU exited. */
 static struct {
-    char error[256]; /* why not, when not: for the nvme tests only */
+    char error[256], ns2_error[320]; /* why not, when not: for the nvme tests only */
     uint16_t status;
-    uint8_t first[4096], marker[4096];
+    uint8_t first[4096], marker[4096], ns2_marker[4096];
 } nvme_after;
 /* The start of the file-backed namespace's file, read after QEMU exited. */
 static struct {
@@ -381,15 +390,17 @@ static void read_back_ram(struct test_daemon *d, size_t gi, const char *id)
     vfu_client_free(c);
 }
 
-/* Read len bytes (whole 512-byte blocks) at byte offset off of the namespace into buf. */
-static int nvme_read(struct nvme_drv *drv, uint64_t off, void *buf, uint32_t len, uint16_t *status)
+/* Read len bytes (whole blocks of block_size, at most 4096 bytes: one
+ * page) at byte offset off of namespace nsid into buf. */
+static int nvme_read(struct nvme_drv *drv, uint32_t nsid, uint32_t block_size, uint64_t off,
+                     void *buf, uint32_t len, uint16_t *status)
 {
     struct nvme_sqe cmd = {.opcode = NVME_CMD_READ,
-                           .nsid = 1,
+                           .nsid = nsid,
                            .prp1 = nvme_drv_iova(NVME_DRV_DATA),
-                           .cdw10 = (uint32_t)(off / 512),
-                           .cdw11 = (uint32_t)(off / 512 >> 32),
-                           .cdw12 = len / 512 - 1};
+                           .cdw10 = (uint32_t)(off / block_size),
+                           .cdw11 = (uint32_t)(off / block_size >> 32),
+                           .cdw12 = len / block_size - 1};
     int r = nvme_drv_cmd(drv, 1, &cmd, status, NULL);
 
     if (r == 0 && *status == 0)
@@ -397,8 +408,8 @@ static int nvme_read(struct nvme_drv *drv, uint64_t off, void *buf, uint32_t len
     return r;
 }
 
-/* The namespace outlives QEMU: the host's own driver reads what the guest
- * left there (the ext2 superblock, the marker block). */
+/* The namespaces outlive QEMU: the host's own driver reads what the guest
+ * left there (the ext2 superblock, the marker blocks of namespaces 1 and 2). */
 static void read_back_nvme(struct test_daemon *d)
 {
     struct nvme_drv drv = {.mem_fd = -1};
@@ -408,6 +419,8 @@ static void read_back_nvme(struct test_daemon *d)
 
     if (r < 0) {
         snprintf(nvme_after.error, sizeof(nvme_after.error), "connecting: %s", strerror(-r));
+        snprintf(nvme_after.ns2_error, sizeof(nvme_after.ns2_error), "connecting: %s",
+                 strerror(-r));
         return;
     }
     r = nvme_drv_attach(&drv, c, true, 2);
@@ -416,13 +429,24 @@ static void read_back_nvme(struct test_daemon *d)
     if (!r)
         r = nvme_drv_create_io_queue(&drv, 1, &status);
     if (!r && !status)
-        r = nvme_read(&drv, 0, nvme_after.first, sizeof(nvme_after.first), &status);
+        r = nvme_read(&drv, 1, nvme_main.block_size, 0, nvme_after.first, sizeof(nvme_after.first),
+                      &status);
     if (!r && !status)
-        r = nvme_read(&drv, NVME_MARKER_OFF, nvme_after.marker, sizeof(nvme_after.marker), &status);
+        r = nvme_read(&drv, 1, nvme_main.block_size, NVME_MARKER_OFF, nvme_after.marker,
+                      sizeof(nvme_after.marker), &status);
     if (r < 0 || status)
         snprintf(nvme_after.error, sizeof(nvme_after.error), "%s, NVMe status %#x", strerror(-r),
                  status);
     nvme_after.status = status;
+    /* Namespace 2 on its own: its failure is its test's alone. */
+    if (r < 0 || status)
+        snprintf(nvme_after.ns2_error, sizeof(nvme_after.ns2_error), "not read: %s",
+                 nvme_after.error);
+    else if ((r = nvme_read(&drv, 2, nvme_main.ns2_block_size, NVME_NS2_MARKER_OFF,
+                            nvme_after.ns2_marker, sizeof(nvme_after.ns2_marker), &status)) < 0 ||
+             status)
+        snprintf(nvme_after.ns2_error, sizeof(nvme_after.ns2_error),
+                 "reading nsid 2: %s, NVMe status %#x", strerror(-r), status);
     nvme_drv_free(&drv);
     vfu_client_free(c);
 }
@@ -474,6 +498,11 @@ static void add_nvme(struct test_daemon *d, const char *id, const struct guest_n
         if (fd >= 0)
             close(fd);
         snprintf(ns, sizeof(ns), "\"backing\":\"%s\"", path);
+    }
+    if (n->ns2_size) {
+        size_t len = strlen(ns);
+        snprintf(ns + len, sizeof(ns) - len, ",\"ns2_size\":%u,\"ns2_block_size\":%u", n->ns2_size,
+                 n->ns2_block_size);
     }
     snprintf(config, sizeof(config),
              "{%s,\"block_size\":%u,\"read_only\":%s,\"queues\":%u,\"serial\":\"%s\","
@@ -1219,6 +1248,56 @@ START_TEST(test_nvme_host_reads_back)
 }
 END_TEST
 
+/* The main device's namespace 2: the guest's driver lists namespaces 1 and
+ * 2 of the controller, and namespace 2 is a disk of its own, of its size
+ * and blocks (not namespace 1's), writable (ns2_read_only defaults to false). */
+START_TEST(test_nvme_second_namespace)
+{
+    char disk[64];
+    size_t len = strlen(nvme_word(&nvme_main, "NS2-PROBE", "disk", disk, sizeof(disk)));
+
+    ck_assert_msg(len > 2 && !strcmp(disk + len - 2, "n2"),
+                  "guest A's namespace 2 of %s is the disk %s, not nvmeXn2", nvme_main.serial,
+                  disk);
+    assert_nvme_word(&nvme_main, "NS2-PROBE", "nsids", "1,2");
+    ck_assert_uint_eq(nvme_value(&nvme_main, "NS2-PROBE", "sectors"), nvme_main.ns2_size / 512);
+    ck_assert_uint_eq(nvme_value(&nvme_main, "NS2-PROBE", "lbs"), nvme_main.ns2_block_size);
+    ck_assert_uint_eq(nvme_value(&nvme_main, "NS2-PROBE", "ro"), 0);
+    ck_assert_uint_eq(nvme_value(&nvme_main, "PROBE", "size"), nvme_main.size);
+    ck_assert_uint_eq(nvme_value(&nvme_main, "PROBE", "lbs"), nvme_main.block_size);
+}
+END_TEST
+
+/* Namespace 2's first MiB and last block, written with O_DIRECT, read back
+ * and left namespace 1's first MiB as it was; namespace 1's whole round
+ * trip, its discards and the controller reset under I/O then left them as
+ * they were. */
+START_TEST(test_nvme_namespaces_apart)
+{
+    ck_assert_uint_eq(nvme_value(&nvme_main, "NS2-WRITE", "bytes"), 1048576 + 4096);
+    ck_assert_uint_eq(nvme_value(&nvme_main, "NS2-WRITE", "last_block"),
+                      nvme_main.ns2_size / 4096 - 1);
+    char prefix[64];
+    assert_nvme_step(&nvme_main, "RESET", prefix, sizeof(prefix));
+    assert_nvme_step(&nvme_main, "RAW-DISCARD", prefix, sizeof(prefix));
+    ck_assert_uint_eq(nvme_value(&nvme_main, "NS2-VERIFY", "verified_bytes"), 1048576 + 4096);
+}
+END_TEST
+
+/* The host's own driver reads, from nsid 2, the marker the guest left on
+ * its namespace 2 (namespace 1 has other data at that offset). */
+START_TEST(test_nvme_host_reads_back_ns2)
+{
+    ck_assert_uint_eq(nvme_value(&nvme_main, "NS2-MARKER", "offset"), NVME_NS2_MARKER_OFF);
+    ck_assert_msg(!nvme_after.ns2_error[0],
+                  "%s's namespace 2 was not read back after QEMU exited: %s", NVME_ID,
+                  nvme_after.ns2_error);
+    ck_assert_msg(!memcmp(nvme_after.ns2_marker, NVME_NS2_MARKER, strlen(NVME_NS2_MARKER)),
+                  "namespace 2 at %u holds \"%.60s\", not the guest's marker", NVME_NS2_MARKER_OFF,
+                  (const char *)nvme_after.ns2_marker);
+}
+END_TEST
+
 /* ---- two guests and a hostile client ------------------------------------------- */
 
 START_TEST(test_concurrent_guests_and_hostile_client)
@@ -1277,6 +1356,9 @@ static Suite *guest_suite(void)
     tcase_add_test(tc, test_nvme_reset_under_io);
     tcase_add_test(tc, test_nvme_host_reads_back);
     tcase_add_test(tc, test_nvme_shadow_doorbells);
+    tcase_add_test(tc, test_nvme_second_namespace);
+    tcase_add_test(tc, test_nvme_namespaces_apart);
+    tcase_add_test(tc, test_nvme_host_reads_back_ns2);
     tcase_add_test(tc, test_concurrent_guests_and_hostile_client);
     tcase_add_test(tc, test_daemon_clean_exit);
     suite_add_tcase(s, tc);
