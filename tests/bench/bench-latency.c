@@ -8,20 +8,26 @@
  * of the medians is what muserd costs over the bare socket (goal <= 1.10),
  * with the device on an I/O thread as every device is.
  * The two alternate in blocks and run pinned to the same CPUs, so that the
- * ratio compares like with like.
+ * ratio compares like with like. A third server, an echo that waits in
+ * epoll_wait before each read as any event loop does, shows how much of
+ * the ratio is the event loop's own syscall and wake-up on this machine
+ * (printed, no goal).
  * Also: DMA_MAP + DMA_UNMAP pairs per second with a 2 MiB memfd, the cost a
  * VMM pays at memory hotplug and at each vIOMMU map.
  *
  * Prints numbers; fails only when something is broken, never because the
  * machine is slow. MUSERD_BENCH_ITERATIONS overrides the iteration count.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -37,6 +43,7 @@
 
 DEFINE_FREEP(struct vfu_client, vfu_client_free)
 DEFINE_FREEP(struct test_daemon, test_daemon_free)
+DEFINE_FREEP(DIR, closedir)
 
 static size_t iterations = 200000;
 static size_t warmup = 20000;
@@ -96,15 +103,23 @@ static int op_write(void *ctx)
 struct raw {
     int fd;
     pid_t pid;
+    bool epoll; /* the echo waits in epoll_wait before each read */
     size_t req, rep;
     uint8_t buf[256];
 };
 
-/* Exactly one read and one write per message, like the cheapest server. */
-static _Noreturn void echo_loop(int fd, size_t req, size_t rep)
+/* Exactly one read and one write per message, like the cheapest server;
+ * with use_epoll, an epoll_wait before each read, like an event loop. */
+static _Noreturn void echo_loop(int fd, size_t req, size_t rep, bool use_epoll)
 {
     uint8_t buf[256] = {0};
+    int ep = use_epoll ? epoll_create1(EPOLL_CLOEXEC) : -1;
+    struct epoll_event ev = {.events = EPOLLIN};
+    if (use_epoll && (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0))
+        _exit(1);
     for (;;) {
+        if (use_epoll && epoll_wait(ep, &ev, 1, -1) < 0)
+            continue; /* EINTR */
         ssize_t n = read(fd, buf, req);
         if (n <= 0)
             _exit(0);
@@ -128,7 +143,7 @@ static int op_raw(void *ctx)
     return 0;
 }
 
-static int raw_start(struct raw *raw, size_t req, size_t rep)
+static int raw_start(struct raw *raw, size_t req, size_t rep, bool use_epoll)
 {
     int sv[2];
 
@@ -142,10 +157,10 @@ static int raw_start(struct raw *raw, size_t req, size_t rep)
          * (or the muserd connection) would keep that peer from seeing EOF. */
         if (dup2(sv[1], 3) < 0 || close_range(4, ~0u, 0) < 0)
             _exit(1);
-        echo_loop(3, req, rep);
+        echo_loop(3, req, rep, use_epoll);
     }
     close(sv[1]);
-    *raw = (struct raw){.fd = sv[0], .pid = pid, .req = req, .rep = rep};
+    *raw = (struct raw){.fd = sv[0], .pid = pid, .epoll = use_epoll, .req = req, .rep = rep};
     return 0;
 }
 
@@ -158,13 +173,34 @@ static void raw_stop(struct raw *raw)
     raw->pid = 0;
 }
 
+/* Every thread of process pid onto set (sched_setaffinity moves one thread:
+ * muserd's device I/O threads are running already). 0 or -errno. */
+static int pin_threads(pid_t pid, const cpu_set_t *set)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    _cleanup_(closedirp) DIR *dir = opendir(path);
+    if (!dir)
+        return -errno;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(dir));) {
+        if (e->d_name[0] == '.')
+            continue;
+        if (sched_setaffinity((pid_t)atoi(e->d_name), sizeof(*set), set) < 0)
+            return -errno;
+        n++;
+    }
+    return n > 0 ? 0 : -ESRCH;
+}
+
 /*
  * Where the processes run decides the numbers more than anything: a round
  * trip between two CPUs costs a wakeup IPI, one on a single CPU a context
- * switch. Pin the client to one CPU and both servers (muserd, echo) to
- * another, so both sides of the comparison pay the same.
+ * switch. Pin the client to one CPU and both servers (every thread of
+ * muserd, the echo processes) to another, so both sides of the comparison
+ * pay the same.
  */
-static const char *pin(pid_t daemon, pid_t echo1, pid_t echo2)
+static const char *pin(pid_t daemon, const pid_t *echoes, size_t nr_echoes)
 {
     cpu_set_t set;
 
@@ -184,44 +220,51 @@ static const char *pin(pid_t daemon, pid_t echo1, pid_t echo2)
         return "not pinned";
     CPU_ZERO(&set);
     CPU_SET(second, &set);
-    if (sched_setaffinity(daemon, sizeof(set), &set) < 0 ||
-        sched_setaffinity(echo1, sizeof(set), &set) < 0 ||
-        sched_setaffinity(echo2, sizeof(set), &set) < 0)
+    if (pin_threads(daemon, &set) < 0)
         return "not pinned";
+    for (size_t i = 0; i < nr_echoes; i++)
+        if (sched_setaffinity(echoes[i], sizeof(set), &set) < 0)
+            return "not pinned";
     return "client on one CPU, muserd and echo on another";
 }
 
+/* The echo servers: the floor for reads and for writes, and the epoll echo
+ * (read sizes). */
+enum { ECHO_READ, ECHO_WRITE, ECHO_EPOLL, NR_ECHOES };
+
 struct results {
-    struct stats m_read, m_write, raw_read, raw_write;
+    struct stats m_read, m_write, raw_read, raw_write, epoll_read;
 };
 
-static int measure_all(struct vfu_client *c, struct raw *rread, struct raw *rwrite,
-                       struct results *res)
+static int measure_all(struct vfu_client *c, struct raw *echo, struct results *res)
 {
     size_t block = iterations / ROUNDS ? iterations / ROUNDS : 1;
     size_t n = block * ROUNDS;
-    _cleanup_free_ uint64_t *t = calloc(4 * n, sizeof(uint64_t));
+    _cleanup_free_ uint64_t *t = calloc(5 * n, sizeof(uint64_t));
     int r;
 
     if (!t)
         return -ENOMEM;
     if ((r = run_block(op_read, c, NULL, warmup)) < 0 ||
-        (r = run_block(op_raw, rread, NULL, warmup)) < 0 ||
+        (r = run_block(op_raw, &echo[ECHO_READ], NULL, warmup)) < 0 ||
         (r = run_block(op_write, c, NULL, warmup)) < 0 ||
-        (r = run_block(op_raw, rwrite, NULL, warmup)) < 0)
+        (r = run_block(op_raw, &echo[ECHO_WRITE], NULL, warmup)) < 0 ||
+        (r = run_block(op_raw, &echo[ECHO_EPOLL], NULL, warmup)) < 0)
         return r;
     for (size_t i = 0; i < ROUNDS; i++) {
         size_t o = i * block;
         if ((r = run_block(op_read, c, t + o, block)) < 0 ||
-            (r = run_block(op_raw, rread, t + n + o, block)) < 0 ||
+            (r = run_block(op_raw, &echo[ECHO_READ], t + n + o, block)) < 0 ||
             (r = run_block(op_write, c, t + 2 * n + o, block)) < 0 ||
-            (r = run_block(op_raw, rwrite, t + 3 * n + o, block)) < 0)
+            (r = run_block(op_raw, &echo[ECHO_WRITE], t + 3 * n + o, block)) < 0 ||
+            (r = run_block(op_raw, &echo[ECHO_EPOLL], t + 4 * n + o, block)) < 0)
             return r;
     }
     res->m_read = summarize(t, n);
     res->raw_read = summarize(t + n, n);
     res->m_write = summarize(t + 2 * n, n);
     res->raw_write = summarize(t + 3 * n, n);
+    res->epoll_read = summarize(t + 4 * n, n);
     return 0;
 }
 
@@ -263,7 +306,8 @@ static int run(void)
 {
     _cleanup_(test_daemon_freep) struct test_daemon *d = NULL;
     _cleanup_(vfu_client_freep) struct vfu_client *c = NULL;
-    struct raw rread = {0}, rwrite = {0};
+    struct raw echo[NR_ECHOES] = {0};
+    pid_t pids[NR_ECHOES];
     struct results res;
     int r;
 
@@ -287,18 +331,23 @@ static int run(void)
 
     /* Request and reply sizes: header + struct vfu_region_access (+ data). */
     size_t hdr = sizeof(struct vfu_header) + sizeof(struct vfu_region_access);
-    if ((r = raw_start(&rread, hdr, hdr + 4)) < 0 || (r = raw_start(&rwrite, hdr + 4, hdr)) < 0) {
-        raw_stop(&rread);
+    if ((r = raw_start(&echo[ECHO_READ], hdr, hdr + 4, false)) < 0 ||
+        (r = raw_start(&echo[ECHO_WRITE], hdr + 4, hdr, false)) < 0 ||
+        (r = raw_start(&echo[ECHO_EPOLL], hdr, hdr + 4, true)) < 0) {
+        for (int i = 0; i < NR_ECHOES; i++)
+            raw_stop(&echo[i]);
         fprintf(stderr, "bench-latency: cannot start the echo process: %s\n", strerror(-r));
         return r;
     }
-    const char *placement = pin(test_daemon_pid(d), rread.pid, rwrite.pid);
+    for (int i = 0; i < NR_ECHOES; i++)
+        pids[i] = echo[i].pid;
+    const char *placement = pin(test_daemon_pid(d), pids, NR_ECHOES);
     printf("bench-latency: 4-byte BAR0 accesses to a timer device, %zu round trips each after "
            "%zu warm-up, %s\n",
            iterations, warmup, placement);
-    r = measure_all(c, &rread, &rwrite, &res);
-    raw_stop(&rread);
-    raw_stop(&rwrite);
+    r = measure_all(c, echo, &res);
+    for (int i = 0; i < NR_ECHOES; i++)
+        raw_stop(&echo[i]);
     if (r < 0) {
         fprintf(stderr, "bench-latency: round trip failed: %s\n", strerror(-r));
         test_daemon_dump_log(d, 4096);
@@ -306,6 +355,11 @@ static int run(void)
     }
     report("REGION_READ 4B", &res.m_read, &res.raw_read);
     report("REGION_WRITE 4B", &res.m_write, &res.raw_write);
+    printf("  the floor with an event loop: an echo waiting in epoll_wait %6" PRIu64
+           " ns, %.3f x raw; REGION_READ %.3f x it (what muserd adds over any event loop; no "
+           "goal)\n",
+           res.epoll_read.median, (double)res.epoll_read.median / (double)res.raw_read.median,
+           (double)res.m_read.median / (double)res.epoll_read.median);
 
     if ((r = bench_dma(c)) < 0) {
         fprintf(stderr, "bench-latency: DMA map/unmap failed: %s\n", strerror(-r));
