@@ -499,11 +499,24 @@ static void read_loadavg(char *buf, size_t size)
         fclose(f);
 }
 
+/* The least-served I/O queue's completions over the most-served one's:
+ * 1.00 when the device takes turns evenly. */
+static double fairness(const struct nvme_load_result *res, unsigned queues)
+{
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (unsigned q = 1; q <= queues; q++) {
+        lo = res->queue_ios[q] < lo ? res->queue_ios[q] : lo;
+        hi = res->queue_ios[q] > hi ? res->queue_ios[q] : hi;
+    }
+    return hi ? (double)lo / (double)hi : 0;
+}
+
 static void print_results(void)
 {
     printf("bench-nvme-file: muserd's nvme device, 4 KiB random I/O from the in-tree NVMe driver "
            "(polled CQs, mapped doorbells), %llu MiB namespaces of 4 KiB blocks, one I/O thread, "
-           "%d s each, best of %d; latencies in us\n",
+           "%d s each, best of %d; latencies in us; \"queues\": the least-served queue's "
+           "completions over the most-served one's\n",
            NS_BYTES >> 20, SECONDS, ROUNDS);
     printf("  load average before: %s, after: %s (%ld CPUs)\n", load_before, load_after,
            sysconf(_SC_NPROCESSORS_ONLN));
@@ -518,13 +531,16 @@ static void print_results(void)
             const struct nvme_load_result *res = &ns->res[k], *ram = &nss[NS_RAM].res[k];
             printf("  %-9s QD%-2u x%u queue%s %-9s ", cases[k].name, cases[k].qd, cases[k].queues,
                    cases[k].queues > 1 ? "s" : " ", ns->label);
-            if (ns->skip)
+            if (ns->skip) {
                 printf("SKIP\n");
-            else if (i == NS_RAM)
-                printf("%8.0f IOPS avg %7.2f p99 %7.2f\n", res->iops, res->avg_us, res->p99_us);
-            else
-                printf("%8.0f IOPS avg %7.2f p99 %7.2f | %.2fx RAM\n", res->iops, res->avg_us,
-                       res->p99_us, res->iops / ram->iops);
+                continue;
+            }
+            printf("%8.0f IOPS avg %7.2f p99 %7.2f", res->iops, res->avg_us, res->p99_us);
+            if (i != NS_RAM)
+                printf(" | %.2fx RAM", res->iops / ram->iops);
+            if (cases[k].queues > 1)
+                printf(" | queues %.2f", fairness(res, cases[k].queues));
+            printf("\n");
         }
 }
 

@@ -137,6 +137,7 @@ static int complete(struct load_run *run, uint16_t qid, const struct nvme_cqe *c
     if (lat > run->lat_max_ns)
         run->lat_max_ns = lat;
     run->res->ios++;
+    run->res->queue_ios[qid]++;
     if (!may_submit(run))
         return 0;
     int r = submit(run, qid, c->slot, now);

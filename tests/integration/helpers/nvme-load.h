@@ -36,6 +36,8 @@ struct nvme_load {
 
 struct nvme_load_result {
     uint64_t ios; /* completed */
+    /* Of them, by I/O queue (index qid): how evenly the device serves queues. */
+    uint64_t queue_ios[NVME_DRV_MAX_QUEUES + 1];
     double seconds, iops, avg_us, p99_us, max_us;
     /* The first command that failed: its status (SCT << 8 | SC) and LBA. */
     uint16_t status;
