@@ -120,8 +120,8 @@ static int check_distinct(struct nvme_dev *d, const struct nvme_ns *ns, const ch
         if (!same)
             continue;
         d->svc->set_error(d->host,
-                          "nvme: namespaces %u and %td are both on %s: give each its own file",
-                          o->nsid, ns - d->ns + 1, path);
+                          "nvme: namespaces %u and %u are both on %s: give each its own file",
+                          o->nsid, ns->nsid, path);
         return -EINVAL;
     }
     return 0;
@@ -160,7 +160,7 @@ int nvme_backing_open(struct nvme_dev *d, struct nvme_ns *ns, const char *path, 
                       bool read_only, enum nvme_aio_kind kind)
 {
     const struct muserd_host_services *svc = d->svc;
-    uint32_t nsid = (uint32_t)(ns - d->ns) + 1;
+    uint32_t nsid = ns->nsid;
     uint64_t size;
     bool direct;
 

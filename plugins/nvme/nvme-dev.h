@@ -269,20 +269,23 @@ static inline struct nvme_ns *nvme_ns_of(struct nvme_dev *d, uint32_t nsid)
 void nvme_io_cmd(struct nvme_dev *d, uint16_t sqid, const struct nvme_sqe *cmd,
                  struct nvme_result *res);
 
-/* nvme-backing.c: open ns's backing file, and the engine with the first
- * (errors said with set_error); close them all once every command in
- * flight is back. */
+/* nvme-backing.c: open ns's backing file (ns->nsid set), and the engine
+ * with the first (errors said with set_error); close them all once every
+ * command in flight is back. */
 int nvme_backing_open(struct nvme_dev *d, struct nvme_ns *ns, const char *path, uint32_t block_size,
                       bool read_only, enum nvme_aio_kind kind);
 void nvme_backing_close(struct nvme_dev *d);
 
-/* nvme-io-file.c: a checked NVM command of SQ sqid on ns's backing file,
- * or with ns NULL a Flush of every namespace; res is deferred while it is
- * in flight. */
+/* nvme-io-file.c: a checked NVM command of SQ sqid on ns's backing file;
+ * res is deferred while it is in flight. */
 struct nvme_io_req;
 void nvme_file_cmd(struct nvme_dev *d, struct nvme_ns *ns, uint16_t sqid,
                    const struct nvme_sqe *cmd, const struct nvme_io_req *req,
                    struct nvme_result *res);
+/* A Flush of every namespace (NSID FFFFFFFFh): each backing file in turn;
+ * success at once when there is none. */
+void nvme_file_flush_all(struct nvme_dev *d, uint16_t sqid, const struct nvme_sqe *cmd,
+                         struct nvme_result *res);
 /* Complete what came back; how many operations did. */
 unsigned nvme_file_reap(struct nvme_dev *d);
 /* Operations on the file in flight. */

@@ -78,7 +78,7 @@ static void identify_ctrl(const struct nvme_dev *d, uint8_t *p)
     put16(p, 514, 0);      /* MAXCMD: not reported */
     put32(p, 516, d->nn);  /* NN */
     put16(p, 520, 0x000d); /* ONCS: Compare, DSM, Write Zeroes */
-    p[525] = 1;            /* VWC: present (it is RAM; Flush is cheap) */
+    p[525] = 0x7;          /* VWC: present, Flush of NSID FFFFFFFFh supported */
     /* SGLS: SGLs on NVM commands, data blocks at any byte address and of any
      * length, bit buckets, and an SGL longer than the data (the rest unread).
      * No keyed or transport data blocks, no metadata SGLs (PSDT 10b). */
@@ -115,11 +115,8 @@ uint16_t nvme_identify(struct nvme_dev *d, const struct nvme_sqe *cmd, struct nv
         identify_ctrl(d, data);
         break;
     case NVME_ID_CNS_NS:
-        if (nsid == NVME_NSID_ALL) {
-            /* The capabilities common to all namespaces: namespace 1's format. */
-            data[128 + 2] = (uint8_t)d->ns[0].lba_shift;
-            break;
-        }
+        /* FFFFFFFFh (the capabilities common to all namespaces) is for a
+         * controller with Namespace Management, which this one is not. */
         if (nsid < 1 || nsid > d->nn)
             return NVME_SC_INVALID_NS;
         if (ns) /* an inactive NSID in range reads as zeros */

@@ -265,9 +265,10 @@ static bool shutdown_done(struct nvme_dev *d, struct nvme_aio_req *req)
         d->svc->log(d->host, MUSERD_LOG_WARNING,
                     "nvme: the shutdown's fdatasync of namespace %u's backing file failed: %s",
                     ns->nsid, strerror((int)-req->result));
-    /* The last one, and still the same shutdown (no reset or new CC.SHN since)? */
-    if (d->shutdown_flushing == 0 && (d->csts & NVME_CSTS_SHST_MASK) == NVME_CSTS_SHST_BUSY &&
-        NVME_CC_SHN(d->cc))
+    /* The last one, and still the same shutdown (no reset or new CC.SHN since:
+     * a new one waits for its own flushes)? */
+    if (d->shutdown_flushing == 0 && !d->shutdown_waiting &&
+        (d->csts & NVME_CSTS_SHST_MASK) == NVME_CSTS_SHST_BUSY && NVME_CC_SHN(d->cc))
         d->csts = (d->csts & ~NVME_CSTS_SHST_MASK) | NVME_CSTS_SHST_DONE;
     return true;
 }
@@ -413,10 +414,7 @@ void nvme_file_cmd(struct nvme_dev *d, struct nvme_ns *ns, uint16_t sqid,
     bool write = cmd->opcode == NVME_CMD_WRITE || cmd->opcode == NVME_CMD_WRITE_ZEROES;
     bool nothing = false;
     uint16_t sc = NVME_SC_SUCCESS;
-    bool flush_all = !ns;
 
-    if (flush_all)
-        ns = next_file_ns(d, NULL); /* the caller made sure there is one */
     if (write && ns->read_only) {
         res->status = NVME_SC_NS_WRITE_PROTECTED;
         return;
@@ -430,7 +428,6 @@ void nvme_file_cmd(struct nvme_dev *d, struct nvme_ns *ns, uint16_t sqid,
     }
     switch (cmd->opcode) {
     case NVME_CMD_FLUSH:
-        c->flush_all = flush_all;
         submit(d, c, NVME_AIO_FLUSH, NULL, 0, 0);
         sc = NVME_SC_SUCCESS;
         break;
@@ -459,6 +456,23 @@ void nvme_file_cmd(struct nvme_dev *d, struct nvme_ns *ns, uint16_t sqid,
         cmd_free(c);
         return;
     }
+    launch(d, c, res);
+}
+
+void nvme_file_flush_all(struct nvme_dev *d, uint16_t sqid, const struct nvme_sqe *cmd,
+                         struct nvme_result *res)
+{
+    struct nvme_ns *ns = next_file_ns(d, NULL);
+    res->status = NVME_SC_SUCCESS;
+    if (!ns)
+        return; /* RAM only: nothing volatile to write back */
+    struct file_cmd *c = cmd_new(d, ns, sqid, cmd, 0);
+    if (!c) {
+        res->status = NVME_SC_INTERNAL;
+        return;
+    }
+    c->flush_all = true;
+    submit(d, c, NVME_AIO_FLUSH, NULL, 0, 0);
     launch(d, c, res);
 }
 

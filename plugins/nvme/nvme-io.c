@@ -2,9 +2,9 @@
 /*
  * NVM command set on a RAM namespace: Read, Write, Compare, Flush, Write
  * Zeroes, Dataset Management (a file-backed namespace's go to
- * nvme-io-file.c), each on the namespace its NSID names. nvme-io-decode.c checks the command (its
- * LBA range against the namespace) before anything here runs; data moves
- * through nvme-data.c.
+ * nvme-io-file.c), each on the namespace its NSID names. nvme-io-decode.c
+ * checks the command (its LBA range against the namespace) before anything
+ * here runs; data moves through nvme-data.c.
  */
 #include <endian.h>
 #include <stdlib.h>
@@ -99,9 +99,8 @@ void nvme_io_cmd(struct nvme_dev *d, uint16_t sqid, const struct nvme_sqe *cmd,
     res->status = nvme_io_decode(cmd, ns ? &geom : NULL, &req);
     if (res->status)
         return;
-    if (!ns) { /* a Flush of every namespace: RAM has nothing to write back */
-        if (d->aio)
-            nvme_file_cmd(d, NULL, sqid, cmd, &req, res);
+    if (!ns) { /* decoded without one: a Flush of every namespace */
+        nvme_file_flush_all(d, sqid, cmd, res);
         return;
     }
     if (ns->fd >= 0) {

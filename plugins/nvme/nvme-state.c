@@ -21,18 +21,18 @@
  * the other way round.
  *
  * Version 3 has several namespaces: a record for each of nsid 1 to
- * NVME_MAX_NS after the shadow record (active, file or RAM, size, block
+ * STATE_NR_NS after the shadow record (active, file or RAM, size, block
  * size), which must match the destination's, and a piece's offset carries
  * its namespace in the bits above NS_SHIFT (namespace 1's pieces are as in
  * version 2). The end is the offset STREAM_END. Version 1 and 2 streams
- * load into a device with namespace 1 only.
+ * load into a device with namespace 1 only, and such a device saves
+ * version 2, so that it can go back to a muserd from before version 3.
  *
  * No command is in flight while quiesced (a quiesce waits for the backing
  * file), so there is nothing else.
  */
 #include <endian.h>
 #include <errno.h>
-#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,7 +90,10 @@ _Static_assert(sizeof(struct nvme_state_shadow) == 16, "state shadow layout is f
 #define NS_ACTIVE  (1u << 0)
 #define NS_BACKING (1u << 1)
 
-/* Version 3, after the shadow record: one per nsid 1 to NVME_MAX_NS. */
+/* Version 3, after the shadow record: one per nsid 1 to STATE_NR_NS (fixed
+ * by the format; more namespaces would need a new version). */
+#define STATE_NR_NS 4
+_Static_assert(NVME_MAX_NS == STATE_NR_NS, "more namespaces need a new state version");
 struct nvme_state_ns {
     uint64_t size;
     uint32_t block_size;
@@ -102,7 +105,7 @@ _Static_assert(sizeof(struct nvme_state_ns) == 16, "state namespace layout is fi
  * (NVME_SIZE_MAX and a backing file's size are far below 2^48). */
 #define NS_SHIFT   48
 #define NS_BYTES   ((1ull << NS_SHIFT) - 1)
-#define STREAM_END ((uint64_t)NVME_MAX_NS << NS_SHIFT)
+#define STREAM_END ((uint64_t)STATE_NR_NS << NS_SHIFT)
 
 static size_t queues_end(const struct nvme_dev *d)
 {
@@ -112,7 +115,7 @@ static size_t queues_end(const struct nvme_dev *d)
 static size_t head_len_of(const struct nvme_dev *d, uint32_t version)
 {
     return queues_end(d) + (version >= 2 ? sizeof(struct nvme_state_shadow) : 0) +
-           (version >= 3 ? NVME_MAX_NS * sizeof(struct nvme_state_ns) : 0);
+           (version >= 3 ? STATE_NR_NS * sizeof(struct nvme_state_ns) : 0);
 }
 
 /* The namespace record nsid i + 1 of the destination's own config. */
@@ -133,9 +136,21 @@ static bool only_ns1(const struct nvme_dev *d)
     return d->nn == 1;
 }
 
+/* The version this device saves: 2 while it has namespace 1 only. */
+static uint32_t save_version(const struct nvme_dev *d)
+{
+    return only_ns1(d) ? 2 : NVME_STATE_VERSION;
+}
+
 static size_t head_len(const struct nvme_dev *d)
 {
-    return head_len_of(d, NVME_STATE_VERSION);
+    return head_len_of(d, save_version(d));
+}
+
+/* The offset of a stream's end piece: namespace 1's size before version 3. */
+static uint64_t stream_end(const struct nvme_dev *d, uint32_t version)
+{
+    return version >= 3 ? STREAM_END : d->ns[0].size;
 }
 
 static void head_fill(const struct nvme_dev *d, uint8_t *out)
@@ -149,7 +164,7 @@ static void head_fill(const struct nvme_dev *d, uint8_t *out)
         .host_reads = htole64(d->stats.host_reads),
         .host_writes = htole64(d->stats.host_writes),
         .magic = htole32(NVME_STATE_MAGIC),
-        .version = htole32(NVME_STATE_VERSION),
+        .version = htole32(save_version(d)),
         .block_size = htole32(d->ns[0].block_size),
         .nr_queues = htole32(d->nr_queues),
         .cc = htole32(d->cc),
@@ -207,7 +222,7 @@ static void head_fill(const struct nvme_dev *d, uint8_t *out)
     out += (d->nr_queues + 1) * sizeof(struct nvme_state_queue);
     memcpy(out, &sh, sizeof(sh));
     out += sizeof(sh);
-    for (uint32_t i = 0; i < NVME_MAX_NS; i++) {
+    for (uint32_t i = 0; save_version(d) >= 3 && i < NVME_MAX_NS; i++) {
         struct nvme_state_ns rec = ns_record(&d->ns[i]);
         memcpy(out + i * sizeof(rec), &rec, sizeof(rec));
     }
@@ -239,6 +254,7 @@ static int queue_check(const struct nvme_dev *d, uint32_t q, const struct nvme_s
     return 0;
 }
 
+/* The stream's version when its head fits this device, else -EINVAL. */
 static int head_check(const struct nvme_dev *d, const uint8_t *in, size_t len)
 {
     struct nvme_state_head h;
@@ -290,7 +306,7 @@ static int head_check(const struct nvme_dev *d, const uint8_t *in, size_t len)
     for (uint32_t q = 0; q <= d->nr_queues; q++)
         if (queue_check(d, q, &all[q], all, queue_flags) < 0)
             return -EINVAL;
-    return 0;
+    return (int)version;
 }
 
 static void head_apply(struct nvme_dev *d, const uint8_t *in)
@@ -429,7 +445,7 @@ int nvme_state_save(void *dev, enum muserd_state_phase phase, void *buf, size_t 
     if (len < sizeof(uint64_t))
         return -ENOBUFS;
     if (d->save_offset == STREAM_END) {
-        uint64_t end = htole64(STREAM_END);
+        uint64_t end = htole64(stream_end(d, save_version(d)));
         memcpy(out, &end, sizeof(end));
         *written = sizeof(end);
         d->save_offset++;
@@ -489,9 +505,9 @@ int nvme_state_load(void *dev, const void *buf, size_t len)
     const uint8_t *in = buf;
 
     if (!d->load_head_seen) {
-        int r = head_check(d, in, len);
-        if (r < 0)
-            return r;
+        int version = head_check(d, in, len);
+        if (version < 0)
+            return version;
         free(d->load_head);
         d->load_head = malloc(len);
         if (!d->load_head)
@@ -500,10 +516,7 @@ int nvme_state_load(void *dev, const void *buf, size_t len)
         d->load_head_seen = true;
         d->load_ended = false;
         d->load_offset = 0;
-        uint32_t version;
-        memcpy(&version, in + offsetof(struct nvme_state_head, version), sizeof(version));
-        /* Before version 3 the end was namespace 1's size. */
-        d->load_end = le32toh(version) >= 3 ? STREAM_END : d->ns[0].size;
+        d->load_end = stream_end(d, (uint32_t)version);
         /* Pages the source left out are zeros (a backing file is as it is). */
         for (uint32_t i = 0; i < NVME_MAX_NS; i++)
             if (d->ns[i].active && d->ns[i].fd < 0)

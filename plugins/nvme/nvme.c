@@ -268,6 +268,7 @@ static int setup_ns(struct nvme_dev *d, uint32_t nsid, const struct ns_config *c
     struct nvme_ns *ns = &d->ns[nsid - 1];
     int r;
 
+    ns->nsid = nsid; /* what messages name it by */
     if (cfg->backing) {
         r = nvme_backing_open(d, ns, cfg->backing, cfg->block_size, cfg->read_only, aio);
     } else {

@@ -342,6 +342,13 @@ static void check_identify(const struct layout *l)
                       n, id[99], w->read_only);
     }
     expect_identify(NVME_ID_CNS_NS, last + 1, NVME_SC_INVALID_NS, "Identify Namespace past NN");
+    /* The capabilities common to all namespaces are for a controller with
+     * Namespace Management; this one has none, and no common format. */
+    expect_identify(NVME_ID_CNS_NS, 0xffffffffu, NVME_SC_INVALID_NS,
+                    "Identify Namespace of nsid 0xffffffff");
+    /* VWC: a volatile write cache, and Flush of nsid 0xffffffff supported. */
+    ck_assert_msg(identify(NVME_ID_CNS_CTRL, 0)[525] == 0x7, "%s: VWC %#x, expected 0x7", l->json,
+                  identify(NVME_ID_CNS_CTRL, 0)[525]);
     expect_identify(NVME_ID_CNS_NS, 0xfffffffeu, NVME_SC_INVALID_NS,
                     "Identify Namespace of nsid 0xfffffffe");
 
@@ -957,6 +964,48 @@ START_TEST(test_migration_keeps_each_namespace)
 }
 END_TEST
 
+/* The version of the nvme state in a saved stream: the u32 after the head's
+ * magic "NMES" (nvme-state.c), -1 when there is none. */
+static int stream_version(int fd)
+{
+    static const uint8_t magic[4] = {'N', 'M', 'E', 'S'};
+    off_t size = lseek(fd, 0, SEEK_END);
+    ck_assert_int_gt(size, 0);
+    _cleanup_free_ uint8_t *buf = malloc((size_t)size);
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_int_eq(pread(fd, buf, (size_t)size, 0), size);
+    for (off_t i = 0; i + 8 <= size; i++)
+        if (!memcmp(buf + i, magic, 4))
+            return (int)le32_at(buf, (size_t)i + 4);
+    return -1;
+}
+
+/* A device with namespace 1 only saves the state version of a muserd from
+ * before several namespaces (2), so that it can move back to one; a device
+ * with more saves version 3. */
+START_TEST(test_stream_version_follows_the_namespaces)
+{
+    static const struct {
+        const char *id, *json;
+        int version;
+    } cases[] = {
+        {"one", "{\"size\": 2097152, \"queues\": 1}", 2},
+        {"two", "{\"size\": 2097152, \"ns2_size\": 1048576, \"queues\": 1}", 3},
+        {"gap", "{\"size\": 2097152, \"ns4_size\": 1048576, \"queues\": 1}", 3},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        create(cases[i].id, cases[i].json);
+        int fd = tu_side_save(&src, cases[i].id);
+        int version = stream_version(fd);
+        close(fd);
+        ck_assert_msg(version == cases[i].version,
+                      "%s: the stream's nvme state is version %d, "
+                      "expected %d",
+                      cases[i].json, version, cases[i].version);
+    }
+}
+END_TEST
+
 /* A destination's config template: keys ("%s" for the file) and "incoming". */
 #define INCOMING(keys) "{" keys ", \"queues\": 1, \"incoming\": true}"
 
@@ -1053,6 +1102,7 @@ int main(void)
     TCase *device = test_case(s, "device");
     tcase_add_test(device, test_bad_config);
     tcase_add_test(device, test_migration_keeps_each_namespace);
+    tcase_add_test(device, test_stream_version_follows_the_namespaces);
     tcase_add_test(device, test_migration_refuses_another_namespace_set);
 
     strcpy(base_dir, "/tmp/muserd-namespaces-XXXXXX");
