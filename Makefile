@@ -62,7 +62,10 @@ TEST_PLUGINS := $(basename $(notdir $(wildcard tests/plugins/*.c)))
 # ABI 1 plugins, built against the frozen ABI 1 header as an old plugin was.
 TEST_PLUGINS_ABI1 := $(basename $(notdir $(wildcard tests/plugins/abi1/*.c)))
 BENCHES := $(basename $(notdir $(wildcard tests/bench/bench-*.c)))
-TEST_HELPERS := $(wildcard tests/integration/helpers/*.c)
+# Helpers that bring a library of their own are linked only into the suites
+# that name them (INTEGRATION_HELPERS_<suite>, below).
+OWN_LIB_HELPERS := tests/integration/helpers/stall-fs.c
+TEST_HELPERS := $(filter-out $(OWN_LIB_HELPERS),$(wildcard tests/integration/helpers/*.c))
 UNIT_HELPERS := $(wildcard tests/unit/helpers/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -99,12 +102,13 @@ all: $(MUSERD) $(MUSERCTL) $(PLUGIN_SOS) $(BUILD)/muserd-plugin.pc $(GENERATED_S
 
 # Before compiling anything, say what is missing rather than fail on a header.
 # (make deps, make check and make run install it; plain make only says so.)
-NEED_PKGS := $(PKGS) liburing $(if $(filter tests tsan-tests unit-check integration-check,$(MAKECMDGOALS)),check)
+NEED_PKGS := $(PKGS) liburing $(if $(filter tests tsan-tests unit-check integration-check,$(MAKECMDGOALS)),check fuse3)
 ifeq ($(filter deps clean lint check run bench fuzz uninstall install-manifest install-check tsan-check,$(MAKECMDGOALS)),)
 MISSING_PKGS := $(shell for p in $(NEED_PKGS); do pkg-config --exists $$p 2>/dev/null || echo $$p; done)
 ifneq ($(MISSING_PKGS),)
 $(error muserd needs the development files of: $(MISSING_PKGS). Run 'make deps' as root, \
-or: apt-get install gcc make pkg-config libsystemd-dev libjson-c-dev libcap-ng-dev liburing-dev check)
+or: apt-get install gcc make pkg-config libsystemd-dev libjson-c-dev libcap-ng-dev liburing-dev check \
+libfuse3-dev fuse3)
 endif
 endif
 
@@ -184,10 +188,16 @@ $(BUILD)/muserd-plugin.pc: Makefile $(PATHS_STAMP)
 	    '$(PREFIX)' '$(INCLUDEDIR)' '$(PLUGINDIR)' '$(VERSION)' > $@
 
 # Integration tests link the client library and run the real muserd binary.
+# A suite's own helpers and libraries: INTEGRATION_HELPERS_<suite> and
+# INTEGRATION_LIBS_<suite>. Only the test links libfuse, never muserd.
+INTEGRATION_HELPERS_test-nvme-stall := tests/integration/helpers/stall-fs.c
+INTEGRATION_LIBS_test-nvme-stall = $(shell pkg-config --libs fuse3 2>/dev/null)
+$(call obj,tests/integration/helpers/stall-fs.c): ALL_CFLAGS += $(shell pkg-config --cflags fuse3 2>/dev/null)
 define integration_rule
-$(BUILD)/tests/integration/$(1): $(call obj,tests/integration/$(1).c $(TEST_HELPERS)) $(CLIENT_LIB)
+$(BUILD)/tests/integration/$(1): $(call obj,tests/integration/$(1).c $(TEST_HELPERS) $(INTEGRATION_HELPERS_$(1))) $(CLIENT_LIB)
 	@mkdir -p $$(dir $$@)
-	$$(call say,LD,$$@)$$(CC) $$^ -o $$@ $$(LDFLAGS_ALL) $$(PKG_LIBS) $$(shell pkg-config --libs check 2>/dev/null)
+	$$(call say,LD,$$@)$$(CC) $$^ -o $$@ $$(LDFLAGS_ALL) $$(PKG_LIBS) $$(INTEGRATION_LIBS_$(1)) \
+	    $$(shell pkg-config --libs check 2>/dev/null)
 endef
 $(foreach t,$(INTEGRATION_TESTS),$(eval $(call integration_rule,$(t))))
 
@@ -196,9 +206,11 @@ tests: all $(UNIT_BINS) $(INTEGRATION_BINS) $(BENCH_BINS) $(TEST_PLUGIN_SOS)
 # ---- build dependencies -------------------------------------------------------
 # Debian packages the build, the tests and `make run` need. Installed with
 # apt-get when run as root; otherwise we say what to install. libxml2-utils
-# brings xmllint, which the libvirt hook (and so its test) reads domains with.
+# brings xmllint, which the libvirt hook (and so its test) reads domains with;
+# libfuse3-dev and fuse3 the FUSE file system test-nvme-stall hangs a backing
+# file on.
 DEB_PKGS := gcc make pkg-config libsystemd-dev libjson-c-dev libcap-ng-dev liburing-dev check \
-            linux-libc-dev dbus-daemon systemd libxml2-utils
+            linux-libc-dev dbus-daemon systemd libxml2-utils libfuse3-dev fuse3
 # The guest suite, when a QEMU is there: its runtime libraries, and what
 # building the guest's kernel modules needs (kbuild calls gcc-12 by name; the
 # kernel's prebuilt objtool links libelf).
@@ -267,7 +279,7 @@ integration-check:
 # devices run on I/O threads; a race makes it exit non-zero, failing the test).
 TSAN_TESTS := test-iothreads test-dma-guard test-dma-refs
 TSAN_INTEGRATION := test-threads test-races test-dbus test-lifecycle test-interrupts test-migration \
-                    test-nvme-backing test-nvme-namespaces
+                    test-nvme-backing test-nvme-namespaces test-nvme-stall
 TSAN_BINS = $(patsubst %,$(BUILD)/tests/unit/%,$(TSAN_TESTS)) \
             $(patsubst %,$(BUILD)/tests/integration/%,$(TSAN_INTEGRATION))
 tsan-tests: all $(TSAN_BINS) $(TEST_PLUGIN_SOS)
