@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * An nvme device whose backing storage hangs: its file is on a FUSE file
+ * system of the test's (helpers/stall-fs.h) that stops answering with
+ * Reads, Writes and a Flush in flight. A timer device on the same I/O
+ * thread goes on answering, DestroyDevice returns at once instead of
+ * waiting for the storage, and muserd lets go of the file once the
+ * storage answers again. Once per "aio" engine. Needs /dev/fuse and root
+ * (it mounts): SKIP otherwise.
+ */
+#include <check.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../plugins/timer/timer-regs.h"
+#include "helpers/nvme-check.h"
+#include "helpers/nvme-driver.h"
+#include "helpers/nvme-files.h"
+#include "helpers/side.h"
+#include "helpers/stall-fs.h"
+#include "helpers/testutil.h"
+
+#define FILE_BYTES (8u << 20)
+/* Guest memory: writes from BUF_A, reads into BUF_B, a page per command. */
+#define BUF_A 0x200000ull
+#define BUF_B 0x400000ull
+/* The commands left in flight on the stalled file: Writes and Reads of a
+ * page each, and a Flush. */
+#define STALLED_RW 4
+/* DestroyDevice must answer within this while the storage hangs... */
+#define DESTROY_MS 2000
+/* ...and fails the call (rather than hang the test) after this. */
+#define DESTROY_TIMEOUT_MS 4000
+/* What "the other device answers promptly" means. */
+#define ANSWER_MS 1000
+
+static const char *const aio_modes[] = {"threads", "io_uring"};
+
+static struct tu_side side;
+static struct stall_fs *fs;
+static struct vfu_client *client, *timer;
+static struct nvme_drv drv;
+static char base_dir[PATH_MAX]; /* main() unmounts and removes what is in it */
+static char dir[PATH_MAX];
+static char mnt[PATH_MAX];
+
+static void setup(void)
+{
+    tu_make_dir(dir, base_dir);
+    tu_path_in(mnt, dir, "mnt");
+    ck_assert_int_eq(mkdir(mnt, 0755), 0);
+    tu_side_start(&side, (const char *const[]){"nvme", "timer", NULL}, (const char *const[]){NULL});
+}
+
+static void stop_io(void)
+{
+    nvme_drv_free(&drv);
+    if (client)
+        vfu_client_free(client);
+    client = NULL;
+}
+
+/* The storage is let go before muserd is stopped, which must then exit
+ * cleanly (under ASan: nothing leaked by the destroyed device). */
+static void teardown(void)
+{
+    if (drv.mem)
+        stop_io();
+    if (timer)
+        vfu_client_free(timer);
+    timer = NULL;
+    stall_fs_stop(fs);
+    fs = NULL;
+    tu_side_stop(&side);
+    tu_remove_dir(dir);
+}
+
+/* An assertion that first lets the storage go, so that muserd is not left
+ * stuck on it when the test ends here. */
+#define check_released(cond, ...)                                                                  \
+    do {                                                                                           \
+        bool ok_ = (cond);                                                                         \
+        if (!ok_) {                                                                                \
+            (void)stall_fs_release(fs);                                                            \
+            test_daemon_dump_log(side.daemon, 4096);                                               \
+        }                                                                                          \
+        ck_assert_msg(ok_, __VA_ARGS__);                                                           \
+    } while (0)
+
+static uint64_t ms_since(uint64_t start_ns)
+{
+    return (test_now_ns() - start_ns) / 1000000;
+}
+
+/* A device of type with json on side; it must be created. */
+static void create(const char *type, const char *id, const char *json)
+{
+    _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+    int r = tu_side_create(&side, type, id, json, &e);
+    if (r < 0)
+        test_daemon_dump_log(side.daemon, 4096);
+    ck_assert_msg(r >= 0, "CreateDevice %s %s %s: %s: %s", type, id, json, e.name, e.message);
+}
+
+/* nvme device id on the file, on I/O thread 0, with engine aio; the driver
+ * attached to it with one I/O queue pair. */
+static void start_nvme(const char *id, const char *file, int aio)
+{
+    _cleanup_free_ char *json = NULL;
+    ck_assert_int_ge(asprintf(&json,
+                              "{\"backing\": \"%s\", \"queues\": 1, \"io_thread\": 0, "
+                              "\"aio\": \"%s\"}",
+                              file, aio_modes[aio]),
+                     0);
+    create("nvme", id, json);
+    client = tu_open(side.daemon, id);
+    int r = nvme_drv_attach(&drv, client, true, 2);
+    ck_assert_msg(r == 0, "attaching the driver: %s", strerror(-r));
+    r = nvme_drv_enable(&drv);
+    if (r < 0)
+        test_daemon_dump_log(side.daemon, 4096);
+    ck_assert_msg(r == 0, "enabling the controller: %s", strerror(-r));
+    tu_nvme_set_queues(&drv, side.daemon, 1);
+    tu_nvme_create_queue(&drv, 1);
+}
+
+/* A Read or Write of `pages` 4 KiB pages at slba (512-byte blocks), its data
+ * at guest offset buf on (a PRP list for more than two pages at buf +
+ * 0x80000, inside the same data area). */
+static struct nvme_sqe rw(uint8_t opcode, uint64_t slba, uint32_t pages, uint64_t buf)
+{
+    uint64_t prp2 = 0;
+    if (pages == 2)
+        prp2 = nvme_drv_iova(buf + 4096);
+    else if (pages > 2)
+        prp2 = nvme_drv_prp_list(&drv, buf + 0x80000, buf, pages - 1);
+    return nvme_drv_rw(opcode, slba, pages * 8, nvme_drv_iova(buf), prp2);
+}
+
+static void cmd_ok(struct nvme_sqe c)
+{
+    tu_nvme_cmd_ok(&drv, side.daemon, 1, &c, NULL);
+}
+
+/* The timer, on the nvme device's I/O thread, answers a few register reads,
+ * each within ANSWER_MS (its socket gives up after that). */
+static void timer_answers(const char *when)
+{
+    for (int i = 0; i < 5; i++) {
+        uint32_t id = 0;
+        uint64_t start = test_now_ns();
+        int r = vfu_client_region_read(timer, TIMER_REGS_BAR, TIMER_REG_ID, &id, sizeof(id));
+        uint64_t took = ms_since(start);
+        check_released(r == 0 && took < ANSWER_MS,
+                       "timer t0, on n0's I/O thread, %s: a register read %s after %llu ms "
+                       "(its I/O thread is held up)",
+                       when, r < 0 ? strerror(-r) : "answered", (unsigned long long)took);
+        ck_assert_uint_eq(id, TIMER_ID_MAGIC);
+        usleep(20000);
+    }
+}
+
+/* Nothing came back on CQ 1: the commands are still in flight. */
+static void nothing_completed(const char *when)
+{
+    struct nvme_cqe cqe;
+    int n = nvme_drv_poll(&drv, 1, &cqe, 1);
+    check_released(n == 0, "%s: a command completed on the stalled file (%d)", when, n);
+}
+
+/* DestroyDevice id, with a D-Bus timeout of DESTROY_TIMEOUT_MS: how long it
+ * took; r and the error as D-Bus gave them. */
+static uint64_t destroy(const char *id, int *r, sd_bus_error *e)
+{
+    _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+    ck_assert_int_ge(sd_bus_message_new_method_call(side.bus, &m, "org.muserd1", "/org/muserd1",
+                                                    "org.muserd1.Manager", "DestroyDevice"),
+                     0);
+    ck_assert_int_ge(sd_bus_message_append(m, "s", id), 0);
+    uint64_t start = test_now_ns();
+    *r = sd_bus_call(side.bus, m, DESTROY_TIMEOUT_MS * 1000ull, e, NULL);
+    return ms_since(start);
+}
+
+/* How many fds muserd holds on path, after waiting up to timeout_ms for
+ * none. */
+static int fds_left(const char *path, int timeout_ms)
+{
+    int writable, n;
+    uint64_t start = test_now_ns();
+    while ((n = tu_fds_on(side.daemon, path, &writable)) > 0 &&
+           ms_since(start) < (uint64_t)timeout_ms)
+        usleep(20000);
+    return n;
+}
+
+START_TEST(test_stalled_storage_isolated)
+{
+    char file[PATH_MAX];
+    int r = stall_fs_start(mnt, "disk.img", FILE_BYTES, &fs);
+    if (r == -ENOENT || r == -ENODEV || r == -EPERM || r == -EACCES) {
+        printf("test-nvme-stall: test_stalled_storage_isolated: SKIP: cannot mount a FUSE file "
+               "system here (%s: /dev/fuse, and root to mount)\n",
+               strerror(-r));
+        return;
+    }
+    ck_assert_msg(r == 0, "mounting the stall-fs on %s: %s", mnt, strerror(-r));
+    tu_path_in(file, mnt, "disk.img");
+
+    /* n0 on the file and t0 beside it, on the same I/O thread. */
+    start_nvme("n0", file, _i);
+    create("timer", "t0", "{\"io_thread\": 0}");
+    tu_assert_log_line(side.daemon, "nvme device n0 on", "(I/O thread 0)");
+    tu_assert_log_line(side.daemon, "timer device t0 on", "(I/O thread 0)");
+    timer = tu_open(side.daemon, "t0");
+    ck_assert_int_eq(tu_set_socket_timeout(vfu_client_fd(timer), ANSWER_MS), 0);
+
+    /* The path works while the storage answers: 64 KiB there and back. */
+    tu_fill_pat(nvme_drv_ptr(&drv, BUF_A), 65536, 31);
+    cmd_ok(rw(NVME_CMD_WRITE, 0, 16, BUF_A));
+    memset(nvme_drv_ptr(&drv, BUF_B), 0, 65536);
+    cmd_ok(rw(NVME_CMD_READ, 0, 16, BUF_B));
+    tu_check_pat(nvme_drv_ptr(&drv, BUF_B), 65536, 31, 0, "64 KiB read back from the stall-fs");
+    timer_answers("before the stall");
+
+    /* The storage hangs with Writes, Reads and a Flush in flight. */
+    ck_assert_int_eq(stall_fs_stall(fs), 0);
+    tu_fill_pat(nvme_drv_ptr(&drv, BUF_A), STALLED_RW * 4096, 32);
+    for (uint32_t i = 0; i < STALLED_RW; i++)
+        tu_nvme_submit(&drv, 1, rw(NVME_CMD_READ, 8 * i, 1, BUF_B + 4096 * i));
+    for (uint32_t i = 0; i < STALLED_RW; i++)
+        tu_nvme_submit(&drv, 1, rw(NVME_CMD_WRITE, 1024 + 8 * i, 1, BUF_A + 4096 * i));
+    tu_nvme_submit(&drv, 1, (struct nvme_sqe){.opcode = NVME_CMD_FLUSH, .nsid = 1});
+    ck_assert_int_eq(nvme_drv_kick(&drv, 1), 0);
+    /* The Reads go first and side by side (a FUSE write holds the file's
+     * inode lock: the Writes go one at a time): the engine's 4 threads, or
+     * io_uring's workers, all wait in the file system. */
+    int waiting = stall_fs_wait_for(fs, STALLED_RW, TU_TIMEOUT_MS);
+    check_released(waiting >= STALLED_RW, "only %d requests reached the stalled file system",
+                   waiting);
+    nothing_completed("after the stall");
+    timer_answers("while n0's storage hangs");
+
+    /* The destroy does not wait for the storage. */
+    _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+    uint64_t took = destroy("n0", &r, &e);
+    check_released(r >= 0 && took < DESTROY_MS,
+                   "DestroyDevice n0 while its storage hangs: %s after %llu ms (%s: %s); it must "
+                   "answer within %d ms without waiting for the commands in flight",
+                   r >= 0 ? "answered" : "no answer", (unsigned long long)took, e.name, e.message,
+                   DESTROY_MS);
+    waiting = stall_fs_waiting(fs);
+    check_released(waiting >= 1,
+                   "the stalled requests finished during the destroy (%d wait): the test did "
+                   "not hold the storage",
+                   waiting);
+    ck_assert_int_eq(tu_side_device_count(&side, "n0"), 0);
+    timer_answers("after n0's destroy, its storage still hanging");
+    stop_io();
+
+    /* The storage answers again: what was in flight finishes, and muserd
+     * lets go of the file. */
+    ck_assert_int_eq(stall_fs_release(fs), 0);
+    int open_fds = fds_left(file, TU_TIMEOUT_MS);
+    if (open_fds != 0)
+        test_daemon_dump_log(side.daemon, 4096);
+    ck_assert_msg(open_fds == 0,
+                  "muserd still holds %d fds on %s %d ms after its storage answered again",
+                  open_fds, file, TU_TIMEOUT_MS);
+    ck_assert_int_eq(stall_fs_waiting(fs), 0);
+    timer_answers("after the storage came back");
+
+    /* A new device on the file reads what was written before the stall. */
+    start_nvme("n0", file, _i);
+    memset(nvme_drv_ptr(&drv, BUF_B), 0, 65536);
+    cmd_ok(rw(NVME_CMD_READ, 0, 16, BUF_B));
+    tu_check_pat(nvme_drv_ptr(&drv, BUF_B), 65536, 31, 0, "64 KiB written before the stall");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("nvme-stall");
+    TCase *tc = tcase_create("stall");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, test_stalled_storage_isolated, 0,
+                        (int)(sizeof(aio_modes) / sizeof(aio_modes[0])));
+    suite_add_tcase(s, tc);
+
+    strcpy(base_dir, "/tmp/muserd-stall-XXXXXX");
+    if (!mkdtemp(base_dir)) {
+        perror("mkdtemp");
+        return EXIT_FAILURE;
+    }
+    int r = tu_run_suite(s);
+    /* A test that failed ended without its teardown: its mount may be left. */
+    stall_fs_unmount_under(base_dir);
+    tu_remove_tree(base_dir);
+    return r;
+}
