@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The io_uring engine: one ring per backing file, submitted once per poll
- * round (nvme_aio_commit), its completions announced on an eventfd the
- * ring signals. Threads: the device's I/O thread alone (nvme-aio.h).
+ * The io_uring engine: one ring per device (for all its backing files),
+ * submitted once per poll round (nvme_aio_commit), its completions
+ * announced on an eventfd the ring signals. Threads: as nvme-aio.h says.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,13 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The engine-independent part of nvme-aio.h: choosing an engine, counting
- * requests in flight.
+ * requests in flight, and draining an abandoned engine on a thread of its
+ * own.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "nvme-aio-engine.h"
+
+/* Engines are made and unmade one at a time: liburing maps and unmaps its
+ * rings with raw syscalls that ThreadSanitizer does not see, so a new ring
+ * at the address of one a drainer (below) just unmapped would look to it
+ * like a race between two threads. The lock orders the two. */
+static pthread_mutex_t engines_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int nvme_aio_new(enum nvme_aio_kind kind, uint32_t depth, struct nvme_aio **out)
 {
@@ -16,6 +25,7 @@ int nvme_aio_new(enum nvme_aio_kind kind, uint32_t depth, struct nvme_aio **out)
         return -ENOMEM;
     aio->event_fd = -1;
     int r = -ENOSYS;
+    pthread_mutex_lock(&engines_lock);
     if (kind != NVME_AIO_THREADS) {
         aio->engine = &nvme_aio_uring_engine;
         r = aio->engine->init(aio, depth);
@@ -25,6 +35,7 @@ int nvme_aio_new(enum nvme_aio_kind kind, uint32_t depth, struct nvme_aio **out)
         aio->engine = &nvme_aio_threads_engine;
         r = aio->engine->init(aio, depth);
     }
+    pthread_mutex_unlock(&engines_lock);
     if (r < 0) {
         free(aio);
         return r;
@@ -104,6 +115,101 @@ void nvme_aio_free(struct nvme_aio *aio, nvme_aio_done_fn done, void *opaque)
      * nothing is freed before every request is back. */
     while (aio->inflight > 0)
         aio->engine->reap(aio, true, counted_done, &ctx);
+    pthread_mutex_lock(&engines_lock);
     aio->engine->fini(aio);
+    pthread_mutex_unlock(&engines_lock);
     free(aio);
+}
+
+/* ---- abandoned engines ---------------------------------------------------------- */
+
+/* An engine a thread drains. The thread is joined, not detached: until
+ * it has returned it runs this plugin's code, which must not be unloaded
+ * under it. Finished ones are joined at the next abandon and at unload. */
+struct drainer {
+    pthread_t thread;
+    bool finished; /* under drainers_lock */
+    struct nvme_aio *aio;
+    nvme_aio_done_fn done;
+    void *opaque;
+    void (*release)(void *arg);
+    void *arg;
+    struct drainer *next;
+};
+
+static pthread_mutex_t drainers_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct drainer *drainers;
+
+static void drain_now(struct drainer *t)
+{
+    nvme_aio_free(t->aio, t->done, t->opaque);
+    if (t->release)
+        t->release(t->arg);
+}
+
+static void *drain(void *opaque)
+{
+    struct drainer *t = opaque;
+    drain_now(t);
+    pthread_mutex_lock(&drainers_lock);
+    t->finished = true;
+    pthread_mutex_unlock(&drainers_lock);
+    return NULL;
+}
+
+/* Join and free the drainers: all of them, or only those finished. */
+static void join_drainers(bool all)
+{
+    pthread_mutex_lock(&drainers_lock);
+    for (struct drainer **p = &drainers; *p;) {
+        struct drainer *t = *p;
+        if (!all && !t->finished) {
+            p = &t->next;
+            continue;
+        }
+        *p = t->next;
+        pthread_mutex_unlock(&drainers_lock); /* a drainer takes it to finish */
+        pthread_join(t->thread, NULL);
+        free(t);
+        pthread_mutex_lock(&drainers_lock);
+        p = &drainers; /* the list may have changed meanwhile */
+    }
+    pthread_mutex_unlock(&drainers_lock);
+}
+
+void nvme_aio_abandon(struct nvme_aio *aio, nvme_aio_done_fn done, void *opaque,
+                      void (*release)(void *arg), void *arg)
+{
+    struct drainer now = {
+        .aio = aio, .done = done, .opaque = opaque, .release = release, .arg = arg};
+    join_drainers(false);
+    struct drainer *t = aio && aio->inflight > 0 ? malloc(sizeof(*t)) : NULL;
+    if (!t) {
+        drain_now(&now); /* nothing to wait for (or no memory: wait here) */
+        return;
+    }
+    *t = now;
+    /* The drainer takes no signal: the daemon's handling stays on its threads. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_mutex_lock(&drainers_lock);
+    int r = pthread_create(&t->thread, NULL, drain, t);
+    if (r == 0) {
+        t->next = drainers;
+        drainers = t;
+    }
+    pthread_mutex_unlock(&drainers_lock);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r != 0) {
+        free(t);
+        drain_now(&now);
+    }
+}
+
+/* dlclose, or the process's exit: no drainer may still run our code. This
+ * waits for storage that hangs, as a device's destroy used to. */
+__attribute__((destructor)) static void wait_for_drainers(void)
+{
+    join_drainers(true);
 }

@@ -8,9 +8,11 @@
  * a small pool of threads (nvme-aio-threads.c) that make the blocking
  * calls.
  *
- * Threads: every function here runs on the device's I/O thread. The pool's
- * workers touch only the requests they were handed, under the engine's
- * lock; a request is the caller's again when reap hands it back.
+ * Threads: every function here runs on the device's I/O thread, but for an
+ * engine handed to nvme_aio_abandon, which a thread of its own drains from
+ * then on (nobody else touches it). The pool's workers touch only the
+ * requests they were handed, under the engine's lock; a request is the
+ * caller's again when reap hands it back.
  */
 #pragma once
 
@@ -67,3 +69,10 @@ unsigned nvme_aio_reap(struct nvme_aio *aio, nvme_aio_done_fn done, void *opaque
 /* Wait for every request in flight (handed back through done, which must
  * not submit), then free the engine. NULL is fine. */
 void nvme_aio_free(struct nvme_aio *aio, nvme_aio_done_fn done, void *opaque);
+/* The same without waiting: a thread of its own waits for the requests in
+ * flight (done is called on it), frees the engine, then calls
+ * release(arg) (NULL: nothing to release). With nothing in flight, or no
+ * thread to be had, it is all done before this returns. The plugin's
+ * unload waits for these threads. */
+void nvme_aio_abandon(struct nvme_aio *aio, nvme_aio_done_fn done, void *opaque,
+                      void (*release)(void *arg), void *arg);

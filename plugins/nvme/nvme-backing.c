@@ -212,18 +212,49 @@ int nvme_backing_open(struct nvme_dev *d, struct nvme_ns *ns, const char *path, 
     return 0;
 }
 
+/* What commands in flight may still use when the device goes: handed to
+ * the thread that waits for them (nvme_file_abandon), released after. */
+struct leftovers {
+    int fds[NVME_MAX_NS];
+    uint8_t *zeros;
+    bool on_stack; /* no memory for it: nothing is in flight any more */
+};
+
+static void release_leftovers(void *arg)
+{
+    struct leftovers *l = arg;
+    for (uint32_t i = 0; i < NVME_MAX_NS; i++)
+        if (l->fds[i] >= 0)
+            close(l->fds[i]);
+    free(l->zeros);
+    if (!l->on_stack)
+        free(l);
+}
+
+/* Destroy: a disk that hangs must not hold the I/O thread (and every other
+ * device on it) until it answers, so the commands still in flight are
+ * waited for elsewhere, and their files closed then. */
 void nvme_backing_close(struct nvme_dev *d)
 {
     if (d->aio_watch)
         d->svc->unwatch_fd(d->aio_watch);
     d->aio_watch = NULL;
-    if (d->aio)
-        nvme_file_drain(d);
+    struct leftovers fallback = {.on_stack = true}, *l = malloc(sizeof(*l));
+    if (l)
+        l->on_stack = false;
+    else if (d->aio)
+        nvme_file_drain(d); /* no memory to hand them over: wait here */
+    if (!l)
+        l = &fallback;
     for (uint32_t i = 0; i < NVME_MAX_NS; i++) {
-        if (d->ns[i].fd >= 0)
-            close(d->ns[i].fd);
+        l->fds[i] = d->ns[i].fd;
         d->ns[i].fd = -1;
     }
-    free(d->zeros);
+    l->zeros = d->zeros;
     d->zeros = NULL;
+    if (d->aio) {
+        nvme_file_abandon(d, release_leftovers, l);
+        return;
+    }
+    release_leftovers(l);
 }

@@ -133,7 +133,6 @@ struct nvme_ns {
     bool read_only;
     uint8_t *mem;      /* RAM: anonymous mapping, untouched blocks cost nothing */
     uint64_t *touched; /* RAM: a bit per 4 KiB page ever written: what a save reads */
-    struct nvme_aio_req shutdown_flush; /* file: CC.SHN's fdatasync (nvme-io-file.c) */
 };
 
 struct nvme_features {
@@ -172,7 +171,6 @@ struct nvme_dev {
     unsigned idle_ticks; /* ticks in a row that found no work */
     bool quiesced;
     bool quiesce_waiting; /* answered -EBUSY: quiesce_done when nothing is in flight */
-    bool destroying;
 
     /* File-backed namespaces (nvme-backing.c, nvme-io-file.c): one engine
      * for all of them, made with the first. */
@@ -299,7 +297,13 @@ void nvme_file_forget_sq(struct nvme_dev *d, uint16_t qid);
 void nvme_file_shutdown(struct nvme_dev *d);
 /* A quiesce waits for the file: done when nothing is in flight. */
 void nvme_file_quiesce_check(struct nvme_dev *d);
-/* Wait for everything in flight (dropped), free the engine. */
+/* The device goes: the engine and the commands in flight are handed to a
+ * thread of their own that waits for them (the kernel may still write into
+ * their buffers, a hung disk for long), frees them, then calls
+ * release(arg), which frees what they used (the files, d->zeros). Returns
+ * at once; d->aio is NULL after. */
+void nvme_file_abandon(struct nvme_dev *d, void (*release)(void *arg), void *arg);
+/* The same, waiting here. */
 void nvme_file_drain(struct nvme_dev *d);
 
 /* nvme-data.c: copy between the command's data buffer (len bytes through

@@ -46,6 +46,7 @@ struct file_cmd {
     struct nvme_aio_req aio; /* first: the engine hands it back */
     struct nvme_ns *ns;      /* the namespace (a Flush of all: the one flushing now) */
     bool flush_all;          /* Flush of NSID FFFFFFFFh: each file in turn */
+    bool shutdown;           /* CC.SHN's fdatasync of ns's file, of no SQ */
     struct nvme_sqe sqe;
     uint16_t sqid;
     uint32_t gen;
@@ -245,32 +246,36 @@ static void shutdown_step(struct nvme_dev *d)
         return;
     d->shutdown_waiting = false;
     for (struct nvme_ns *ns = next_file_ns(d, NULL); ns; ns = next_file_ns(d, ns)) {
-        ns->shutdown_flush = (struct nvme_aio_req){.op = NVME_AIO_FLUSH, .fd = ns->fd};
-        nvme_aio_submit(d->aio, &ns->shutdown_flush);
+        struct file_cmd *c = calloc(1, sizeof(*c));
+        if (!c) {
+            d->svc->log(d->host, MUSERD_LOG_WARNING,
+                        "nvme: out of memory for the shutdown's fdatasync of namespace %u",
+                        ns->nsid);
+            continue; /* the others still go; CSTS.SHST says done after them */
+        }
+        c->ns = ns;
+        c->shutdown = true;
+        c->ext = &c->one;
+        submit(d, c, NVME_AIO_FLUSH, NULL, 0, 0);
         d->shutdown_flushing++;
     }
+    if (d->shutdown_flushing == 0 && (d->csts & NVME_CSTS_SHST_MASK) == NVME_CSTS_SHST_BUSY)
+        d->csts = (d->csts & ~NVME_CSTS_SHST_MASK) | NVME_CSTS_SHST_DONE;
 }
 
-/* req is a shutdown's flush: true when it was, and is done with. */
-static bool shutdown_done(struct nvme_dev *d, struct nvme_aio_req *req)
+/* A shutdown's flush came back. */
+static void shutdown_done(struct nvme_dev *d, const struct file_cmd *c)
 {
-    struct nvme_ns *ns = NULL;
-    for (uint32_t i = 0; i < NVME_MAX_NS && !ns; i++)
-        if (req == &d->ns[i].shutdown_flush)
-            ns = &d->ns[i];
-    if (!ns)
-        return false;
     d->shutdown_flushing--;
-    if (req->result < 0)
+    if (c->aio.result < 0)
         d->svc->log(d->host, MUSERD_LOG_WARNING,
                     "nvme: the shutdown's fdatasync of namespace %u's backing file failed: %s",
-                    ns->nsid, strerror((int)-req->result));
+                    c->ns->nsid, strerror((int)-c->aio.result));
     /* The last one, and still the same shutdown (no reset or new CC.SHN since:
      * a new one waits for its own flushes)? */
     if (d->shutdown_flushing == 0 && !d->shutdown_waiting &&
         (d->csts & NVME_CSTS_SHST_MASK) == NVME_CSTS_SHST_BUSY && NVME_CC_SHN(d->cc))
         d->csts = (d->csts & ~NVME_CSTS_SHST_MASK) | NVME_CSTS_SHST_DONE;
-    return true;
 }
 
 void nvme_file_shutdown(struct nvme_dev *d)
@@ -282,15 +287,23 @@ void nvme_file_shutdown(struct nvme_dev *d)
     nvme_aio_commit(d->aio);
 }
 
+static struct file_cmd *cmd_of(struct nvme_aio_req *req)
+{
+    return (struct file_cmd *)((char *)req - offsetof(struct file_cmd, aio));
+}
+
 static void file_done(void *opaque, struct nvme_aio_req *req)
 {
     struct nvme_dev *d = opaque;
-    if (shutdown_done(d, req))
-        return;
-    struct file_cmd *c = (struct file_cmd *)((char *)req - offsetof(struct file_cmd, aio));
+    struct file_cmd *c = cmd_of(req);
 
-    /* Gone with a reset or a Delete I/O SQ, or the device is going. */
-    if (d->destroying || c->gen != d->sq_gen[c->sqid]) {
+    if (c->shutdown) {
+        shutdown_done(d, c);
+        cmd_free(c);
+        return;
+    }
+    /* Gone with a reset or a Delete I/O SQ. */
+    if (c->gen != d->sq_gen[c->sqid]) {
         cmd_free(c);
         return;
     }
@@ -488,10 +501,22 @@ unsigned nvme_file_reap(struct nvme_dev *d)
     return n;
 }
 
+/* The device is gone: what comes back is only freed. Any thread. */
+static void orphan_done(void *opaque, struct nvme_aio_req *req)
+{
+    (void)opaque;
+    cmd_free(cmd_of(req));
+}
+
 void nvme_file_drain(struct nvme_dev *d)
 {
-    d->destroying = true;
-    nvme_aio_free(d->aio, file_done, d);
+    nvme_aio_free(d->aio, orphan_done, NULL);
+    d->aio = NULL;
+}
+
+void nvme_file_abandon(struct nvme_dev *d, void (*release)(void *arg), void *arg)
+{
+    nvme_aio_abandon(d->aio, orphan_done, NULL, release, arg);
     d->aio = NULL;
 }
 
