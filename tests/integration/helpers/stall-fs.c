@@ -33,6 +33,7 @@
  * int32_t (0, a count, or -errno). End of file: release and exit. */
 #define CMD_STALL   'S'
 #define CMD_RELEASE 'R'
+#define CMD_HOLD    'H'
 #define CMD_WAITING 'W'
 
 #define REPLY_TIMEOUT_MS 5000
@@ -48,7 +49,8 @@ struct stall_fs {
 struct server {
     pthread_mutex_t lock;
     pthread_cond_t released;
-    bool stalled;
+    bool stalled; /* new requests wait */
+    unsigned gen; /* a release lets go of the requests that waited before it */
     int waiting;
     uint8_t *data; /* the file, under lock */
     size_t size;
@@ -66,8 +68,9 @@ static void stall_point(struct server *s)
 {
     pthread_mutex_lock(&s->lock);
     if (s->stalled) {
+        unsigned gen = s->gen;
         s->waiting++;
-        while (s->stalled)
+        while (s->gen == gen)
             pthread_cond_wait(&s->released, &s->lock);
         s->waiting--;
     }
@@ -212,12 +215,15 @@ static const struct fuse_operations stall_ops = {
     .statfs = fs_statfs,
 };
 
-static void set_stalled(struct server *s, bool stalled)
+/* New requests wait or not; release: those waiting go too. */
+static void set_stalled(struct server *s, bool stalled, bool release)
 {
     pthread_mutex_lock(&s->lock);
     s->stalled = stalled;
-    if (!stalled)
+    if (release) {
+        s->gen++;
         pthread_cond_broadcast(&s->released);
+    }
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -234,8 +240,8 @@ static void *control(void *arg)
         if (n <= 0)
             break;
         int32_t reply = 0;
-        if (cmd == CMD_STALL || cmd == CMD_RELEASE) {
-            set_stalled(s, cmd == CMD_STALL);
+        if (cmd == CMD_STALL || cmd == CMD_RELEASE || cmd == CMD_HOLD) {
+            set_stalled(s, cmd == CMD_STALL, cmd == CMD_RELEASE);
         } else if (cmd == CMD_WAITING) {
             pthread_mutex_lock(&s->lock);
             reply = s->waiting;
@@ -246,7 +252,7 @@ static void *control(void *arg)
         if (send(s->sock, &reply, sizeof(reply), MSG_NOSIGNAL) < 0)
             break;
     }
-    set_stalled(s, false);
+    set_stalled(s, false, true);
     _exit(0);
 }
 
@@ -327,6 +333,11 @@ int stall_fs_stall(struct stall_fs *fs)
 int stall_fs_release(struct stall_fs *fs)
 {
     return call(fs, CMD_RELEASE);
+}
+
+int stall_fs_hold(struct stall_fs *fs)
+{
+    return call(fs, CMD_HOLD);
 }
 
 int stall_fs_waiting(struct stall_fs *fs)

@@ -32,6 +32,11 @@ int stall_fs_stall(struct stall_fs *fs);
  * -errno. */
 int stall_fs_release(struct stall_fs *fs);
 
+/* New requests go through again, while those that wait now go on waiting
+ * until stall_fs_release: storage that hangs on some requests only. 0 or
+ * -errno. */
+int stall_fs_hold(struct stall_fs *fs);
+
 /* How many requests wait now, or -errno. */
 int stall_fs_waiting(struct stall_fs *fs);
 
