@@ -205,7 +205,7 @@ START_TEST(test_stalled_storage_isolated)
     int r = stall_fs_start(mnt, "disk.img", FILE_BYTES, &fs);
     if (r == -ENOENT || r == -ENODEV || r == -EPERM || r == -EACCES) {
         printf("test-nvme-stall: test_stalled_storage_isolated: SKIP: cannot mount a FUSE file "
-               "system here (%s: /dev/fuse, and root to mount)\n",
+               "system here: %s (it needs /dev/fuse and CAP_SYS_ADMIN)\n",
                strerror(-r));
         return;
     }
