@@ -407,7 +407,8 @@ struct muserd_device_type {
     /*
      * Make a device instance. Read the config with services->config_*, fill
      * *desc, add BARs and ioeventfds, set *dev, return 0. On failure call services->set_error() and
-     * return a negative errno (-EINVAL for a bad config); nothing is left
+     * return a negative errno (-EINVAL for a bad config, -EBUSY for something
+     * held for a while yet: the operator may try again); nothing is left
      * behind. `host` and `services` stay valid until destroy().
      */
     int (*create)(struct muserd_host *host, const struct muserd_host_services *services,

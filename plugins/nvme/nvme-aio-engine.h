@@ -18,6 +18,9 @@ struct nvme_aio_engine {
     /* Hand back what finished; with wait, block until one has (if any is in
      * flight). The event fd is the caller's to empty, before it calls this. */
     unsigned (*reap)(struct nvme_aio *aio, bool wait, nvme_aio_done_fn done, void *opaque);
+    /* Requests not started yet come back (reap) with -ECANCELED, as soon
+     * as the engine can tell; those started finish as they will. */
+    void (*cancel)(struct nvme_aio *aio);
     /* Nothing is in flight: free priv and the event fd. */
     void (*fini)(struct nvme_aio *aio);
 };

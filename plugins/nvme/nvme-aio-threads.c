@@ -227,6 +227,22 @@ static unsigned pool_reap(struct nvme_aio *aio, bool wait, nvme_aio_done_fn done
     return n;
 }
 
+static void pool_cancel(struct nvme_aio *aio)
+{
+    struct pool *p = aio->priv;
+    static const uint64_t one = 1;
+    pthread_mutex_lock(&p->lock);
+    for (struct nvme_aio_req *req; (req = list_pop(&p->todo));) {
+        req->result = -ECANCELED;
+        list_push(&p->finished, req);
+        __atomic_store_n(&p->nr_finished, p->nr_finished + 1, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (write(p->event_fd, &one, sizeof(one)) < 0) {
+        /* The counter is far from full; the list is what counts. */
+    }
+}
+
 static bool pool_ready(struct nvme_aio *aio)
 {
     struct pool *p = aio->priv;
@@ -245,5 +261,6 @@ const struct nvme_aio_engine nvme_aio_threads_engine = {
     .commit = pool_commit,
     .ready = pool_ready,
     .reap = pool_reap,
+    .cancel = pool_cancel,
     .fini = pool_fini,
 };

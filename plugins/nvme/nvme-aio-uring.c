@@ -116,12 +116,32 @@ static unsigned uring_reap(struct nvme_aio *aio, bool wait, nvme_aio_done_fn don
     }
     while (io_uring_peek_cqe(&u->ring, &cqe) == 0) {
         struct nvme_aio_req *req = io_uring_cqe_get_data(cqe);
-        req->result = cqe->res;
+        int res = cqe->res;
         io_uring_cqe_seen(&u->ring, cqe);
+        if (!req)
+            continue; /* the cancel's own completion (uring_cancel) */
+        req->result = res;
         done(opaque, req);
         n++;
     }
     return n;
+}
+
+/* One cancel for every request of the ring: those still queued for the
+ * kernel's workers come back with -ECANCELED; one a worker has started is
+ * not stopped. A kernel without IORING_ASYNC_CANCEL_ANY fails the cancel
+ * itself, and everything finishes as it will. */
+static void uring_cancel(struct nvme_aio *aio)
+{
+    struct uring *u = aio->priv;
+    uring_commit(aio); /* what is staged goes first, to be cancelled too */
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    if (!sqe)
+        return;
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+    io_uring_sqe_set_data(sqe, NULL);
+    u->staged++;
+    uring_commit(aio);
 }
 
 static bool uring_ready(struct nvme_aio *aio)
@@ -145,5 +165,6 @@ const struct nvme_aio_engine nvme_aio_uring_engine = {
     .commit = uring_commit,
     .ready = uring_ready,
     .reap = uring_reap,
+    .cancel = uring_cancel,
     .fini = uring_fini,
 };

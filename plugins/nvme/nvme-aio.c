@@ -189,6 +189,7 @@ void nvme_aio_abandon(struct nvme_aio *aio, nvme_aio_done_fn done, void *opaque,
         return;
     }
     *t = now;
+    aio->engine->cancel(aio); /* what has not started never will */
     /* The drainer takes no signal: the daemon's handling stays on its threads. */
     sigset_t all, old;
     sigfillset(&all);

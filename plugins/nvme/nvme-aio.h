@@ -69,10 +69,11 @@ unsigned nvme_aio_reap(struct nvme_aio *aio, nvme_aio_done_fn done, void *opaque
 /* Wait for every request in flight (handed back through done, which must
  * not submit), then free the engine. NULL is fine. */
 void nvme_aio_free(struct nvme_aio *aio, nvme_aio_done_fn done, void *opaque);
-/* The same without waiting: a thread of its own waits for the requests in
- * flight (done is called on it), frees the engine, then calls
- * release(arg) (NULL: nothing to release). With nothing in flight, or no
- * thread to be had, it is all done before this returns. The plugin's
- * unload waits for these threads. */
+/* The same without waiting: requests not started yet are cancelled (they
+ * come back with -ECANCELED), and a thread of its own waits for the rest
+ * (done is called on it), frees the engine, then calls release(arg)
+ * (NULL: nothing to release). With nothing in flight, or no thread to be
+ * had, it is all done before this returns. The plugin's unload waits for
+ * these threads. */
 void nvme_aio_abandon(struct nvme_aio *aio, nvme_aio_done_fn done, void *opaque,
                       void (*release)(void *arg), void *arg);

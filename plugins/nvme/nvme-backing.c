@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <linux/fs.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,73 @@ static void on_completions(void *opaque, int fd, uint32_t revents)
     nvme_kick(d);
 }
 
+/* ---- files a destroyed device may still write ------------------------------------ */
+
+/* A file (or a block device: its device number) as the kernel knows it. */
+struct file_id {
+    dev_t dev;
+    ino_t ino;
+};
+
+static int file_id_of(int fd, struct file_id *id)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    *id = S_ISBLK(st.st_mode) ? (struct file_id){st.st_rdev, 0}
+                              : (struct file_id){st.st_dev, st.st_ino};
+    return 0;
+}
+
+/* The files of destroyed devices whose commands were still in flight (see
+ * nvme_backing_close): until those finish, a write of the old device may
+ * land after the new one's, so no new namespace goes on such a file. A
+ * file may be here more than once. Any thread, under held_lock. */
+struct held_file {
+    struct file_id id;
+    struct held_file *next;
+};
+
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct held_file *held_files;
+
+static bool file_held(const struct file_id *id)
+{
+    bool found = false;
+    pthread_mutex_lock(&held_lock);
+    for (const struct held_file *h = held_files; h && !found; h = h->next)
+        found = h->id.dev == id->dev && h->id.ino == id->ino;
+    pthread_mutex_unlock(&held_lock);
+    return found;
+}
+
+/* 0, or -ENOMEM: the file is not held then. */
+static int hold_file(const struct file_id *id)
+{
+    struct held_file *h = malloc(sizeof(*h));
+    if (!h)
+        return -ENOMEM;
+    h->id = *id;
+    pthread_mutex_lock(&held_lock);
+    h->next = held_files;
+    held_files = h;
+    pthread_mutex_unlock(&held_lock);
+    return 0;
+}
+
+static void unhold_file(const struct file_id *id)
+{
+    pthread_mutex_lock(&held_lock);
+    for (struct held_file **p = &held_files; *p; p = &(*p)->next)
+        if ((*p)->id.dev == id->dev && (*p)->id.ino == id->ino) {
+            struct held_file *h = *p;
+            *p = h->next;
+            free(h);
+            break;
+        }
+    pthread_mutex_unlock(&held_lock);
+}
+
 /* Two namespaces on one file would each overwrite the other's blocks. */
 static int check_distinct(struct nvme_dev *d, const struct nvme_ns *ns, const char *path)
 {
@@ -182,6 +250,15 @@ int nvme_backing_open(struct nvme_dev *d, struct nvme_ns *ns, const char *path, 
         return -EINVAL; /* the config names a path that will not do */
     }
     ns->fd = fd;
+    struct file_id id;
+    if (file_id_of(fd, &id) == 0 && file_held(&id)) {
+        svc->set_error(d->host,
+                       "nvme: the backing of namespace %u, %s, still has commands in flight from "
+                       "a device destroyed before they finished (its storage is slow or not "
+                       "answering); create this device again once they have",
+                       nsid, path);
+        return -EBUSY;
+    }
     int r = check_distinct(d, ns, path);
     if (r < 0)
         return r;
@@ -216,16 +293,22 @@ int nvme_backing_open(struct nvme_dev *d, struct nvme_ns *ns, const char *path, 
  * the thread that waits for them (nvme_file_abandon), released after. */
 struct leftovers {
     int fds[NVME_MAX_NS];
+    struct file_id ids[NVME_MAX_NS];
+    bool held[NVME_MAX_NS]; /* ids[i] is in held_files */
     uint8_t *zeros;
     bool on_stack; /* no memory for it: nothing is in flight any more */
 };
 
+/* Any thread: the drainer's, once everything in flight is back. */
 static void release_leftovers(void *arg)
 {
     struct leftovers *l = arg;
-    for (uint32_t i = 0; i < NVME_MAX_NS; i++)
+    for (uint32_t i = 0; i < NVME_MAX_NS; i++) {
         if (l->fds[i] >= 0)
             close(l->fds[i]);
+        if (l->held[i])
+            unhold_file(&l->ids[i]);
+    }
     free(l->zeros);
     if (!l->on_stack)
         free(l);
@@ -246,15 +329,24 @@ void nvme_backing_close(struct nvme_dev *d)
         nvme_file_drain(d); /* no memory to hand them over: wait here */
     if (!l)
         l = &fallback;
+    uint32_t inflight = nvme_file_inflight(d);
     for (uint32_t i = 0; i < NVME_MAX_NS; i++) {
         l->fds[i] = d->ns[i].fd;
+        l->held[i] = inflight > 0 && l->fds[i] >= 0 && file_id_of(l->fds[i], &l->ids[i]) == 0 &&
+                     hold_file(&l->ids[i]) == 0;
         d->ns[i].fd = -1;
     }
     l->zeros = d->zeros;
     d->zeros = NULL;
-    if (d->aio) {
-        nvme_file_abandon(d, release_leftovers, l);
+    if (!d->aio) {
+        release_leftovers(l);
         return;
     }
-    release_leftovers(l);
+    if (inflight > 0)
+        d->svc->log(d->host, MUSERD_LOG_WARNING,
+                    "nvme: destroyed with %u operations in flight on its backing files: those "
+                    "not started are cancelled, the others finish on their own, and the files "
+                    "stay open until then (a new device on them is refused meanwhile)",
+                    inflight);
+    nvme_file_abandon(d, release_leftovers, l);
 }

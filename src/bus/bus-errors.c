@@ -54,6 +54,8 @@ int bus_error_create_failed(sd_bus_error *error, const struct manager *m, const 
         name = BUS_ERROR_DEVICE_EXISTS;
     else if (r == -ENOENT && !plugins_find(m->plugins, type))
         name = BUS_ERROR_NO_SUCH_TYPE;
+    else if (r == -EBUSY)
+        name = BUS_ERROR_BUSY; /* held by what a destroyed device left: later */
     if (sentence)
         return sd_bus_error_set(error, name, sentence);
     return sd_bus_error_setf(error, name, "Cannot create device '%s': %s.", id, strerror(-r));
