@@ -4,6 +4,7 @@
  * requests in flight, and draining an abandoned engine on a thread of its
  * own.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -123,9 +124,12 @@ void nvme_aio_free(struct nvme_aio *aio, nvme_aio_done_fn done, void *opaque)
 
 /* ---- abandoned engines ---------------------------------------------------------- */
 
-/* An engine a thread drains. The thread is joined, not detached: until
- * it has returned it runs this plugin's code, which must not be unloaded
- * under it. Finished ones are joined at the next abandon and at unload. */
+/* An engine a thread drains. Until the thread has returned it runs this
+ * plugin's code, which must not be unmapped under it: the first drainer
+ * pins the plugin in memory (RTLD_NODELETE), so that the daemon's unload
+ * neither unmaps it nor waits; a drainer still waiting at exit (storage
+ * that never answers) dies with the process. Without the pin, the unload
+ * waits for them. Finished ones are joined at the next abandon. */
 struct drainer {
     pthread_t thread;
     bool finished; /* under drainers_lock */
@@ -139,6 +143,17 @@ struct drainer {
 
 static pthread_mutex_t drainers_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct drainer *drainers;
+static bool pinned; /* under drainers_lock */
+
+/* Keep this plugin mapped until the process ends. Under drainers_lock. */
+static void pin_plugin(void)
+{
+    Dl_info info;
+    if (pinned || !dladdr((void *)pin_plugin, &info) || !info.dli_fname)
+        return;
+    /* A second reference that is never dropped, and NODELETE for good measure. */
+    pinned = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE) != NULL;
+}
 
 static void drain_now(struct drainer *t)
 {
@@ -195,6 +210,7 @@ void nvme_aio_abandon(struct nvme_aio *aio, nvme_aio_done_fn done, void *opaque,
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_mutex_lock(&drainers_lock);
+    pin_plugin();
     int r = pthread_create(&t->thread, NULL, drain, t);
     if (r == 0) {
         t->next = drainers;
@@ -208,9 +224,12 @@ void nvme_aio_abandon(struct nvme_aio *aio, nvme_aio_done_fn done, void *opaque,
     }
 }
 
-/* dlclose, or the process's exit: no drainer may still run our code. This
- * waits for storage that hangs, as a device's destroy used to. */
+/* dlclose, or the process's exit. Pinned, the code stays mapped for the
+ * drainers still waiting; else they must be waited for here. */
 __attribute__((destructor)) static void wait_for_drainers(void)
 {
-    join_drainers(true);
+    pthread_mutex_lock(&drainers_lock);
+    bool all = !pinned;
+    pthread_mutex_unlock(&drainers_lock);
+    join_drainers(all);
 }
