@@ -107,16 +107,24 @@ static void create(const char *type, const char *id, const char *json)
     ck_assert_msg(r >= 0, "CreateDevice %s %s %s: %s: %s", type, id, json, e.name, e.message);
 }
 
-/* nvme device id on the file, on I/O thread 0, with engine aio; the driver
- * attached to it with one I/O queue pair. */
-static void start_nvme(const char *id, const char *file, int aio)
+/* The config of an nvme device on the file, on I/O thread 0, with engine
+ * aio: malloc()ed. */
+static char *nvme_json(const char *file, int aio)
 {
-    _cleanup_free_ char *json = NULL;
+    char *json = NULL;
     ck_assert_int_ge(asprintf(&json,
                               "{\"backing\": \"%s\", \"queues\": 1, \"io_thread\": 0, "
                               "\"aio\": \"%s\"}",
                               file, aio_modes[aio]),
                      0);
+    return json;
+}
+
+/* nvme device id on the file, on I/O thread 0, with engine aio; the driver
+ * attached to it with one I/O queue pair. */
+static void start_nvme(const char *id, const char *file, int aio)
+{
+    _cleanup_free_ char *json = nvme_json(file, aio);
     create("nvme", id, json);
     client = tu_open(side.daemon, id);
     int r = nvme_drv_attach(&drv, client, true, 2);
@@ -199,18 +207,56 @@ static int fds_left(const char *path, int timeout_ms)
     return n;
 }
 
-START_TEST(test_stalled_storage_isolated)
+/* Mount the stall-fs on mnt, its file's path into file (PATH_MAX bytes).
+ * False, after a SKIP line naming test, where FUSE cannot be mounted. */
+static bool mount_stall_fs(char *file, const char *test)
 {
-    char file[PATH_MAX];
     int r = stall_fs_start(mnt, "disk.img", FILE_BYTES, &fs);
     if (r == -ENOENT || r == -ENODEV || r == -EPERM || r == -EACCES) {
-        printf("test-nvme-stall: test_stalled_storage_isolated: SKIP: cannot mount a FUSE file "
-               "system here: %s (it needs /dev/fuse and CAP_SYS_ADMIN)\n",
-               strerror(-r));
-        return;
+        printf("test-nvme-stall: %s: SKIP: cannot mount a FUSE file system here: %s (it needs "
+               "/dev/fuse and CAP_SYS_ADMIN)\n",
+               test, strerror(-r));
+        return false;
     }
     ck_assert_msg(r == 0, "mounting the stall-fs on %s: %s", mnt, strerror(-r));
     tu_path_in(file, mnt, "disk.img");
+    return true;
+}
+
+/* DestroyDevice id while its storage hangs: it answers within DESTROY_MS,
+ * without waiting for the commands in flight, and the device is gone. */
+static void destroy_promptly(const char *id)
+{
+    _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+    int r;
+    uint64_t took = destroy(id, &r, &e);
+    check_released(r >= 0 && took < DESTROY_MS,
+                   "DestroyDevice %s while its storage hangs: %s after %llu ms (%s: %s); it must "
+                   "answer within %d ms without waiting for the commands in flight",
+                   id, r >= 0 ? "answered" : "no answer", (unsigned long long)took, e.name,
+                   e.message, DESTROY_MS);
+    ck_assert_int_eq(tu_side_device_count(&side, id), 0);
+}
+
+/* The storage answers again: what was in flight finishes, and muserd lets
+ * go of the file. */
+static void release_storage(const char *file)
+{
+    ck_assert_int_eq(stall_fs_release(fs), 0);
+    int open_fds = fds_left(file, TU_TIMEOUT_MS);
+    if (open_fds != 0)
+        test_daemon_dump_log(side.daemon, 4096);
+    ck_assert_msg(open_fds == 0,
+                  "muserd still holds %d fds on %s %d ms after its storage answered again",
+                  open_fds, file, TU_TIMEOUT_MS);
+    ck_assert_int_eq(stall_fs_waiting(fs), 0);
+}
+
+START_TEST(test_stalled_storage_isolated)
+{
+    char file[PATH_MAX];
+    if (!mount_stall_fs(file, "test_stalled_storage_isolated"))
+        return;
 
     /* n0 on the file and t0 beside it, on the same I/O thread. */
     start_nvme("n0", file, _i);
@@ -247,32 +293,16 @@ START_TEST(test_stalled_storage_isolated)
     timer_answers("while n0's storage hangs");
 
     /* The destroy does not wait for the storage. */
-    _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
-    uint64_t took = destroy("n0", &r, &e);
-    check_released(r >= 0 && took < DESTROY_MS,
-                   "DestroyDevice n0 while its storage hangs: %s after %llu ms (%s: %s); it must "
-                   "answer within %d ms without waiting for the commands in flight",
-                   r >= 0 ? "answered" : "no answer", (unsigned long long)took, e.name, e.message,
-                   DESTROY_MS);
+    destroy_promptly("n0");
     waiting = stall_fs_waiting(fs);
     check_released(waiting >= 1,
                    "the stalled requests finished during the destroy (%d wait): the test did "
                    "not hold the storage",
                    waiting);
-    ck_assert_int_eq(tu_side_device_count(&side, "n0"), 0);
     timer_answers("after n0's destroy, its storage still hanging");
     stop_io();
 
-    /* The storage answers again: what was in flight finishes, and muserd
-     * lets go of the file. */
-    ck_assert_int_eq(stall_fs_release(fs), 0);
-    int open_fds = fds_left(file, TU_TIMEOUT_MS);
-    if (open_fds != 0)
-        test_daemon_dump_log(side.daemon, 4096);
-    ck_assert_msg(open_fds == 0,
-                  "muserd still holds %d fds on %s %d ms after its storage answered again",
-                  open_fds, file, TU_TIMEOUT_MS);
-    ck_assert_int_eq(stall_fs_waiting(fs), 0);
+    release_storage(file);
     timer_answers("after the storage came back");
 
     /* A new device on the file reads what was written before the stall. */
