@@ -5,8 +5,10 @@
  * Reads, Writes and a Flush in flight. A timer device on the same I/O
  * thread goes on answering, DestroyDevice returns at once instead of
  * waiting for the storage, and muserd lets go of the file once the
- * storage answers again. Once per "aio" engine. Needs /dev/fuse and root
- * (it mounts): SKIP otherwise.
+ * storage answers again. Until then a new device on the file is refused
+ * (Busy), so that no late Write of the old device lands over the new
+ * one's. Once per "aio" engine. Needs /dev/fuse and root (it mounts):
+ * SKIP otherwise.
  */
 #include <check.h>
 #include <errno.h>
@@ -137,6 +139,13 @@ static void start_nvme(const char *id, const char *file, int aio)
     tu_nvme_create_queue(&drv, 1);
 }
 
+/* The page where a destroyed device's Write meets a new device's (its
+ * first 512-byte block, 1 MiB into the file), and the patterns written
+ * there: A before the stall, B in flight across the destroy, C by the new
+ * device. */
+#define PAGE_X 2048
+enum { SEED_A = 41, SEED_B = 42, SEED_C = 43 };
+
 /* A Read or Write of `pages` 4 KiB pages at slba (512-byte blocks), its data
  * at guest offset buf on (a PRP list for more than two pages at buf +
  * 0x80000, inside the same data area). */
@@ -153,6 +162,39 @@ static struct nvme_sqe rw(uint8_t opcode, uint64_t slba, uint32_t pages, uint64_
 static void cmd_ok(struct nvme_sqe c)
 {
     tu_nvme_cmd_ok(&drv, side.daemon, 1, &c, NULL);
+}
+
+/* The page at slba becomes pattern seed, through the device. */
+static void write_page(uint64_t slba, uint8_t seed)
+{
+    tu_fill_pat(nvme_drv_ptr(&drv, BUF_A), 4096, seed);
+    cmd_ok(rw(NVME_CMD_WRITE, slba, 1, BUF_A));
+}
+
+/* The page at slba, read through the device: a pointer into guest memory. */
+static const uint8_t *read_page(uint64_t slba)
+{
+    memset(nvme_drv_ptr(&drv, BUF_B), 0, 4096);
+    cmd_ok(rw(NVME_CMD_READ, slba, 1, BUF_B));
+    return nvme_drv_ptr(&drv, BUF_B);
+}
+
+/* Does buf hold a page of pattern seed? */
+static bool is_pat(const uint8_t *buf, uint8_t seed)
+{
+    for (size_t i = 0; i < 4096; i++)
+        if (buf[i] != tu_pat(seed, i))
+            return false;
+    return true;
+}
+
+/* Which of A, B or C the page holds, for a message. */
+static const char *pat_name(const uint8_t *buf)
+{
+    return is_pat(buf, SEED_A)   ? "A"
+           : is_pat(buf, SEED_B) ? "B"
+           : is_pat(buf, SEED_C) ? "C"
+                                 : "none of A, B, C";
 }
 
 /* The timer, on the nvme device's I/O thread, answers a few register reads,
@@ -313,6 +355,72 @@ START_TEST(test_stalled_storage_isolated)
 }
 END_TEST
 
+/* A destroyed device's Write still held by the storage would land on the
+ * file after whatever a new device on that file wrote meanwhile: until it
+ * is back, CreateDevice on the file says Busy, and once it is, a new
+ * device sees it landed and nothing of the old device lands later. */
+START_TEST(test_new_device_on_a_held_file_is_busy)
+{
+    char file[PATH_MAX];
+    if (!mount_stall_fs(file, "test_new_device_on_a_held_file_is_busy"))
+        return;
+    _cleanup_free_ char *json = nvme_json(file, _i);
+    start_nvme("n0", file, _i);
+    write_page(PAGE_X, SEED_A);
+
+    /* A Write of B reaches the file system and is held there; what comes
+     * after it goes through (a new device's open reads the file). */
+    ck_assert_int_eq(stall_fs_stall(fs), 0);
+    tu_fill_pat(nvme_drv_ptr(&drv, BUF_A), 4096, SEED_B);
+    tu_nvme_submit(&drv, 1, rw(NVME_CMD_WRITE, PAGE_X, 1, BUF_A));
+    ck_assert_int_eq(nvme_drv_kick(&drv, 1), 0);
+    int waiting = stall_fs_wait_for(fs, 1, TU_TIMEOUT_MS);
+    check_released(waiting == 1, "%d requests wait in the stalled file system, not n0's Write",
+                   waiting);
+    ck_assert_int_eq(stall_fs_hold(fs), 0);
+    nothing_completed("with n0's Write held");
+
+    destroy_promptly("n0");
+    stop_io();
+    tu_assert_log_line(side.daemon, "nvme: destroyed with 1 operations in flight on its backing");
+
+    /* The file is refused, in a sentence that names it, and nothing is
+     * left of the refused device. */
+    _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+    int r = tu_side_create(&side, "nvme", "n1", json, &e);
+    check_released(r < 0 && sd_bus_error_has_name(&e, "org.muserd1.Error.Busy"),
+                   "CreateDevice n1 on %s with n0's Write held there: %s (%s: %s), not "
+                   "org.muserd1.Error.Busy",
+                   file, r >= 0 ? "created" : "refused", e.name, e.message);
+    check_released(strstr(e.message, file) && strstr(e.message, "in flight"),
+                   "the refusal \"%s\" does not name %s and the commands in flight", e.message,
+                   file);
+    check_released(tu_side_device_count(&side, "n1") == 0, "a device n1 is left after the refusal");
+    check_released(access(test_daemon_socket(side.daemon, "n1"), F_OK) < 0,
+                   "n1's socket is left after the refusal");
+    waiting = stall_fs_waiting(fs);
+    check_released(waiting == 1, "%d requests wait, not n0's held Write alone", waiting);
+
+    /* Once the Write is back, the file is n1's: the Write landed before
+     * anything of n1's, and nothing of n0's lands after. */
+    release_storage(file);
+    start_nvme("n1", file, _i);
+    const uint8_t *page = read_page(PAGE_X);
+    ck_assert_msg(is_pat(page, SEED_B),
+                  "n1 reads %s at the page n0's held Write of B went to (A before it): that "
+                  "Write had reached the file system, it must have landed before n1 came",
+                  pat_name(page));
+    write_page(PAGE_X, SEED_C);
+    page = read_page(PAGE_X);
+    ck_assert_msg(is_pat(page, SEED_C), "n1 wrote C and reads %s back", pat_name(page));
+    tu_check_file_pat(file, PAGE_X * 512, 4096, SEED_C, 0, "the file after n1 wrote C");
+    usleep(300000);
+    page = read_page(PAGE_X);
+    ck_assert_msg(is_pat(page, SEED_C), "n1 reads %s, 300 ms after it wrote C", pat_name(page));
+    tu_check_file_pat(file, PAGE_X * 512, 4096, SEED_C, 0, "the file, 300 ms after n1 wrote C");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("nvme-stall");
@@ -320,6 +428,8 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_stalled_storage_isolated, 0,
+                        (int)(sizeof(aio_modes) / sizeof(aio_modes[0])));
+    tcase_add_loop_test(tc, test_new_device_on_a_held_file_is_busy, 0,
                         (int)(sizeof(aio_modes) / sizeof(aio_modes[0])));
     suite_add_tcase(s, tc);
 
