@@ -421,6 +421,68 @@ START_TEST(test_new_device_on_a_held_file_is_busy)
 }
 END_TEST
 
+/* A Write that waits in the engine's queue, not yet started, when its
+ * device is destroyed never runs: it would land on the file whenever the
+ * storage answered again, over whatever had been written there since.
+ *
+ * The thread pool only (4 workers, then a queue of the engine's own). With
+ * io_uring nothing here ever waits where the destroy's cancel reaches it:
+ * FUSE takes an O_DIRECT Read or Write from io_uring at submit, as
+ * asynchronous direct I/O, with no io-wq worker (two Writes of one device
+ * wait in the stall-fs side by side, and muserd has no iou-wrk thread), so
+ * each is started, in the file system, and lands once it answers. Where a
+ * request does go to io-wq, what a worker has started cannot be stopped,
+ * and a request blocked in a worker (on the inode's lock) looks to the
+ * file system like one still queued: the test could not tell which it
+ * left. test_new_device_on_a_held_file_is_busy covers io_uring's cancel
+ * meeting a started Write: the Write lands, before the file is free. */
+START_TEST(test_queued_write_never_lands)
+{
+    char file[PATH_MAX];
+    if (!mount_stall_fs(file, "test_queued_write_never_lands"))
+        return;
+    start_nvme("n0", file, _i);
+    write_page(PAGE_X, SEED_A);
+
+    /* Reads take the pool's 4 workers, each waiting in the stalled file
+     * system... */
+    ck_assert_int_eq(stall_fs_stall(fs), 0);
+    for (uint32_t i = 0; i < STALLED_RW; i++)
+        tu_nvme_submit(&drv, 1, rw(NVME_CMD_READ, 8 * i, 1, BUF_B + 4096 * i));
+    ck_assert_int_eq(nvme_drv_kick(&drv, 1), 0);
+    int waiting = stall_fs_wait_for(fs, STALLED_RW, TU_TIMEOUT_MS);
+    check_released(waiting == STALLED_RW, "%d of n0's %d Reads wait in the stalled file system",
+                   waiting, STALLED_RW);
+    /* ...and a Write of B waits in the pool's queue behind them. An admin
+     * command answered means a poll round has seen the I/O queue's doorbell,
+     * rung before the admin one, too (a round runs the admin queue, then
+     * the I/O queues); the destroy's log line counts the Write in flight. */
+    tu_fill_pat(nvme_drv_ptr(&drv, BUF_A), 4096, SEED_B);
+    tu_nvme_submit(&drv, 1, rw(NVME_CMD_WRITE, PAGE_X, 1, BUF_A));
+    ck_assert_int_eq(nvme_drv_kick(&drv, 1), 0);
+    (void)tu_nvme_identify(&drv, side.daemon, NVME_ID_CNS_CTRL, 0);
+    usleep(100000);
+    waiting = stall_fs_waiting(fs);
+    check_released(waiting == STALLED_RW,
+                   "%d requests wait in the stalled file system: n0's Write did not stay queued "
+                   "behind its %d Reads",
+                   waiting, STALLED_RW);
+    nothing_completed("with n0's Reads stalled and its Write queued");
+
+    destroy_promptly("n0");
+    stop_io();
+    /* The Write was in flight, in the queue, when n0 went. */
+    tu_assert_log_line(side.daemon, "nvme: destroyed with 5 operations in flight on its backing");
+
+    release_storage(file);
+    _cleanup_free_ uint8_t *page = tu_read_file(file, PAGE_X * 512, 4096);
+    ck_assert_msg(is_pat(page, SEED_A),
+                  "the file holds %s at the page n0's queued Write of B went to (A before it): "
+                  "a request not started when its device was destroyed ran after all",
+                  pat_name(page));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("nvme-stall");
@@ -431,6 +493,8 @@ int main(void)
                         (int)(sizeof(aio_modes) / sizeof(aio_modes[0])));
     tcase_add_loop_test(tc, test_new_device_on_a_held_file_is_busy, 0,
                         (int)(sizeof(aio_modes) / sizeof(aio_modes[0])));
+    /* "threads" only: see test_queued_write_never_lands. */
+    tcase_add_loop_test(tc, test_queued_write_never_lands, 0, 1);
     suite_add_tcase(s, tc);
 
     strcpy(base_dir, "/tmp/muserd-stall-XXXXXX");
