@@ -253,8 +253,8 @@ int nvme_backing_open(struct nvme_dev *d, struct nvme_ns *ns, const char *path, 
     struct file_id id;
     if (file_id_of(fd, &id) == 0 && file_held(&id)) {
         svc->set_error(d->host,
-                       "nvme: the backing of namespace %u, %s, still has commands in flight from "
-                       "a device destroyed before they finished (its storage is slow or not "
+                       "nvme: the backing of namespace %u, %s, still has writes in flight from a "
+                       "device destroyed before they finished (its storage is slow or not "
                        "answering); create this device again once they have",
                        nsid, path);
         return -EBUSY;
@@ -299,15 +299,16 @@ struct leftovers {
     bool on_stack; /* no memory for it: nothing is in flight any more */
 };
 
-/* Any thread: the drainer's, once everything in flight is back. */
+/* Any thread: the drainer's, once everything in flight is back. The hold
+ * goes first: once the fd is closed, a create must not find it held. */
 static void release_leftovers(void *arg)
 {
     struct leftovers *l = arg;
     for (uint32_t i = 0; i < NVME_MAX_NS; i++) {
-        if (l->fds[i] >= 0)
-            close(l->fds[i]);
         if (l->held[i])
             unhold_file(&l->ids[i]);
+        if (l->fds[i] >= 0)
+            close(l->fds[i]);
     }
     free(l->zeros);
     if (!l->on_stack)
@@ -331,9 +332,11 @@ void nvme_backing_close(struct nvme_dev *d)
         l = &fallback;
     uint32_t inflight = nvme_file_inflight(d);
     for (uint32_t i = 0; i < NVME_MAX_NS; i++) {
+        /* Only a file with writes in flight: a read cannot land on a new
+         * device's data. */
         l->fds[i] = d->ns[i].fd;
-        l->held[i] = inflight > 0 && l->fds[i] >= 0 && file_id_of(l->fds[i], &l->ids[i]) == 0 &&
-                     hold_file(&l->ids[i]) == 0;
+        l->held[i] = d->ns[i].writes_inflight > 0 && l->fds[i] >= 0 &&
+                     file_id_of(l->fds[i], &l->ids[i]) == 0 && hold_file(&l->ids[i]) == 0;
         d->ns[i].fd = -1;
     }
     l->zeros = d->zeros;
@@ -346,7 +349,8 @@ void nvme_backing_close(struct nvme_dev *d)
         d->svc->log(d->host, MUSERD_LOG_WARNING,
                     "nvme: destroyed with %u operations in flight on its backing files: those "
                     "not started are cancelled, the others finish on their own, and the files "
-                    "stay open until then (a new device on them is refused meanwhile)",
+                    "stay open until then (a new device on one with writes among them is refused "
+                    "meanwhile)",
                     inflight);
     nvme_file_abandon(d, release_leftovers, l);
 }

@@ -121,12 +121,13 @@ struct nvme_shadow {
 struct nvme_ns {
     bool active; /* configured: NN counts up to the last one */
     uint32_t nsid;
-    uint64_t size;  /* bytes */
-    int fd;         /* the backing file (nvme-backing.c), or -1: RAM (mem) */
-    bool direct;    /* fd is O_DIRECT */
-    bool no_punch;  /* fd refused to punch a hole: zeros are written */
-    bool in_memory; /* fd is on tmpfs: read and written at once, never waits on a disk */
-    bool no_nowait; /* fd refuses RWF_NOWAIT: buffered reads always go to the engine */
+    uint64_t size;            /* bytes */
+    int fd;                   /* the backing file (nvme-backing.c), or -1: RAM (mem) */
+    bool direct;              /* fd is O_DIRECT */
+    bool no_punch;            /* fd refused to punch a hole: zeros are written */
+    bool in_memory;           /* fd is on tmpfs: read and written at once, never waits on a disk */
+    bool no_nowait;           /* fd refuses RWF_NOWAIT: buffered reads always go to the engine */
+    uint32_t writes_inflight; /* writes and hole punches on fd not back yet */
     uint32_t block_size;
     uint32_t lba_shift;
     uint64_t nr_blocks;

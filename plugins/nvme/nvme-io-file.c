@@ -86,6 +86,8 @@ static void submit(struct nvme_dev *d, struct file_cmd *c, enum nvme_aio_op op, 
                    uint64_t off, uint64_t len)
 {
     c->aio = (struct nvme_aio_req){.op = op, .fd = c->ns->fd, .buf = buf, .off = off, .len = len};
+    if (op == NVME_AIO_WRITE || op == NVME_AIO_PUNCH)
+        c->ns->writes_inflight++; /* what a destroy must let finish (nvme-backing.c) */
     nvme_aio_submit(d->aio, &c->aio);
 }
 
@@ -297,6 +299,8 @@ static void file_done(void *opaque, struct nvme_aio_req *req)
     struct nvme_dev *d = opaque;
     struct file_cmd *c = cmd_of(req);
 
+    if (req->op == NVME_AIO_WRITE || req->op == NVME_AIO_PUNCH)
+        c->ns->writes_inflight--;
     if (c->shutdown) {
         shutdown_done(d, c);
         cmd_free(c);

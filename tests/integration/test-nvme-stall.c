@@ -122,11 +122,10 @@ static char *nvme_json(const char *file, int aio)
     return json;
 }
 
-/* nvme device id on the file, on I/O thread 0, with engine aio; the driver
- * attached to it with one I/O queue pair. */
-static void start_nvme(const char *id, const char *file, int aio)
+/* nvme device id of config json; the driver attached to it with one I/O
+ * queue pair. */
+static void start_nvme_json(const char *id, const char *json)
 {
-    _cleanup_free_ char *json = nvme_json(file, aio);
     create("nvme", id, json);
     client = tu_open(side.daemon, id);
     int r = nvme_drv_attach(&drv, client, true, 2);
@@ -137,6 +136,13 @@ static void start_nvme(const char *id, const char *file, int aio)
     ck_assert_msg(r == 0, "enabling the controller: %s", strerror(-r));
     tu_nvme_set_queues(&drv, side.daemon, 1);
     tu_nvme_create_queue(&drv, 1);
+}
+
+/* nvme device id on the file, on I/O thread 0, with engine aio, started. */
+static void start_nvme(const char *id, const char *file, int aio)
+{
+    _cleanup_free_ char *json = nvme_json(file, aio);
+    start_nvme_json(id, json);
 }
 
 /* The page where a destroyed device's Write meets a new device's (its
@@ -483,6 +489,69 @@ START_TEST(test_queued_write_never_lands)
 }
 END_TEST
 
+/* CreateDevice of nvme id with json: refused with Busy (busy) or created. */
+static void expect_create(const char *id, const char *json, bool busy, const char *why)
+{
+    _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+    int r = tu_side_create(&side, "nvme", id, json, &e);
+    if (busy)
+        check_released(r < 0 && sd_bus_error_has_name(&e, "org.muserd1.Error.Busy"),
+                       "CreateDevice %s %s (%s): %s (%s: %s), not org.muserd1.Error.Busy", id, json,
+                       why, r >= 0 ? "created" : "refused", e.name, e.message);
+    else
+        check_released(r >= 0, "CreateDevice %s %s (%s): %s: %s", id, json, why, e.name, e.message);
+}
+
+/* Only a file with writes of a destroyed device in flight is held: not one
+ * with a Read alone in flight (a read cannot land on a new device's data),
+ * nor the device's other, healthy file. */
+START_TEST(test_only_files_written_are_held)
+{
+    char file[PATH_MAX], healthy[PATH_MAX];
+    if (!mount_stall_fs(file, "test_only_files_written_are_held"))
+        return;
+    tu_make_file(tu_path_in(healthy, dir, "healthy.img"), FILE_BYTES);
+    _cleanup_free_ char *both = NULL, *on_stalled = nvme_json(file, _i),
+                        *on_healthy = nvme_json(healthy, _i);
+    ck_assert_int_ge(asprintf(&both,
+                              "{\"backing\": \"%s\", \"ns2_backing\": \"%s\", \"queues\": 1, "
+                              "\"io_thread\": 0, \"aio\": \"%s\"}",
+                              file, healthy, aio_modes[_i]),
+                     0);
+
+    /* A Read held on the stalled file. */
+    start_nvme_json("n0", both);
+    write_page(PAGE_X, SEED_A);
+    ck_assert_int_eq(stall_fs_stall(fs), 0);
+    tu_nvme_submit(&drv, 1, rw(NVME_CMD_READ, PAGE_X, 1, BUF_B));
+    ck_assert_int_eq(nvme_drv_kick(&drv, 1), 0);
+    int waiting = stall_fs_wait_for(fs, 1, TU_TIMEOUT_MS);
+    check_released(waiting == 1, "%d requests wait in the stalled file system, not n0's Read",
+                   waiting);
+    ck_assert_int_eq(stall_fs_hold(fs), 0);
+    destroy_promptly("n0");
+    stop_io();
+    expect_create("n1", on_stalled, false, "n0 left only a Read in flight on it");
+    destroy_promptly("n1");
+
+    /* Then a Write held there: that file is refused, the healthy one is not. */
+    start_nvme_json("n2", both);
+    ck_assert_int_eq(stall_fs_stall(fs), 0);
+    tu_fill_pat(nvme_drv_ptr(&drv, BUF_A), 4096, SEED_B);
+    tu_nvme_submit(&drv, 1, rw(NVME_CMD_WRITE, PAGE_X, 1, BUF_A));
+    ck_assert_int_eq(nvme_drv_kick(&drv, 1), 0);
+    waiting = stall_fs_wait_for(fs, 2, TU_TIMEOUT_MS);
+    check_released(waiting == 2, "%d requests wait, not n0's Read and n2's Write", waiting);
+    ck_assert_int_eq(stall_fs_hold(fs), 0);
+    destroy_promptly("n2");
+    stop_io();
+    expect_create("n3", on_healthy, false, "n2 had nothing in flight on it");
+    expect_create("n4", on_stalled, true, "n2's Write is held on it");
+    release_storage(file);
+    expect_create("n4", on_stalled, false, "n2's Write came back");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("nvme-stall");
@@ -495,6 +564,8 @@ int main(void)
                         (int)(sizeof(aio_modes) / sizeof(aio_modes[0])));
     /* "threads" only: see test_queued_write_never_lands. */
     tcase_add_loop_test(tc, test_queued_write_never_lands, 0, 1);
+    tcase_add_loop_test(tc, test_only_files_written_are_held, 0,
+                        (int)(sizeof(aio_modes) / sizeof(aio_modes[0])));
     suite_add_tcase(s, tc);
 
     strcpy(base_dir, "/tmp/muserd-stall-XXXXXX");
