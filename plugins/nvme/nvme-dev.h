@@ -136,6 +136,14 @@ struct nvme_ns {
     uint64_t *touched; /* RAM: a bit per 4 KiB page ever written: what a save reads */
 };
 
+/* Commands on backing files (nvme-io-file.c), linked so that whoever
+ * holds the list owns them: the device, or once it is destroyed the thread
+ * that waits for them (and a leak checker sees them from there). */
+struct file_cmd;
+struct nvme_cmd_list {
+    struct file_cmd *head;
+};
+
 struct nvme_features {
     uint32_t arbitration;
     uint32_t power_mgmt;
@@ -176,6 +184,7 @@ struct nvme_dev {
     /* File-backed namespaces (nvme-backing.c, nvme-io-file.c): one engine
      * for all of them, made with the first. */
     struct nvme_aio *aio;
+    struct nvme_cmd_list cmds;
     struct muserd_watch *aio_watch;
     uint8_t *zeros;             /* for files that cannot punch holes */
     bool shutdown_waiting;      /* CC.SHN: the flushes go once nothing is in flight */

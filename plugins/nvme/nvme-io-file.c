@@ -56,11 +56,29 @@ struct file_cmd {
     struct extent one;
     struct extent *ext;
     uint32_t nr_ext, cur;
-    uint64_t ext_done; /* of ext[cur], when writing zeros */
+    uint64_t ext_done;          /* of ext[cur], when writing zeros */
+    struct nvme_cmd_list *list; /* its owner's */
+    struct file_cmd *prev, *next;
 };
+
+static void cmd_link(struct nvme_cmd_list *list, struct file_cmd *c)
+{
+    c->list = list;
+    c->prev = NULL;
+    c->next = list->head;
+    if (list->head)
+        list->head->prev = c;
+    list->head = c;
+}
 
 static void cmd_free(struct file_cmd *c)
 {
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->list->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
     if (c->ext != &c->one)
         free(c->ext);
     free(c->buf);
@@ -258,6 +276,7 @@ static void shutdown_step(struct nvme_dev *d)
         c->ns = ns;
         c->shutdown = true;
         c->ext = &c->one;
+        cmd_link(&d->cmds, c);
         submit(d, c, NVME_AIO_FLUSH, NULL, 0, 0);
         d->shutdown_flushing++;
     }
@@ -328,6 +347,7 @@ static struct file_cmd *cmd_new(struct nvme_dev *d, struct nvme_ns *ns, uint16_t
         free(c);
         return NULL;
     }
+    cmd_link(&d->cmds, c);
     c->ns = ns;
     c->sqe = *sqe;
     c->sqid = sqid;
@@ -505,11 +525,29 @@ unsigned nvme_file_reap(struct nvme_dev *d)
     return n;
 }
 
-/* The device is gone: what comes back is only freed. Any thread. */
+/* A destroyed device's commands, and what to release after them. */
+struct orphans {
+    struct nvme_cmd_list cmds;
+    void (*release)(void *arg);
+    void *arg;
+};
+
+/* The device is gone: what comes back is only freed. The drainer's thread
+ * (or the I/O thread, draining at once). */
 static void orphan_done(void *opaque, struct nvme_aio_req *req)
 {
     (void)opaque;
     cmd_free(cmd_of(req));
+}
+
+static void orphans_release(void *arg)
+{
+    struct orphans *o = arg;
+    while (o->cmds.head) /* none by now: each was in flight, and came back */
+        cmd_free(o->cmds.head);
+    if (o->release)
+        o->release(o->arg);
+    free(o);
 }
 
 void nvme_file_drain(struct nvme_dev *d)
@@ -520,7 +558,18 @@ void nvme_file_drain(struct nvme_dev *d)
 
 void nvme_file_abandon(struct nvme_dev *d, void (*release)(void *arg), void *arg)
 {
-    nvme_aio_abandon(d->aio, orphan_done, NULL, release, arg);
+    struct orphans *o = malloc(sizeof(*o));
+    if (!o) {
+        nvme_file_drain(d); /* no memory to hand them over: wait here */
+        if (release)
+            release(arg);
+        return;
+    }
+    *o = (struct orphans){.cmds = d->cmds, .release = release, .arg = arg};
+    for (struct file_cmd *c = o->cmds.head; c; c = c->next)
+        c->list = &o->cmds;
+    d->cmds.head = NULL;
+    nvme_aio_abandon(d->aio, orphan_done, o, orphans_release, o);
     d->aio = NULL;
 }
 
