@@ -129,8 +129,10 @@ static unsigned uring_reap(struct nvme_aio *aio, bool wait, nvme_aio_done_fn don
 
 /* One cancel for every request of the ring: those still queued for the
  * kernel's workers come back with -ECANCELED; one a worker has started is
- * not stopped. A kernel without IORING_ASYNC_CANCEL_ANY fails the cancel
- * itself, and everything finishes as it will. */
+ * signalled, and may end early (-EINTR, a short count) or finish. Either
+ * way it comes back, and its file stays held until then. A kernel without
+ * IORING_ASYNC_CANCEL_ANY fails the cancel itself, and everything finishes
+ * as it will. */
 static void uring_cancel(struct nvme_aio *aio)
 {
     struct uring *u = aio->priv;

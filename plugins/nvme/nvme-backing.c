@@ -108,8 +108,7 @@ static void on_completions(void *opaque, int fd, uint32_t revents)
 
 /* A file (or a block device: its device number) as the kernel knows it. */
 struct file_id {
-    dev_t dev;
-    ino_t ino;
+    uint64_t dev, ino;
 };
 
 static int file_id_of(int fd, struct file_id *id)
@@ -174,18 +173,9 @@ static void unhold_file(const struct file_id *id)
 /* Two namespaces on one file would each overwrite the other's blocks. */
 static int check_distinct(struct nvme_dev *d, const struct nvme_ns *ns, const char *path)
 {
-    struct stat mine, theirs;
-
-    if (fstat(ns->fd, &mine) < 0)
-        return 0; /* cannot tell; the open worked */
     for (uint32_t i = 0; i < NVME_MAX_NS; i++) {
         const struct nvme_ns *o = &d->ns[i];
-        if (o == ns || o->fd < 0 || fstat(o->fd, &theirs) < 0)
-            continue;
-        bool same = S_ISBLK(mine.st_mode)
-                        ? mine.st_rdev == theirs.st_rdev
-                        : mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino;
-        if (!same)
+        if (o == ns || o->fd < 0 || o->file_dev != ns->file_dev || o->file_ino != ns->file_ino)
             continue;
         d->svc->set_error(d->host,
                           "nvme: namespaces %u and %u are both on %s: give each its own file",
@@ -250,8 +240,16 @@ int nvme_backing_open(struct nvme_dev *d, struct nvme_ns *ns, const char *path, 
         return -EINVAL; /* the config names a path that will not do */
     }
     ns->fd = fd;
-    struct file_id id;
-    if (file_id_of(fd, &id) == 0 && file_held(&id)) {
+    struct file_id id = {0};
+    int r = file_id_of(fd, &id);
+    if (r < 0) {
+        svc->set_error(d->host, "nvme: cannot fstat the backing of namespace %u, %s: %s", nsid,
+                       path, strerror(-r));
+        return r;
+    }
+    ns->file_dev = id.dev;
+    ns->file_ino = id.ino;
+    if (file_held(&id)) {
         svc->set_error(d->host,
                        "nvme: the backing of namespace %u, %s, still has writes in flight from a "
                        "device destroyed before they finished (its storage is slow or not "
@@ -259,7 +257,7 @@ int nvme_backing_open(struct nvme_dev *d, struct nvme_ns *ns, const char *path, 
                        nsid, path);
         return -EBUSY;
     }
-    int r = check_distinct(d, ns, path);
+    r = check_distinct(d, ns, path);
     if (r < 0)
         return r;
     size -= size % block_size;
@@ -335,8 +333,8 @@ void nvme_backing_close(struct nvme_dev *d)
         /* Only a file with writes in flight: a read cannot land on a new
          * device's data. */
         l->fds[i] = d->ns[i].fd;
-        l->held[i] = d->ns[i].writes_inflight > 0 && l->fds[i] >= 0 &&
-                     file_id_of(l->fds[i], &l->ids[i]) == 0 && hold_file(&l->ids[i]) == 0;
+        l->ids[i] = (struct file_id){d->ns[i].file_dev, d->ns[i].file_ino};
+        l->held[i] = d->ns[i].writes_inflight > 0 && l->fds[i] >= 0 && hold_file(&l->ids[i]) == 0;
         d->ns[i].fd = -1;
     }
     l->zeros = d->zeros;

@@ -121,6 +121,10 @@ struct nvme_shadow {
 struct nvme_ns {
     bool active; /* configured: NN counts up to the last one */
     uint32_t nsid;
+    /* The backing file as the kernel knows it (device and inode; a block
+     * device: its number, inode 0), taken at open: a destroy must not ask
+     * storage that may hang. */
+    uint64_t file_dev, file_ino;
     uint64_t size;            /* bytes */
     int fd;                   /* the backing file (nvme-backing.c), or -1: RAM (mem) */
     bool direct;              /* fd is O_DIRECT */

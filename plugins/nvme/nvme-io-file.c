@@ -268,10 +268,13 @@ static void shutdown_step(struct nvme_dev *d)
     for (struct nvme_ns *ns = next_file_ns(d, NULL); ns; ns = next_file_ns(d, ns)) {
         struct file_cmd *c = calloc(1, sizeof(*c));
         if (!c) {
+            /* The shutdown is not done without it: all go again once the
+             * others are back (none: CSTS.SHST stays "processing"). */
             d->svc->log(d->host, MUSERD_LOG_WARNING,
                         "nvme: out of memory for the shutdown's fdatasync of namespace %u",
                         ns->nsid);
-            continue; /* the others still go; CSTS.SHST says done after them */
+            d->shutdown_waiting = true;
+            continue;
         }
         c->ns = ns;
         c->shutdown = true;
@@ -280,8 +283,6 @@ static void shutdown_step(struct nvme_dev *d)
         submit(d, c, NVME_AIO_FLUSH, NULL, 0, 0);
         d->shutdown_flushing++;
     }
-    if (d->shutdown_flushing == 0 && (d->csts & NVME_CSTS_SHST_MASK) == NVME_CSTS_SHST_BUSY)
-        d->csts = (d->csts & ~NVME_CSTS_SHST_MASK) | NVME_CSTS_SHST_DONE;
 }
 
 /* A shutdown's flush came back. */

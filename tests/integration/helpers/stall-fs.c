@@ -89,6 +89,10 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
     conn->max_background = 64;
     conn->congestion_threshold = 48;
     cfg->direct_io = 1;
+    /* No cached attributes: every fstat of the file asks us, and waits
+     * while stalled, as on storage that hangs (NFS revalidates the same
+     * way), so a destroy that stats the file would show. */
+    cfg->attr_timeout = 0;
     return fuse_get_context()->private_data;
 }
 
@@ -105,6 +109,7 @@ static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *
     }
     if (!is_file(s, path))
         return -ENOENT;
+    stall_point(s);
     st->st_mode = S_IFREG | 0666;
     st->st_nlink = 1;
     st->st_size = (off_t)s->size;

@@ -4,8 +4,10 @@
  * that show what muserd does when a backing file stops answering. It holds
  * one file (zeroed memory, of a fixed size) and is served by a child
  * process the test forks; the test tells it, over a pipe, to stall (every
- * read, write, fsync and fallocate waits from then on) and to release.
- * Metadata (lookup, getattr, open, statfs, flush, release) never waits.
+ * read, write, fsync and fallocate of the file, and every getattr of it,
+ * waits from then on: attributes are not cached, so an fstat asks, as on
+ * NFS) and to release. Other metadata (lookup, open, statfs, flush,
+ * release, the root's getattr) never waits.
  *
  * The test mounts it itself (mount(2), as root): needs /dev/fuse and
  * CAP_SYS_ADMIN; linked only into the suites that use it (-lfuse3).
@@ -24,7 +26,7 @@ struct stall_fs;
  * or -EACCES (not allowed to mount) mean the facility is not here. */
 int stall_fs_start(const char *dir, const char *name, size_t size, struct stall_fs **ret);
 
-/* From now on every read, write, fsync and fallocate waits (those already
+/* From now on every read, write, fsync, fallocate and getattr of the file waits (those already
  * in progress finish). 0 or -errno. */
 int stall_fs_stall(struct stall_fs *fs);
 
