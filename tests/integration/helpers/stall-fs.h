@@ -26,8 +26,8 @@ struct stall_fs;
  * or -EACCES (not allowed to mount) mean the facility is not here. */
 int stall_fs_start(const char *dir, const char *name, size_t size, struct stall_fs **ret);
 
-/* From now on every read, write, fsync, fallocate and getattr of the file waits (those already
- * in progress finish). 0 or -errno. */
+/* From now on every read, write, fsync, fallocate and getattr of the file
+ * waits (those already in progress finish). 0 or -errno. */
 int stall_fs_stall(struct stall_fs *fs);
 
 /* Let everything that waits, and all that comes after, through. 0 or
