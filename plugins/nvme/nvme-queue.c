@@ -201,8 +201,9 @@ static void cq_update_heads(struct nvme_dev *d)
 }
 
 /* How many more commands SQ sq may take this round, `served` taken: its
- * budget, the room its CQ has for their completions (less the slots the
- * commands in flight hold) and the backing file's in-flight limit. */
+ * budget and the room its CQ has for their completions (less the slots the
+ * commands in flight hold). The backing files' in-flight limit is looked
+ * at command by command (file_room). */
 static uint32_t sq_allowance(const struct nvme_dev *d, const struct nvme_sq *sq, int served)
 {
     const struct nvme_cq *cq = &d->cq[sq->cqid];
@@ -213,13 +214,21 @@ static uint32_t sq_allowance(const struct nvme_dev *d, const struct nvme_sq *sq,
     uint32_t n = room > cq->reserved ? room - cq->reserved : 0;
     if (n > (uint32_t)(NVME_SQ_BUDGET - served))
         n = (uint32_t)(NVME_SQ_BUDGET - served);
-    if (d->aio) {
-        uint32_t inflight = nvme_file_inflight(d);
-        uint32_t left = inflight < NVME_AIO_DEPTH ? NVME_AIO_DEPTH - inflight : 0;
-        if (n > left)
-            n = left; /* 0: a completion wakes us */
-    }
     return n;
+}
+
+/* May this I/O command start now? One for a backing file waits while the
+ * files have NVME_AIO_DEPTH operations in flight (a completion wakes us);
+ * it waits in its SQ, which stops there: the other queues, and commands
+ * for RAM namespaces, go on, so that a file that hangs holds no more than
+ * the queues that carry its commands. */
+static bool file_room(struct nvme_dev *d, const struct nvme_sqe *cmd)
+{
+    if (!d->aio || nvme_file_inflight(d) < NVME_AIO_DEPTH)
+        return true;
+    const struct nvme_ns *ns = nvme_ns_of(d, le32toh(cmd->nsid));
+    bool on_file = ns ? ns->fd >= 0 : le32toh(cmd->nsid) == NVME_NSID_ALL;
+    return !on_file;
 }
 
 /* SQEs are copied out this many at a time, in one dma_get. */
@@ -270,7 +279,8 @@ static int sq_run(struct nvme_dev *d, uint16_t qid)
         return 0;
     }
     sq->bad_tail = UINT32_MAX;
-    while (sq->valid && sq->head != tail) {
+    bool blocked = false;
+    while (sq->valid && sq->head != tail && !blocked) {
         /* Nothing may be fetched whose completion would find no room: the
          * host consumes completions first. */
         uint32_t allowed = sq_allowance(d, sq, n);
@@ -289,6 +299,10 @@ static int sq_run(struct nvme_dev *d, uint16_t qid)
         d->memory_wait_logged = false;
         for (int i = 0; i < got && sq->valid; i++) {
             const struct nvme_sqe *cmd = &batch[i];
+            if (qid != 0 && !file_room(d, cmd)) {
+                blocked = true; /* fetched again when there is room */
+                break;
+            }
             sq->head = (sq->head + 1) % sq->size;
             struct nvme_result res = {0};
             if (qid == 0)

@@ -554,6 +554,75 @@ START_TEST(test_only_files_written_are_held)
 }
 END_TEST
 
+/* The queues (8) and commands per queue (the driver's most) of
+ * test_ram_namespace_goes_on: HUNG_QUEUES of them fill the backing files'
+ * in-flight limit (256) and more with Writes to the hung namespace. */
+#define MANY_QUEUES 8
+#define HUNG_QUEUES 5
+#define PER_QUEUE   (NVME_DRV_QDEPTH - 1)
+
+/* A controller with a RAM namespace and one on storage that hangs, its
+ * backing files' in-flight limit full of Writes there: a Read and a Write
+ * of the RAM namespace, on a queue of their own, still complete at once. */
+START_TEST(test_ram_namespace_goes_on)
+{
+    char file[PATH_MAX];
+    if (!mount_stall_fs(file, "test_ram_namespace_goes_on"))
+        return;
+    _cleanup_free_ char *json = NULL;
+    ck_assert_int_ge(asprintf(&json,
+                              "{\"size\": 8388608, \"ns2_backing\": \"%s\", \"queues\": %d, "
+                              "\"io_thread\": 0, \"aio\": \"%s\"}",
+                              file, MANY_QUEUES, aio_modes[_i]),
+                     0);
+    create("nvme", "n0", json);
+    client = tu_open(side.daemon, "n0");
+    ck_assert_int_eq(nvme_drv_attach(&drv, client, true, MANY_QUEUES + 1), 0);
+    ck_assert_int_eq(nvme_drv_enable(&drv), 0);
+    tu_nvme_set_queues(&drv, side.daemon, MANY_QUEUES);
+    for (uint16_t q = 1; q <= MANY_QUEUES; q++)
+        tu_nvme_create_queue(&drv, q);
+
+    ck_assert_int_eq(stall_fs_stall(fs), 0);
+    tu_fill_pat(nvme_drv_ptr(&drv, BUF_A), 4096, SEED_B);
+    uint16_t cids[HUNG_QUEUES + 1][PER_QUEUE];
+    for (uint16_t q = 1; q <= HUNG_QUEUES; q++) {
+        for (int k = 0; k < PER_QUEUE; k++) {
+            struct nvme_sqe c = rw(NVME_CMD_WRITE, (uint64_t)(q * PER_QUEUE + k) * 8, 1, BUF_A);
+            c.nsid = 2;
+            cids[q][k] = tu_nvme_submit(&drv, q, c);
+        }
+        ck_assert_int_eq(nvme_drv_kick(&drv, q), 0);
+    }
+    int waiting = stall_fs_wait_for(fs, 1, TU_TIMEOUT_MS);
+    check_released(waiting >= 1, "no Write waits in the stalled file system");
+    usleep(200000); /* muserd fetches up to its limit meanwhile */
+
+    uint16_t q = MANY_QUEUES, status = 0xffff;
+    for (int k = 0; k < 2; k++) {
+        struct nvme_sqe c =
+            k == 0 ? rw(NVME_CMD_WRITE, 64, 1, BUF_A) : rw(NVME_CMD_READ, 64, 1, BUF_B);
+        uint16_t cid = tu_nvme_submit(&drv, q, c);
+        ck_assert_int_eq(nvme_drv_kick(&drv, q), 0);
+        struct nvme_cqe cqe;
+        uint64_t start = test_now_ns();
+        int r = nvme_drv_reap(&drv, q, &cqe, ANSWER_MS);
+        check_released(r == 0 && cqe.cid == cid && (status = nvme_drv_status(&cqe)) == 0,
+                       "a %s of the RAM namespace beside %d Writes held on the hung one: %s "
+                       "after %llu ms, status %#x",
+                       k == 0 ? "Write" : "Read", HUNG_QUEUES * PER_QUEUE,
+                       r < 0 ? strerror(-r) : "completed", (unsigned long long)ms_since(start),
+                       status);
+    }
+    ck_assert_msg(is_pat(nvme_drv_ptr(&drv, BUF_B), SEED_B), "the RAM namespace reads back %s",
+                  pat_name(nvme_drv_ptr(&drv, BUF_B)));
+
+    ck_assert_int_eq(stall_fs_release(fs), 0);
+    for (q = 1; q <= HUNG_QUEUES; q++)
+        tu_nvme_reap_all(&drv, side.daemon, q, cids[q], PER_QUEUE);
+}
+END_TEST
+
 /* muserd's stop (SIGTERM) with a device whose storage hangs, a Write and a
  * Read in flight: it exits 0 within STOP_MS, without waiting for the
  * storage (the plugin stays mapped for what is still in flight; under
@@ -606,6 +675,8 @@ int main(void)
     /* "threads" only: see test_queued_write_never_lands. */
     tcase_add_loop_test(tc, test_queued_write_never_lands, 0, 1);
     tcase_add_loop_test(tc, test_only_files_written_are_held, 0,
+                        (int)(sizeof(aio_modes) / sizeof(aio_modes[0])));
+    tcase_add_loop_test(tc, test_ram_namespace_goes_on, 0,
                         (int)(sizeof(aio_modes) / sizeof(aio_modes[0])));
     /* "io_uring" only: see test_stop_while_storage_hangs. */
     tcase_add_loop_test(tc, test_stop_while_storage_hangs, 1, 2);

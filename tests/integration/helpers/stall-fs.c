@@ -85,9 +85,12 @@ static bool is_file(const struct server *s, const char *path)
 static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
     /* Room for many async (io_uring) requests at once in the file system,
-     * rather than in the kernel's queue: both wait, this way they count. */
-    conn->max_background = 64;
-    conn->congestion_threshold = 48;
+     * rather than in the kernel's queue: both wait, this way they count.
+     * Past max_background FUSE blocks whoever submits the next one: with
+     * io_uring that is muserd's I/O thread (FUSE takes O_DIRECT at submit),
+     * so the limit is above the nvme plugin's in-flight limit (256). */
+    conn->max_background = 512;
+    conn->congestion_threshold = 384;
     cfg->direct_io = 1;
     /* No cached attributes: every fstat of the file asks us, and waits
      * while stalled, as on storage that hangs (NFS revalidates the same
