@@ -8,7 +8,11 @@
  * commands themselves are in nvme-io-file.c.
  *
  * Threads: the device's I/O thread (create and destroy: whichever thread
- * the host calls them on), as nvme-dev.h says.
+ * the host calls them on), as nvme-dev.h says; but for release_leftovers,
+ * which the drainer of a destroyed device's engine runs (nvme-aio.c), and
+ * the held-file list, which any thread may touch under its lock.
+ * Create opens, probes and stats the file on that thread: storage that
+ * hangs at create holds it (a destroy asks the file system nothing).
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -261,6 +261,8 @@ bool nvme_post(struct nvme_dev *d, uint16_t sqid, uint16_t cid, const struct nvm
 int nvme_post_unfatal(struct nvme_dev *d, uint16_t sqid, uint16_t cid,
                       const struct nvme_result *res);
 void nvme_irq_flush(struct nvme_dev *d);
+/* The guest has the device interrupt through INTx (irq_mode service). */
+bool nvme_on_intx(const struct nvme_dev *d);
 /* An asynchronous event (dw0 as an AER completion carries it). */
 void nvme_event(struct nvme_dev *d, uint32_t type, uint32_t info, uint32_t log);
 void nvme_event_unmask(struct nvme_dev *d, uint32_t type);

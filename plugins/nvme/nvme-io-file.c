@@ -22,7 +22,9 @@
  * Write Zeroes and deallocate punch holes; a file that refuses
  * (EOPNOTSUPP) gets zeros written instead, from then on.
  *
- * Threads: the device's I/O thread, as nvme-dev.h says.
+ * Threads: the device's I/O thread, as nvme-dev.h says; once the device
+ * is destroyed, its commands still in flight belong to the drainer's
+ * thread (orphan_done, orphans_release), which touches nothing else.
  */
 #include <endian.h>
 #include <errno.h>

@@ -74,7 +74,7 @@ bool nvme_post(struct nvme_dev *d, uint16_t sqid, uint16_t cid, const struct nvm
     return r == 0;
 }
 
-static bool on_intx(const struct nvme_dev *d)
+bool nvme_on_intx(const struct nvme_dev *d)
 {
     return MUSERD_HAS_SERVICE(d->svc, irq_mode) && d->svc->irq_mode(d->host) == MUSERD_IRQ_INTX;
 }
@@ -113,7 +113,7 @@ void nvme_irq_flush(struct nvme_dev *d)
         if (d->intms & (1u << (cq->iv & 31)))
             continue;
         if (intx < 0)
-            intx = on_intx(d);
+            intx = nvme_on_intx(d);
         /* INTx is a level: entries the host took already raise nothing. */
         if (intx && cq->head == cq->tail) {
             cq->irq_pending = false;
@@ -404,7 +404,7 @@ void nvme_doorbell_write(struct nvme_dev *d, uint32_t index, uint32_t value)
      * that unmask would fire it again for nothing (a storm of unhandled
      * interrupts: the handler finds nothing, touches no register, and so
      * never ends the level). */
-    if (is_cq && d->irq_asserted && on_intx(d))
+    if (is_cq && d->irq_asserted && nvme_on_intx(d))
         (void)nvme_poll(d);
     nvme_kick(d);
 }

@@ -114,7 +114,7 @@ void nvme_shadow_config(struct nvme_dev *d, const struct nvme_sqe *cmd, struct n
      * its handler, and the line stays up: a storm of unhandled interrupts.
      * Under INTx the host keeps to MMIO doorbells (Linux goes on without
      * the config when it fails). */
-    if (MUSERD_HAS_SERVICE(d->svc, irq_mode) && d->svc->irq_mode(d->host) == MUSERD_IRQ_INTX) {
+    if (nvme_on_intx(d)) {
         d->svc->log(d->host, MUSERD_LOG_INFO,
                     "nvme: Doorbell Buffer Config refused: the controller interrupts through "
                     "INTx, which QEMU ends only at a register access");
